@@ -1,0 +1,170 @@
+"""Denoising objectives, noise-level sampling, and variational-bound terms.
+
+Every weighting is written as a weight ``w(lambda)`` on the per-item eps mean-squared error, with
+``lambda = log SNR`` (Kingma & Gao 2023, "Understanding Diffusion Objectives", Eq. 8): the x0-, v-,
+min-SNR and EDM losses are the same objective up to this weight, whatever the network predicts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .parameterisation import DiffusionDenoiser
+from .schedules import NoiseSchedule
+from .spaces import StateSpace
+
+Tensor = torch.Tensor
+
+
+# ------------------------------------------------------------------------------------------------
+# Noise-level sampling
+# ------------------------------------------------------------------------------------------------
+
+def sample_times(schedule: NoiseSchedule, num_items: int, kind: str = "uniform", *,
+                 generator: torch.Generator | None = None, device=None, p_mean: float = -1.2,
+                 p_std: float = 1.2, num_steps: int | None = None) -> Tensor:
+    """Draw one training time per item, ``[B]`` float64.
+
+    Args:
+        kind: ``"uniform"`` (``t ~ U[t_min, t_max]``); ``"discrete"`` (``t = k / T`` with ``k``
+            uniform over the schedule's table points, EDM's integer timesteps including ``t = 0``);
+            ``"lognormal"`` (``ln ve_sigma ~ N(p_mean, p_std^2)``, Karras et al. 2022, Sec. 5);
+            ``"log_snr_uniform"`` (log-SNR uniform between its end values).
+        num_steps: ``T`` for ``"discrete"`` (default: the schedule's own ``num_steps``).
+    """
+    u = torch.rand(num_items, generator=generator, device=device, dtype=torch.float64)
+    t_min, t_max = schedule.t_min, schedule.t_max
+    if kind == "uniform":
+        return t_min + (t_max - t_min) * u
+    if kind == "discrete":
+        steps = num_steps or getattr(schedule, "num_steps", None)
+        if steps is None:
+            raise ValueError("noise sampler 'discrete' needs num_steps for a continuous schedule")
+        k = torch.randint(0, steps + 1, (num_items,), generator=generator, device=device)
+        return (t_min + (t_max - t_min) * k.double() / steps)
+    if kind == "lognormal":
+        z = torch.randn(num_items, generator=generator, device=device, dtype=torch.float64)
+        sigma = torch.exp(p_mean + p_std * z).clamp(schedule.sigma_min, schedule.sigma_max)
+        return schedule.t_from_ve_sigma(sigma).clamp(t_min, t_max)
+    if kind == "log_snr_uniform":
+        hi = float(schedule.log_snr(torch.tensor(t_min, dtype=torch.float64)))
+        lo = float(schedule.log_snr(torch.tensor(t_max, dtype=torch.float64)))
+        return schedule.t_from_log_snr(lo + (hi - lo) * u).clamp(t_min, t_max)
+    raise ValueError(f"unknown noise sampler {kind!r}; choose from 'uniform', 'discrete', 'lognormal', 'log_snr_uniform'")
+
+
+# ------------------------------------------------------------------------------------------------
+# Weightings (weights on the eps mean-squared error)
+# ------------------------------------------------------------------------------------------------
+
+def loss_weight(log_snr: Tensor, kind: str = "eps", *, gamma: float = 5.0, sigma_data: float = 0.5,
+                bias: float = 0.0) -> Tensor:
+    """Weight on the eps-MSE that turns it into the named objective.
+
+    Args:
+        log_snr: ``[B]`` log-SNR ``lambda`` of each item.
+        kind: ``"eps"`` (1; EDM for molecules and DDPM's L_simple), ``"x0"`` (``1/SNR``: x0-MSE),
+            ``"v"`` (``1 + 1/SNR``: v-MSE for VP schedules), ``"truncated_snr"`` (``max(1, 1/SNR)``:
+            x0-MSE weighted by ``max(SNR, 1)``, Salimans & Ho 2022), ``"min_snr"``
+            (``min(SNR, gamma)/SNR``, Hang et al. 2023, Eq. 8), ``"edm"`` (``1 + sigma^2/sd^2``:
+            Karras et al. 2022's ``lambda(sigma)`` on the x0-MSE), ``"sigmoid"``
+            (``sigmoid(bias - lambda)``, Kingma & Gao 2023).
+    """
+    snr = torch.exp(log_snr)
+    if kind == "eps":
+        return torch.ones_like(log_snr)
+    if kind == "x0":
+        return 1.0 / snr
+    if kind == "v":
+        return 1.0 + 1.0 / snr
+    if kind == "truncated_snr":
+        return torch.clamp(1.0 / snr, min=1.0)
+    if kind == "min_snr":
+        return torch.clamp(snr, max=gamma) / snr
+    if kind == "edm":
+        return 1.0 + torch.exp(-log_snr) / sigma_data**2
+    if kind == "sigmoid":
+        return torch.sigmoid(bias - log_snr)
+    raise ValueError(f"unknown loss weighting {kind!r}; choose from 'eps', 'x0', 'v', 'truncated_snr', 'min_snr', 'edm', 'sigmoid'")
+
+
+def denoising_loss(denoiser: DiffusionDenoiser, x0: Tensor, space: StateSpace, *,
+                   generator: torch.Generator | None = None, weighting: str = "eps",
+                   noise_sampler: str = "uniform", extra_args: dict | None = None, t: Tensor | None = None,
+                   weighting_kwargs: dict | None = None, noise_kwargs: dict | None = None) -> Tensor:
+    """Per-item denoising loss ``w(lambda_t) * mean ||eps_hat - eps||^2`` (Ho et al. 2020, Eq. 14 with
+    the weights of :func:`loss_weight`; the mean runs over each item's entries, as EDM's ``l2`` loss).
+
+    Args:
+        denoiser: the model, whose ``predict(x_t, t, space=...)`` returns ``(x0_hat, eps_hat)``.
+        x0: clean batch, a point of ``space``.
+        space: the batch's state space (noise is drawn there, e.g. zero-CoM for coordinates).
+        generator: random generator for times and noise.
+        t: optional per-item times ``[B]`` (drawn with ``noise_sampler`` when absent).
+
+    Returns:
+        ``[B]`` per-item losses (average them for the training loss).
+    """
+    schedule = denoiser.schedule
+    extra_args = extra_args or {}
+    if t is None:
+        t = sample_times(schedule, space.num_items, noise_sampler, generator=generator, device=x0.device,
+                         **(noise_kwargs or {}))
+    eps = space.randn(generator=generator, dtype=x0.dtype)
+    alpha = space.per_item(schedule.alpha(t).to(x0.dtype))
+    sigma = space.per_item(schedule.sigma(t).to(x0.dtype))
+    x_t = alpha * x0 + sigma * eps
+    _, eps_hat = denoiser.predict(x_t, t, space=space, **extra_args)
+    mse = space.mean_per_item((eps_hat - eps) ** 2)
+    weight = loss_weight(schedule.log_snr(t), weighting, **(weighting_kwargs or {})).to(mse.dtype)
+    return weight * mse
+
+
+# ------------------------------------------------------------------------------------------------
+# Variational bound (Kingma et al. 2021, "Variational Diffusion Models"; EDM, Sec. 3.3)
+# ------------------------------------------------------------------------------------------------
+
+def vlb_diffusion_term(eps: Tensor, eps_hat: Tensor, log_snr_s: Tensor, log_snr_t: Tensor, space: StateSpace) -> Tensor:
+    """One discrete-time diffusion term ``L_t`` for steps ``s < t`` (VDM, Eq. 13/14):
+    ``KL(q(z_s|z_t,x) || p(z_s|z_t)) = 1/2 (SNR(s)/SNR(t) - 1) ||eps - eps_hat||^2``, summed over
+    the item's entries (nats), ``[B]``."""
+    factor = torch.expm1(log_snr_s - log_snr_t).to(eps.dtype)
+    return 0.5 * factor * space.sum_per_item((eps - eps_hat) ** 2)
+
+
+def prior_kl(x0: Tensor, schedule: NoiseSchedule, space: StateSpace) -> Tensor:
+    """``KL(q(z_T | x) || p(z_T))`` per item (nats), ``[B]``, for the prior
+    ``N(0, prior_variance I)`` of the VE-frame state, restricted to the space (EDM, Eq. 10)."""
+    s2 = schedule.sigma_max**2
+    v = schedule.prior_variance()
+    ratio = s2 / v
+    dof = space.dof.to(x0.dtype)
+    return 0.5 * (dof * (ratio - 1 - math.log(ratio)) + space.sum_per_item(x0**2) / v)
+
+
+def gaussian_nll(x: Tensor, mean: Tensor, variance: Tensor | float, space: StateSpace) -> Tensor:
+    """``-log N(x; mean, variance I)`` restricted to the space, ``[B]`` (nats). Used for the
+    reconstruction term ``-log p(x | z_0)`` of continuous blocks."""
+    return -space.log_normal(x, variance, mean)
+
+
+def diffusion_vlb_estimate(denoiser: DiffusionDenoiser, x0: Tensor, space: StateSpace, num_steps: int, *,
+                           generator: torch.Generator | None = None, extra_args: dict | None = None) -> Tensor:
+    """Unbiased one-sample estimate of ``sum_{k=1..T} L_k`` (the diffusion part of the bound), ``[B]``.
+
+    Draws ``k`` uniformly in ``1..T`` per item and returns ``T * L_k`` for the grid ``t_k = t_min +
+    k/T (t_max - t_min)`` of the schedule (VDM, Eq. 15). Add :func:`prior_kl` and a reconstruction
+    term for the full negative log-likelihood bound.
+    """
+    schedule = denoiser.schedule
+    k = torch.randint(1, num_steps + 1, (space.num_items,), generator=generator, device=x0.device)
+    span = schedule.t_max - schedule.t_min
+    t = schedule.t_min + span * k.double() / num_steps
+    s = schedule.t_min + span * (k - 1).double() / num_steps
+    eps = space.randn(generator=generator, dtype=x0.dtype)
+    alpha = space.per_item(schedule.alpha(t).to(x0.dtype))
+    sigma = space.per_item(schedule.sigma(t).to(x0.dtype))
+    _, eps_hat = denoiser.predict(alpha * x0 + sigma * eps, t, space=space, **(extra_args or {}))
+    return num_steps * vlb_diffusion_term(eps, eps_hat, schedule.log_snr(s), schedule.log_snr(t), space)

@@ -1,0 +1,35 @@
+"""Shared pytest fixtures.
+
+Real data for tests lives outside the project, in ``../shared/data`` beside the checkout (or
+wherever ``MOLDIFF_DATA_DIR`` points). Tests that need it use the ``shared_data`` fixture, which
+skips with the reason when the folder is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("MOLDIFF_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared data folder {path} not found (set MOLDIFF_DATA_DIR to the folder holding qm9/, molecules/, ...)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_threads():
+    # two cores on CI: keep torch from oversubscribing when pytest-xdist is not used
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
