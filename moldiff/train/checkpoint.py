@@ -1,0 +1,284 @@
+"""Checkpoints: one file per training state, written atomically, with the last K and the best kept.
+
+A checkpoint is a single ``torch.save`` dictionary::
+
+    {"format": "moldiff-checkpoint", "version": 1,
+     "step": int, "task": str, "config": dict (the whole experiment config),
+     "model": state_dict, "ema": {"module": state_dict, "num_updates": int, ...},
+     "optimizer": state_dict, "lr_scheduler": dict, "clipper": dict,
+     "rng": [per-rank dict of python / numpy / torch / cuda / noise-generator states],
+     "sampler": {"batches_consumed": int, ...}, "dataset_stats": dict, "sampling_state": dict,
+     "best_metric": float | None, "skipped_steps": int, "world_size": int}
+
+It holds only tensors and plain Python values, so :func:`load_checkpoint` reads it with
+``torch.load(weights_only=True)``. Files are written to ``<path>.tmp`` and renamed with
+``os.replace``, so a crash while writing never damages the previous file.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "WEIGHTS_FORMAT",
+    "CheckpointError",
+    "atomic_save",
+    "load_checkpoint",
+    "CheckpointManager",
+    "capture_rng_state",
+    "restore_rng_state",
+    "export_ema",
+    "load_trained_model",
+]
+
+CHECKPOINT_FORMAT = "moldiff-checkpoint"
+WEIGHTS_FORMAT = "moldiff-weights"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A file is not a moldiff checkpoint, or is of an unsupported version."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to ``<path>.tmp``, flush it to disk, then rename over ``path``.
+
+    If anything fails before the rename, the temporary file is removed and ``path`` keeps its old
+    content.
+
+    Args:
+        obj: anything ``torch.save`` accepts.
+        path: destination file.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(dst.name + ".tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint (or exported weights) written by this module.
+
+    Args:
+        path: file to read.
+        map_location: where tensors go (default: CPU).
+
+    Raises:
+        CheckpointError: if the file is not a moldiff checkpoint or its version is newer than this code.
+    """
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # truncated file, foreign pickle, ...
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {err}") from err
+    if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, WEIGHTS_FORMAT):
+        raise CheckpointError(f"{str(path)!r} is not a moldiff checkpoint (no 'format' entry)")
+    if int(state.get("version", 0)) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{str(path)!r} has checkpoint version {state['version']}; this moldiff reads "
+                              f"up to version {CHECKPOINT_VERSION}")
+    return state
+
+
+# ------------------------------------------------------------------------------------------------
+# Random states
+# ------------------------------------------------------------------------------------------------
+
+def capture_rng_state(generator: torch.Generator | None = None) -> dict:
+    """This process's random states: Python, NumPy, torch CPU, every CUDA device, and ``generator``.
+
+    Everything is stored as tensors or plain Python values (safe for ``weights_only`` loading).
+    """
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+    }
+    if generator is not None:
+        state["noise"] = generator.get_state()
+    return state
+
+
+def restore_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    random.setstate(_as_tuple(state["python"]))
+    np_state = state["numpy"]
+    np.random.set_state((np_state["kind"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if generator is not None and "noise" in state:
+        generator.set_state(state["noise"])
+
+
+def _as_tuple(obj):
+    """``random.setstate`` needs tuples where serialisation may have produced lists."""
+    if isinstance(obj, (list, tuple)):
+        return tuple(_as_tuple(v) for v in obj)
+    return obj
+
+
+# ------------------------------------------------------------------------------------------------
+# A run's checkpoint folder
+# ------------------------------------------------------------------------------------------------
+
+_STEP_FILE = re.compile(r"^step_(\d+)\.ckpt$")
+
+
+class CheckpointManager:
+    """The ``checkpoints/`` folder of a run: ``step_XXXXXXXX.ckpt`` files and ``best.ckpt``.
+
+    Args:
+        directory: folder holding the checkpoints (created on first save).
+        keep_last: number of periodic checkpoints kept; older ones are deleted after each save.
+    """
+
+    def __init__(self, directory: str | Path, keep_last: int = 3) -> None:
+        self.directory = Path(directory)
+        self.keep_last = int(keep_last)
+
+    @property
+    def best_path(self) -> Path:
+        return self.directory / "best.ckpt"
+
+    def path_for(self, step: int) -> Path:
+        return self.directory / f"step_{step:08d}.ckpt"
+
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """Periodic checkpoints on disk, ``(step, path)`` in increasing step order."""
+        if not self.directory.is_dir():
+            return []
+        found = []
+        for p in self.directory.iterdir():
+            m = _STEP_FILE.match(p.name)
+            if m:
+                found.append((int(m.group(1)), p))
+        return sorted(found)
+
+    def latest(self) -> Path | None:
+        """Path of the newest periodic checkpoint, or ``None``."""
+        found = self.checkpoints()
+        return found[-1][1] if found else None
+
+    def load_latest(self, map_location: str | torch.device = "cpu") -> tuple[Path, dict] | None:
+        """Load the newest readable checkpoint, skipping (with a warning) any that cannot be read."""
+        for _, path in reversed(self.checkpoints()):
+            try:
+                return path, load_checkpoint(path, map_location)
+            except CheckpointError as err:
+                warnings.warn(f"skipping unreadable checkpoint: {err}")
+        return None
+
+    def save(self, state: dict, step: int, best: bool = False) -> Path:
+        """Write ``state`` as the checkpoint of ``step`` (atomically), update ``best.ckpt``, prune.
+
+        Args:
+            state: the checkpoint dictionary.
+            step: its step (names the file).
+            best: also make it ``best.ckpt``.
+
+        Returns:
+            The path written.
+        """
+        path = atomic_save(state, self.path_for(step))
+        if best:
+            _atomic_copy(path, self.best_path)
+        for _, old in self.checkpoints()[:-self.keep_last]:
+            old.unlink(missing_ok=True)
+        return path
+
+
+# ------------------------------------------------------------------------------------------------
+# Shipping trained weights
+# ------------------------------------------------------------------------------------------------
+
+def export_ema(checkpoint_path: str | Path, out_path: str | Path, dtype: torch.dtype | None = torch.float16) -> Path:
+    """Write the EMA weights of a checkpoint, with its config and dataset statistics, to a small file.
+
+    Args:
+        checkpoint_path: a training checkpoint.
+        out_path: destination (``.pt``).
+        dtype: floating-point tensors are cast to this dtype (default: ``torch.float16``; ``None``
+            keeps float32). Integer buffers are kept as they are.
+
+    Returns:
+        ``out_path``. The file is a ``{"format": "moldiff-weights", "model": ..., "config": ...,
+        "dataset_stats": ..., "sampling_state": ..., "task": ..., "step": ...}`` dictionary that
+        :func:`load_checkpoint` and :func:`load_trained_model` read.
+    """
+    ckpt = load_checkpoint(checkpoint_path)
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{str(checkpoint_path)!r} is already an exported weights file")
+    weights = ckpt["ema"]["module"] if ckpt.get("ema") else ckpt["model"]
+    if dtype is not None:
+        weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
+    out = {
+        "format": WEIGHTS_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "task": ckpt["task"],
+        "step": ckpt["step"],
+        "config": ckpt["config"],
+        "dataset_stats": ckpt.get("dataset_stats", {}),
+        "sampling_state": ckpt.get("sampling_state", {}),
+        "model": weights,
+    }
+    return atomic_save(out, out_path)
+
+
+def load_trained_model(path: str | Path, ema: bool = True, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild a task's model from a checkpoint or an exported weights file, without its data.
+
+    Args:
+        path: training checkpoint or :func:`export_ema` output.
+        ema: load the EMA weights of a training checkpoint (default: true).
+        device: where the model goes (default: CPU).
+
+    Returns:
+        The model in eval mode, in float32.
+    """
+    from .tasks import build_model
+
+    ckpt = load_checkpoint(path)
+    model = build_model(ckpt["task"], ckpt["config"]["model"], ckpt.get("dataset_stats", {}))
+    if ckpt["format"] == WEIGHTS_FORMAT:
+        weights = ckpt["model"]
+    else:
+        weights = ckpt["ema"]["module"] if ema and ckpt.get("ema") else ckpt["model"]
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    return model.to(device).eval()

@@ -1,0 +1,72 @@
+"""Checkpoints: atomic writes, keep-last-K and best, random states, loading."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from moldiff.train.checkpoint import (CheckpointError, CheckpointManager, atomic_save, capture_rng_state,
+                                      load_checkpoint, restore_rng_state)
+
+
+def _state(step: int) -> dict:
+    return {"format": "moldiff-checkpoint", "version": 1, "step": step, "model": {"w": torch.full((1000,), float(step))}}
+
+
+def _failing_save(obj, f, *args, **kwargs):
+    f.write(b"half a checkpoint")
+    raise OSError("disk full")
+
+
+def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "run.ckpt"
+    atomic_save(_state(1), path)
+    monkeypatch.setattr(torch, "save", _failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save(_state(2), path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt"]  # no temporary file left behind
+
+
+def test_keep_last_and_best(tmp_path, monkeypatch):
+    manager = CheckpointManager(tmp_path, keep_last=2)
+    for step in range(1, 6):
+        manager.save(_state(step), step, best=step == 3)
+    assert [s for s, _ in manager.checkpoints()] == [4, 5]
+    assert load_checkpoint(manager.best_path)["step"] == 3
+    assert manager.latest() == tmp_path / "step_00000005.ckpt"
+
+    monkeypatch.setattr(torch, "save", _failing_save)
+    with pytest.raises(OSError):
+        manager.save(_state(6), 6, best=True)
+    monkeypatch.undo()
+    assert [s for s, _ in manager.checkpoints()] == [4, 5]  # nothing pruned, nothing half-written
+    assert load_checkpoint(manager.best_path)["step"] == 3
+    assert manager.load_latest()[1]["step"] == 5
+
+
+def test_unreadable_latest_falls_back(tmp_path):
+    manager = CheckpointManager(tmp_path, keep_last=3)
+    manager.save(_state(1), 1)
+    manager.path_for(2).write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="skipping unreadable checkpoint"):
+        path, state = manager.load_latest()
+    assert state["step"] == 1
+    with pytest.raises(CheckpointError, match="not a moldiff checkpoint"):
+        torch.save({"a": 1}, tmp_path / "other.pt")
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_rng_state_round_trip(tmp_path):
+    gen = torch.Generator().manual_seed(3)
+    state = capture_rng_state(gen)
+    atomic_save({"format": "moldiff-checkpoint", "version": 1, "rng": [state]}, tmp_path / "r.ckpt")
+    expected = (random.random(), np.random.rand(), torch.rand(1), torch.rand(1, generator=gen))
+    random.seed(99), np.random.seed(99), torch.manual_seed(99), gen.manual_seed(99)
+    restore_rng_state(load_checkpoint(tmp_path / "r.ckpt")["rng"][0], gen)
+    assert (random.random(), np.random.rand()) == expected[:2]
+    assert torch.equal(torch.rand(1), expected[2]) and torch.equal(torch.rand(1, generator=gen), expected[3])
