@@ -1,0 +1,71 @@
+"""Denoiser networks for packed graph batches, and the graph utilities they share.
+
+* :class:`EGNNDenoiser` — EDM's E(n)-equivariant GNN (Hoogeboom et al. 2022; Satorras et al. 2021).
+* :class:`E3nnDenoiser` — tensor-product network on irreps (needs e3nn; imported on first use).
+* :mod:`moldiff.nn.graph` — fully connected, radius, kNN and sequence graphs in plain torch,
+  per-graph means and the fast gather / segment-sum :class:`IndexPlan`.
+* :mod:`moldiff.nn.embeddings` — time and distance embeddings.
+
+``import moldiff.nn`` imports torch only: neither e3nn nor torch_geometric.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .egnn import EGNNDenoiser, EquivariantBlock, EquivariantUpdate, GCL
+from .embeddings import (
+    BesselBasis,
+    DistanceSinusoidEmbedding,
+    GaussianFourierProjection,
+    GaussianRBF,
+    SinusoidalEmbedding,
+    cosine_cutoff,
+    polynomial_cutoff,
+)
+from .graph import (
+    IndexPlan,
+    build_edges,
+    fully_connected_edges,
+    knn_edges,
+    radius_edges,
+    remove_mean,
+    scatter_mean,
+    scatter_sum,
+    segment_sum,
+    sequence_edges,
+)
+
+_LAZY = {"E3nnDenoiser": "e3nn_denoiser", "InteractionLayer": "e3nn_denoiser"}
+
+__all__ = [
+    "EGNNDenoiser",
+    "E3nnDenoiser",
+    "EquivariantBlock",
+    "EquivariantUpdate",
+    "GCL",
+    "BesselBasis",
+    "DistanceSinusoidEmbedding",
+    "GaussianFourierProjection",
+    "GaussianRBF",
+    "SinusoidalEmbedding",
+    "cosine_cutoff",
+    "polynomial_cutoff",
+    "IndexPlan",
+    "build_edges",
+    "fully_connected_edges",
+    "knn_edges",
+    "radius_edges",
+    "remove_mean",
+    "scatter_mean",
+    "scatter_sum",
+    "segment_sum",
+    "sequence_edges",
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'moldiff.nn' has no attribute {name!r}")
