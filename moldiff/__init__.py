@@ -12,10 +12,18 @@ __version__ = "0.1.0"
 
 _SUBMODULES = ("core", "nn", "molecules", "proteins", "images", "data", "models", "train", "testing")
 
-__all__ = list(_SUBMODULES) + ["__version__"]
+# public functions, imported on first use
+_FUNCTIONS = {
+    "load_pretrained": "moldiff.models.pretrained",
+    "load_model": "moldiff.models.pretrained",
+}
+
+__all__ = list(_SUBMODULES) + list(_FUNCTIONS) + ["__version__"]
 
 
 def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f"moldiff.{name}")
+    if name in _FUNCTIONS:
+        return getattr(importlib.import_module(_FUNCTIONS[name]), name)
     raise AttributeError(f"module 'moldiff' has no attribute {name!r}")

@@ -92,6 +92,7 @@ class TaskSpec:
 #: Tasks imported on first use: ``name -> "module.path:function"``; the function registers the task.
 LAZY_TASKS: dict[str, str] = {
     "gaussian_mixture": "moldiff.train.toy_task:register",
+    "molecules": "moldiff.models.molecule_task:register",
 }
 
 _REGISTRY: dict[str, TaskSpec] = {}

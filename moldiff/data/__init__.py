@@ -1,0 +1,48 @@
+"""moldiff.data: datasets and batching.
+
+* :mod:`~moldiff.data.molecule_graph`: ``MoleculeGraph``, ``PackedMolecules``, ``collate_molecules``
+  (packed graph batches, no padding);
+* :mod:`~moldiff.data.qm9`: ``load_qm9``, ``QM9Dataset`` (EDM split), property units;
+* :mod:`~moldiff.data.sdf`: ``SDFDataset`` for a user's own SDF files;
+* :mod:`~moldiff.data.molecule_dataset`: the shared array-backed ``MoleculeDataset`` and
+  ``training_smiles`` (reference SMILES for novelty, cached);
+* :mod:`~moldiff.data.cache`: the cache folder (``MOLDIFF_CACHE_DIR`` or ``~/.cache/moldiff``).
+
+Names are imported lazily, so ``import moldiff.data`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "MoleculeGraph": "molecule_graph",
+    "PackedMolecules": "molecule_graph",
+    "collate_molecules": "molecule_graph",
+    "MoleculeDataset": "molecule_dataset",
+    "training_smiles": "molecule_dataset",
+    "QM9Dataset": "qm9",
+    "QM9_PROPERTIES": "qm9",
+    "HARTREE_TO_EV": "qm9",
+    "HARTREE_TO_MEV": "qm9",
+    "edm_split_indices": "qm9",
+    "load_qm9": "qm9",
+    "SDFDataset": "sdf",
+    "cache_dir": "cache",
+}
+
+_SUBMODULES = ("molecule_graph", "molecule_dataset", "qm9", "sdf", "cache")
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"moldiff.data.{_EXPORTS[name]}"), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"moldiff.data.{name}")
+    raise AttributeError(f"module 'moldiff.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

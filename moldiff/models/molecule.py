@@ -1,0 +1,268 @@
+"""EDM-style 3D molecule diffusion: an equivariant denoiser + the zero-CoM product space + a schedule.
+
+The state of a molecule with ``N`` atoms is one tensor ``[N, 3 + K (+1)]`` per packed batch
+(Hoogeboom et al. 2022, "Equivariant Diffusion for Molecule Generation in 3D", Sec. 3):
+
+* ``pos / norm_x``  — coordinates in Angstrom, zero centre of mass per molecule (``(N-1)*3`` dof);
+* ``onehot / norm_h`` — the atom type as a one-hot vector over the dataset's vocabulary;
+* ``Z / norm_z``    — the atomic number ("charges" in EDM; optional),
+
+with EDM's normalisation ``[norm_x, norm_h, norm_z] = [1, 4, 10]``. Coordinates and features are
+diffused jointly by the same schedule (EDM's ``polynomial_2`` with precision ``1e-5`` by default),
+and decoded by the argmax of the one-hot block. The number of atoms is drawn from the training
+histogram ``p(N)``. Everything that is not molecule-specific (schedules, the noise, samplers, the
+loss) comes from :mod:`moldiff.core`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from moldiff.core import (DiffusionDenoiser, denoising_loss, get_sampler, initial_noise, make_schedule, molecule_space,
+                          sampling_sigmas)
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class MoleculeModelConfig:
+    """The ``model:`` section of a molecule config.
+
+    Attributes:
+        network: ``"egnn"`` (EDM's EGNN) or ``"e3nn"`` (tensor-product denoiser).
+        hidden: hidden features (EDM QM9: 256).
+        layers: equivariant blocks (EDM QM9: 9).
+        attention: EGNN edge gating (EDM: true).
+        coords_range: bound of the tanh coordinate update (EDM: 15).
+        edges: ``"full"``, ``"radius"`` or ``"knn"`` graphs.
+        cutoff: radius in Angstrom for ``edges="radius"``.
+        knn: neighbours for ``edges="knn"``.
+        schedule: a :func:`moldiff.core.make_schedule` name (EDM: ``"polynomial"``).
+        schedule_steps: ``T`` of a discrete schedule (EDM: 1000).
+        schedule_power: power of the polynomial schedule (EDM: 2).
+        precision: precision of the polynomial schedule (EDM: 1e-5).
+        prediction: ``"eps"``, ``"x0"``, ``"v"`` or ``"edm"`` (EDM: eps).
+        weighting: loss weighting of :func:`moldiff.core.loss_weight` (EDM: ``"eps"``).
+        noise_sampler: training noise levels (EDM: ``"discrete"``, integer ``t`` in ``0..T``).
+        norm_values: ``[norm_x, norm_h, norm_z]`` (EDM: ``[1, 4, 10]``).
+        include_charges: append ``Z / norm_z`` to the features (EDM QM9: true).
+        context: names of properties the model is conditioned on (empty: unconditional).
+        context_dropout: probability of dropping the context in training (classifier-free guidance).
+        e3nn_irreps: hidden irreps of the e3nn denoiser.
+    """
+
+    network: str = "egnn"
+    hidden: int = 256
+    layers: int = 9
+    attention: bool = True
+    coords_range: float = 15.0
+    edges: str = "full"
+    cutoff: Optional[float] = None
+    knn: Optional[int] = None
+    schedule: str = "polynomial"
+    schedule_steps: int = 1000
+    schedule_power: float = 2.0
+    precision: float = 1e-5
+    prediction: str = "eps"
+    weighting: str = "eps"
+    noise_sampler: str = "discrete"
+    norm_values: list[float] = field(default_factory=lambda: [1.0, 4.0, 10.0])
+    include_charges: bool = True
+    context: list[str] = field(default_factory=list)
+    context_dropout: float = 0.0
+    e3nn_irreps: str = "32x0e + 8x1o + 4x2e"
+
+
+def build_schedule(cfg: MoleculeModelConfig):
+    """The noise schedule named by a molecule config."""
+    if cfg.schedule == "polynomial":
+        return make_schedule("polynomial", num_steps=cfg.schedule_steps, power=cfg.schedule_power, precision=cfg.precision)
+    if cfg.schedule in ("ddpm_linear", "ddpm_cosine"):
+        return make_schedule(cfg.schedule, num_steps=cfg.schedule_steps)
+    return make_schedule(cfg.schedule)
+
+
+class _StateNetwork(nn.Module):
+    """Adapts a graph denoiser ``net(pos, h, batch, num_graphs) -> (eps_x, eps_h)`` to the core's
+    network contract ``network(x_t [N, 3+F], t [B], batch=..., num_graphs=..., context=...)``:
+    the time (and the per-molecule context) is appended to every node's features."""
+
+    def __init__(self, net: nn.Module, num_context: int) -> None:
+        super().__init__()
+        self.net = net
+        self.num_context = num_context
+
+    def forward(self, x_t: Tensor, t: Tensor, *, batch: Tensor, num_graphs: int, context: Tensor | None = None) -> Tensor:
+        pos, feats = x_t[:, :3], x_t[:, 3:]
+        parts = [feats, t.to(x_t.dtype)[batch].unsqueeze(-1)]
+        if self.num_context:
+            if context is None:  # the "null" context used for classifier-free guidance
+                context = torch.zeros(num_graphs, self.num_context, dtype=x_t.dtype, device=x_t.device)
+            parts.append(context.to(x_t.dtype)[batch])
+        eps_x, eps_h = self.net(pos, torch.cat(parts, dim=-1), batch, num_graphs)
+        return torch.cat([eps_x, eps_h], dim=-1)
+
+
+def _space_fn(width: int):
+    def space(x: Tensor, *, batch: Tensor, num_graphs: int, **_) -> Any:
+        return molecule_space(batch, width, num_graphs, dtype=x.dtype)
+
+    return space
+
+
+class MoleculeDiffusion(nn.Module):
+    """A 3D molecule diffusion model (EDM) over packed batches.
+
+    Args:
+        config: the model configuration.
+        stats: dataset statistics, saved with the weights: ``atom_types`` (element symbols of the
+            vocabulary, in one-hot order), ``atomic_numbers`` (same order), ``num_atoms_histogram``
+            (``{N: count}`` over the training molecules) and, for conditional models,
+            ``context_mean`` / ``context_std`` (per property, normalising the context) and
+            ``context_range`` (per property ``[min, max]`` seen in training).
+    """
+
+    def __init__(self, config: MoleculeModelConfig, stats: dict) -> None:
+        super().__init__()
+        self.config = config
+        self.stats = stats
+        self.atom_types: list[str] = list(stats["atom_types"])
+        self.register_buffer("atomic_numbers", torch.tensor(stats["atomic_numbers"], dtype=torch.long), persistent=False)
+        self.num_types = len(self.atom_types)
+        self.feature_width = self.num_types + int(config.include_charges)
+        num_context = len(config.context)
+        in_features = self.feature_width + 1 + num_context
+        if config.network == "egnn":
+            from moldiff.nn.egnn import EGNNDenoiser
+
+            net = EGNNDenoiser(in_features, self.feature_width, hidden=config.hidden, layers=config.layers,
+                               attention=config.attention, coords_range=config.coords_range, edges=config.edges,
+                               cutoff=config.cutoff, knn=config.knn)
+        elif config.network == "e3nn":
+            from moldiff.nn.e3nn_denoiser import E3nnDenoiser
+
+            net = E3nnDenoiser(in_features, self.feature_width, irreps_hidden=config.e3nn_irreps, layers=config.layers,
+                               edges=config.edges, cutoff=config.cutoff, knn=config.knn)
+        else:
+            raise ValueError(f"unknown network {config.network!r}; expected 'egnn' or 'e3nn'")
+        self.network = _StateNetwork(net, num_context)
+        self.schedule = build_schedule(config)
+        self.denoiser = DiffusionDenoiser(self.network, self.schedule, config.prediction,
+                                          space_fn=_space_fn(self.feature_width))
+        hist = {int(k): float(v) for k, v in stats["num_atoms_histogram"].items()}
+        sizes = sorted(hist)
+        self.register_buffer("_sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
+        self.register_buffer("_size_probs", torch.tensor([hist[n] for n in sizes], dtype=torch.float64) /
+                             sum(hist.values()), persistent=False)
+
+    # ------------------------------------------------------------------ features <-> state
+    def encode(self, pos: Tensor, atom_types: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        """Clean state ``x0 [N, 3 + F]`` from coordinates (Angstrom) and vocabulary indices ``[N]``."""
+        nx, nh, nz = self.config.norm_values
+        space = molecule_space(batch, self.feature_width, num_graphs, dtype=pos.dtype)
+        pos = space.blocks[0].project(pos) / nx
+        parts = [pos, nn.functional.one_hot(atom_types, self.num_types).to(pos.dtype) / nh]
+        if self.config.include_charges:
+            parts.append(self.atomic_numbers[atom_types].to(pos.dtype).unsqueeze(-1) / nz)
+        return torch.cat(parts, dim=-1)
+
+    def decode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(pos [N, 3] Angstrom, atom_types [N] vocabulary indices)`` from a sampled state."""
+        nx = self.config.norm_values[0]
+        return x[:, :3] * nx, x[:, 3:3 + self.num_types].argmax(dim=-1)
+
+    def normalise_context(self, values: dict[str, Any] | Tensor, num_graphs: int, device=None) -> Tensor | None:
+        """Per-molecule context ``[B, P]`` in the model's normalised units."""
+        names = self.config.context
+        if not names:
+            return None
+        if isinstance(values, Tensor):
+            raw = values.to(torch.float32)
+        else:
+            missing = [n for n in names if n not in values]
+            if missing:
+                raise ValueError(f"this model is conditioned on {names}; missing {missing}")
+            cols = [torch.as_tensor(values[n], dtype=torch.float32).reshape(-1).expand(num_graphs) for n in names]
+            raw = torch.stack(cols, dim=-1)
+        mean = torch.tensor([self.stats["context_mean"][n] for n in names], dtype=torch.float32)
+        std = torch.tensor([self.stats["context_std"][n] for n in names], dtype=torch.float32)
+        return ((raw - mean) / std).to(device if device is not None else raw.device)
+
+    # ------------------------------------------------------------------ training
+    def training_loss(self, batch, generator: torch.Generator | None = None):
+        """EDM's objective: eps-MSE over positions and features, per-molecule mean (``[B]``) averaged."""
+        x0 = self.encode(batch.pos, batch.atom_types, batch.batch, batch.num_graphs)
+        space = molecule_space(batch.batch, self.feature_width, batch.num_graphs, dtype=x0.dtype)
+        extra = {"batch": batch.batch, "num_graphs": batch.num_graphs}
+        if self.config.context:
+            context = self.normalise_context(batch.properties, batch.num_graphs, x0.device)  # columns = config.context
+            if self.config.context_dropout > 0:
+                keep = torch.rand(batch.num_graphs, 1, generator=generator, device=x0.device) >= self.config.context_dropout
+                context = context * keep
+            extra["context"] = context
+        per_item = denoising_loss(self.denoiser, x0, space, generator=generator, weighting=self.config.weighting,
+                                  noise_sampler=self.config.noise_sampler, extra_args=extra)
+        loss = per_item.mean()
+        return loss, {"eps_mse": loss.detach()}
+
+    def state_for_sampling(self) -> dict:
+        return {"stats": self.stats, "config": asdict(self.config)}
+
+    # ------------------------------------------------------------------ sampling
+    def sample_num_atoms(self, num: int, generator: torch.Generator | None = None) -> Tensor:
+        """Molecule sizes drawn from the training histogram ``p(N)``, ``[num]``."""
+        idx = torch.multinomial(self._size_probs, num, replacement=True, generator=generator)
+        return self._sizes[idx]
+
+    @torch.no_grad()
+    def sample_states(self, num_atoms: Sequence[int] | Tensor, *, sampler: str = "ddpm", steps: int | None = None,
+                      grid: str | None = None, generator: torch.Generator | None = None, context=None,
+                      guidance_scale: float = 1.0, callback: Callable | None = None, device=None,
+                      dtype=torch.float32, **sampler_options) -> tuple[Tensor, Tensor, Tensor]:
+        """Sample one packed batch.
+
+        Args:
+            num_atoms: size of each molecule, ``[B]``.
+            sampler: any name of :data:`moldiff.core.SAMPLERS`.
+            steps: sampler steps (default: ``T`` = ``schedule_steps`` for ``ddpm``, else 50).
+            grid: time grid (default: ``"uniform"`` in ``t`` for ``ddpm`` as EDM, else ``"karras"``).
+            context: property values (dict name -> value or ``[B]`` tensor) for conditional models.
+            guidance_scale: classifier-free guidance weight (1: plain conditional sampling).
+
+        Returns:
+            ``(pos [N, 3] Angstrom, atom_types [N] vocabulary indices, batch [N])``.
+        """
+        from moldiff.core import classifier_free_guidance
+
+        device = device or next(self.parameters()).device
+        sizes = torch.as_tensor(num_atoms, dtype=torch.long).cpu()
+        if bool((sizes < 2).any()):
+            raise ValueError("every molecule needs at least 2 atoms (zero centre of mass needs two points)")
+        num_graphs = sizes.numel()
+        batch = torch.repeat_interleave(torch.arange(num_graphs), sizes).to(device)
+        space = molecule_space(batch, self.feature_width, num_graphs, dtype=dtype)
+        if steps is None:
+            steps = self.config.schedule_steps if sampler in ("ddpm", "ancestral") else 50
+        if grid is None:
+            grid = "uniform" if sampler in ("ddpm", "ancestral") else "karras"
+        sigmas = sampling_sigmas(self.schedule, steps, grid)
+        extra = {"batch": batch, "num_graphs": num_graphs}
+        denoiser: Callable = self.denoiser
+        if self.config.context:
+            if context is None:
+                raise ValueError(f"this model is conditioned on {self.config.context}: pass context=")
+            ctx = self.normalise_context(context, num_graphs, device)
+            if guidance_scale != 1.0:
+                denoiser = classifier_free_guidance(self.denoiser, space, guidance_scale, {"context": ctx}, {"context": None})
+            else:
+                extra["context"] = ctx
+        x = initial_noise(space, float(sigmas[0]), generator=generator, schedule=self.schedule, dtype=dtype).to(device)
+        x = get_sampler(sampler)(denoiser, x, sigmas, space, generator=generator, callback=callback,
+                                 extra_args=extra, **sampler_options)
+        pos, types = self.decode(x)
+        return pos, types, batch
