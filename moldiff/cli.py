@@ -73,18 +73,29 @@ def _train(args: argparse.Namespace) -> int:
 
 def _sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="qm9", help="pretrained model name (qm9) or a checkpoint path (default: qm9)")
-    parser.add_argument("--num", type=int, default=100, help="number of molecules (default: 100)")
-    parser.add_argument("--out", default="samples.sdf", help="output file: .sdf, .sdf.gz or .xyz (default: samples.sdf)")
-    parser.add_argument("--sampler", default="ddpm",
-                        help="ddpm (EDM's ancestral sampler), ddim, euler, heun, dpmpp_2m, euler_maruyama, pc, pf_ode")
+    parser.add_argument("--num", type=int, default=100, help="number of molecules or images (default: 100)")
+    parser.add_argument("--out", default=None,
+                        help="output file: .sdf, .sdf.gz or .xyz for molecules (default: samples.sdf), "
+                             ".png (a grid) for image models (default: samples.png)")
+    parser.add_argument("--sampler", default=None,
+                        help="ddpm (EDM's ancestral sampler), ddim, euler, heun, dpmpp_2m, euler_maruyama, pc, pf_ode "
+                             "(default: ddpm for molecules, the model's configured sampler for images)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="sampler steps (default: the model's T = 1000 for ddpm, 50 for the others)")
+                        help="sampler steps (default for molecules: the model's T = 1000 for ddpm, 50 for the others; "
+                             "for images: the model's configured sample_steps)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--num-atoms", type=int, default=None, help="fixed number of atoms (default: drawn from the data)")
-    parser.add_argument("--batch-size", type=int, default=250, help="molecules sampled together (default: 250)")
+    parser.add_argument("--batch-size", type=int, default=250, help="molecules or images sampled together (default: 250)")
     parser.add_argument("--bonds", choices=("edm", "rdkit"), default="edm", help="bond perception for the SDF (default: edm)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    images = parser.add_argument_group("image models")
+    images.add_argument("--labels", default=None,
+                        help="class-conditional models: a class index or name for every image, a comma-separated list "
+                             "(one per image), or 'cycle' (0, 1, ..., K-1, 0, ...) (default: unconditional)")
+    images.add_argument("--guidance-scale", type=float, default=None,
+                        help="classifier-free guidance weight w, with --labels (default: the model's, 1 = none)")
+    images.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square grid)")
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -93,13 +104,21 @@ def _sample(args: argparse.Namespace) -> int:
 
     import torch
 
-    from moldiff.models.pretrained import load_pretrained
+    from moldiff.models.pretrained import MoleculeGenerator, load_model
     from moldiff.train.distributed import cleanup_distributed, gather_objects, init_distributed
 
     if args.num < 1:
         raise SystemExit("moldiff sample: --num must be at least 1")
     info = init_distributed(args.device)
-    generator = load_pretrained(args.model, device=info.device)
+    model = load_model(args.model, device=info.device)
+    if _is_image_model(model) or (args.out or "").lower().endswith(".png"):
+        try:
+            return _sample_images(args, model, info)
+        finally:
+            cleanup_distributed(info)
+    args.out = args.out or "samples.sdf"
+    args.sampler = args.sampler or "ddpm"
+    generator = MoleculeGenerator(model, source=str(args.model))
     sizes = generator.plan(args.num, args.seed, args.num_atoms)
     starts = list(range(0, args.num, args.batch_size))
     mine = [k for k in range(len(starts)) if k % info.world_size == info.rank]  # each rank its own chunks
@@ -136,6 +155,57 @@ def _sample(args: argparse.Namespace) -> int:
         print(f"wrote {len(molecules)} molecules to {out} ({per_molecule:.3f} s per molecule on rank 0, "
               f"{info.world_size} process(es), device {info.device})", file=sys.stderr)
     cleanup_distributed(info)
+    return 0
+
+
+def _is_image_model(model) -> bool:
+    from moldiff.images.model import ImageDiffusion
+
+    return isinstance(model, ImageDiffusion)
+
+
+def _sample_images(args: argparse.Namespace, model, info) -> int:
+    """``moldiff sample`` for image models: one PNG grid, written by rank 0."""
+    import time
+
+    from moldiff.images.grid import save_grid
+
+    if not _is_image_model(model):
+        raise SystemExit(f"moldiff sample: {args.model} is not an image model; write molecules to .sdf or .xyz")
+    out = args.out or "samples.png"
+    if not out.lower().endswith(".png"):
+        raise SystemExit(f"moldiff sample: image models write a PNG grid; got --out {out}")
+    if not info.is_main:
+        return 0
+    labels = args.labels
+    if labels is not None:
+        if not model.conditional:
+            raise SystemExit("moldiff sample: --labels needs a class-conditional model")
+        if labels == "cycle":
+            labels = [k % model.num_classes for k in range(args.num)]
+        else:
+            labels = [int(v) if v.strip().lstrip("-").isdigit() else v.strip() for v in labels.split(",")]
+    bar = None
+    if not args.no_progress:
+        from tqdm.auto import tqdm
+
+        steps = len(model.sigmas(args.steps)) - 1
+        bar = tqdm(total=steps * -(-args.num // args.batch_size), unit="step", desc=f"sampling {args.num} images")
+    tick = time.perf_counter()
+    try:
+        images = model.sample(args.num, seed=args.seed, sampler=args.sampler, steps=args.steps, labels=labels,
+                              guidance_scale=args.guidance_scale, batch_size=args.batch_size,
+                              callback=(lambda _: bar.update(1)) if bar is not None else None)
+    except ValueError as err:  # unknown class name, wrong number of labels, unknown sampler
+        raise SystemExit(f"moldiff sample: {err}") from None
+    elapsed = time.perf_counter() - tick
+    if bar is not None:
+        bar.close()
+    nrow = args.nrow or (model.num_classes if args.labels == "cycle" else None)
+    save_grid(images.cpu(), out, nrow=nrow)
+    nfe = model.nfe(args.sampler, args.steps, args.guidance_scale, guided=labels is not None)
+    print(f"wrote {args.num} images to {out} ({elapsed / args.num:.3f} s per image, {nfe} network evaluations "
+          f"per image, device {info.device})", file=sys.stderr)
     return 0
 
 
@@ -178,7 +248,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 COMMANDS: list[Command] = [
     Command("train", "train a model from a YAML config (use torchrun for several GPUs or machines)",
             _train_arguments, _train),
-    Command("sample", "sample molecules from a pretrained model or checkpoint into an SDF/XYZ file (torchrun for several GPUs)",
+    Command("sample", "sample molecules (SDF/XYZ file; torchrun for several GPUs) or images (PNG grid) from a model",
             _sample_arguments, _sample),
     Command("evaluate", "EDM's metrics (stability, validity, uniqueness, novelty) of an SDF file or a dataset split",
             _evaluate_arguments, _evaluate),
@@ -212,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"moldiff {args.command}: config error: {err}", file=sys.stderr)
         return 2
-    except FileExistsError as err:
+    except (FileExistsError, FileNotFoundError) as err:
         print(f"moldiff {args.command}: {err}", file=sys.stderr)
         return 2
 

@@ -39,6 +39,8 @@ class MoleculeModelConfig:
         layers: equivariant blocks (EDM QM9: 9).
         attention: EGNN edge gating (EDM: true).
         coords_range: bound of the tanh coordinate update (EDM: 15).
+        normalization_factor: EGNN sums over neighbours are divided by it (EDM QM9: 1; use about
+            the typical number of neighbours for larger molecules, or training can diverge).
         edges: ``"full"``, ``"radius"`` or ``"knn"`` graphs.
         cutoff: radius in Angstrom for ``edges="radius"``.
         knn: neighbours for ``edges="knn"``.
@@ -61,6 +63,7 @@ class MoleculeModelConfig:
     layers: int = 9
     attention: bool = True
     coords_range: float = 15.0
+    normalization_factor: float = 1.0
     edges: str = "full"
     cutoff: Optional[float] = None
     knn: Optional[int] = None
@@ -142,7 +145,7 @@ class MoleculeDiffusion(nn.Module):
 
             net = EGNNDenoiser(in_features, self.feature_width, hidden=config.hidden, layers=config.layers,
                                attention=config.attention, coords_range=config.coords_range, edges=config.edges,
-                               cutoff=config.cutoff, knn=config.knn)
+                               cutoff=config.cutoff, knn=config.knn, normalization_factor=config.normalization_factor)
         elif config.network == "e3nn":
             from moldiff.nn.e3nn_denoiser import E3nnDenoiser
 
