@@ -102,8 +102,6 @@ def _sample(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    import torch
-
     from moldiff.models.pretrained import MoleculeGenerator, load_model
     from moldiff.train.distributed import cleanup_distributed, gather_objects, init_distributed
 
@@ -170,39 +168,44 @@ def _sample_images(args: argparse.Namespace, model, info) -> int:
 
     from moldiff.images.grid import save_grid
 
+    def fail(message: str) -> int:
+        print(f"moldiff sample: {message}", file=sys.stderr)
+        return 2
+
     if not _is_image_model(model):
-        raise SystemExit(f"moldiff sample: {args.model} is not an image model; write molecules to .sdf or .xyz")
+        return fail(f"{args.model} is not an image model; write molecules to .sdf or .xyz")
     out = args.out or "samples.png"
     if not out.lower().endswith(".png"):
-        raise SystemExit(f"moldiff sample: image models write a PNG grid; got --out {out}")
+        return fail(f"image models write a PNG grid; got --out {out}")
+    labels = args.labels
+    if labels == "cycle":
+        labels = [k % max(model.num_classes, 1) for k in range(args.num)]
+    elif labels is not None:
+        labels = [int(v) if v.strip().lstrip("-").isdigit() else v.strip() for v in labels.split(",")]
     if not info.is_main:
         return 0
-    labels = args.labels
-    if labels is not None:
-        if not model.conditional:
-            raise SystemExit("moldiff sample: --labels needs a class-conditional model")
-        if labels == "cycle":
-            labels = [k % model.num_classes for k in range(args.num)]
-        else:
-            labels = [int(v) if v.strip().lstrip("-").isdigit() else v.strip() for v in labels.split(",")]
-    bar = None
-    if not args.no_progress:
-        from tqdm.auto import tqdm
+    progress = {}
 
-        steps = len(model.sigmas(args.steps)) - 1
-        bar = tqdm(total=steps * -(-args.num // args.batch_size), unit="step", desc=f"sampling {args.num} images")
+    def step(_):  # the bar appears with the first step, after the arguments were checked
+        if "bar" not in progress:
+            from tqdm.auto import tqdm
+
+            total = (len(model.sigmas(args.steps)) - 1) * -(-args.num // args.batch_size)
+            progress["bar"] = tqdm(total=total, unit="step", desc=f"sampling {args.num} images")
+        progress["bar"].update(1)
+
     tick = time.perf_counter()
     try:
         images = model.sample(args.num, seed=args.seed, sampler=args.sampler, steps=args.steps, labels=labels,
                               guidance_scale=args.guidance_scale, batch_size=args.batch_size,
-                              callback=(lambda _: bar.update(1)) if bar is not None else None)
-    except ValueError as err:  # unknown class name, wrong number of labels, unknown sampler
-        raise SystemExit(f"moldiff sample: {err}") from None
+                              callback=None if args.no_progress else step)
+    except ValueError as err:  # unknown sampler or class name, labels for an unconditional model, ...
+        return fail(str(err))
+    finally:
+        if "bar" in progress:
+            progress["bar"].close()
     elapsed = time.perf_counter() - tick
-    if bar is not None:
-        bar.close()
-    nrow = args.nrow or (model.num_classes if args.labels == "cycle" else None)
-    save_grid(images.cpu(), out, nrow=nrow)
+    save_grid(images.cpu(), out, nrow=args.nrow or (model.num_classes if args.labels == "cycle" else None))
     nfe = model.nfe(args.sampler, args.steps, args.guidance_scale, guided=labels is not None)
     print(f"wrote {args.num} images to {out} ({elapsed / args.num:.3f} s per image, {nfe} network evaluations "
           f"per image, device {info.device})", file=sys.stderr)

@@ -29,7 +29,10 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _deterministic_threads():
-    # two cores on CI: keep torch from oversubscribing when pytest-xdist is not used
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+def _single_thread():
+    """One torch thread for every test: the test tensors are small, where one thread is faster
+    than two, and an OpenMP region stalls on its slowest thread when CI's two cores are shared."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(previous)

@@ -16,7 +16,6 @@ loss) comes from :mod:`moldiff.core`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
 

@@ -36,11 +36,12 @@ from .graph import (
     sequence_edges,
 )
 
-_LAZY = {"E3nnDenoiser": "e3nn_denoiser", "InteractionLayer": "e3nn_denoiser"}
+_LAZY = {"E3nnDenoiser": "e3nn_denoiser", "InteractionLayer": "e3nn_denoiser", "UNet": "unet"}
 
 __all__ = [
     "EGNNDenoiser",
     "E3nnDenoiser",
+    "UNet",
     "EquivariantBlock",
     "EquivariantUpdate",
     "GCL",

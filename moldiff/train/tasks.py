@@ -93,6 +93,7 @@ class TaskSpec:
 LAZY_TASKS: dict[str, str] = {
     "gaussian_mixture": "moldiff.train.toy_task:register",
     "molecules": "moldiff.models.molecule_task:register",
+    "images": "moldiff.images.task:register",
 }
 
 _REGISTRY: dict[str, TaskSpec] = {}

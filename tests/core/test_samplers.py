@@ -1,6 +1,5 @@
 """Every sampler against closed-form Gaussian answers, on dense and packed-graph batches."""
 
-import math
 
 import pytest
 import torch

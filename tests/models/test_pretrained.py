@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import moldiff
-from moldiff.models.pretrained import PRETRAINED, PRETRAINED_DIR, pretrained_path
+from moldiff.models.pretrained import PRETRAINED_DIR, pretrained_path
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from moldiff.train.config import ExperimentConfig, TrainConfig
 from moldiff.train.toy_task import ToyDataConfig, ToyModelConfig
@@ -33,9 +32,3 @@ def small_toy_config(**train) -> ExperimentConfig:
 def toy_config():
     return small_toy_config
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These models are tiny: one thread is faster, and the CI machine's two cores are shared.
-    torch.set_num_threads(1)
-    yield
