@@ -22,8 +22,10 @@ import random
 import re
 import shutil
 import warnings
+import contextlib
+import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -39,6 +41,7 @@ __all__ = [
     "restore_rng_state",
     "export_ema",
     "load_trained_model",
+    "run_lock",
 ]
 
 CHECKPOINT_FORMAT = "moldiff-checkpoint"
@@ -282,3 +285,46 @@ def load_trained_model(path: str | Path, ema: bool = True, device: str | torch.d
         weights = ckpt["ema"]["module"] if ema and ckpt.get("ema") else ckpt["model"]
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
     return model.to(device).eval()
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str | Path) -> Iterator[Path]:
+    """Hold ``out_dir/run.lock`` while a run writes there, so two runs cannot interleave their
+    checkpoints and logs in one folder (say, a relaunch while the old process is still saving).
+
+    A lock left behind by a process that no longer runs on this machine is taken over.
+
+    Raises:
+        FileExistsError: another live process on this machine holds the lock.
+    """
+    path = Path(out_dir) / "run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            host, _, pid = path.read_text().strip().partition(" ")
+            if host == socket.gethostname() and pid.isdigit() and _alive(int(pid)):
+                raise FileExistsError(f"{out_dir} is in use by another training process (pid {pid}); "
+                                      f"stop it (it checkpoints on SIGTERM) before resuming") from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        break
+    try:
+        yield path
+    finally:
+        if path.exists() and path.read_text().strip() == me:
+            path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointManager, atomic_save,
-                         capture_rng_state, load_checkpoint, restore_rng_state)
+                         capture_rng_state, load_checkpoint, restore_rng_state, run_lock)
 from .config import ExperimentConfig, TrainConfig, save_yaml, to_dict
 from .distributed import (DistInfo, ShardedBatchSampler, all_reduce_max, all_reduce_sum, barrier,
                           broadcast_object, cleanup_distributed, gather_objects, init_distributed)
@@ -528,8 +528,13 @@ class Trainer:
             step it was in and returns with ``stopped=True``; ``resume=True`` continues it.
 
         Raises:
-            FileExistsError: when starting fresh in a folder that already holds checkpoints.
+            FileExistsError: when starting fresh in a folder that already holds checkpoints, or when
+                another live process on this machine is training in the same folder.
         """
+        with run_lock(self.out_dir) if self.is_main else contextlib.nullcontext():
+            return self._fit(resume, stop_at)
+
+    def _fit(self, resume: bool | str | Path, stop_at: int | None) -> TrainResult:
         tc = self.tc
         self._start_batch = self._batches_consumed()
         if resume:

@@ -70,3 +70,24 @@ def test_rng_state_round_trip(tmp_path):
     restore_rng_state(load_checkpoint(tmp_path / "r.ckpt")["rng"][0], gen)
     assert (random.random(), np.random.rand()) == expected[:2]
     assert torch.equal(torch.rand(1), expected[2]) and torch.equal(torch.rand(1, generator=gen), expected[3])
+
+
+def test_a_second_live_run_in_the_same_folder_is_refused(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from moldiff.train.checkpoint import run_lock
+
+    with run_lock(tmp_path):
+        with pytest.raises(FileExistsError, match="in use by another training process"):
+            with run_lock(tmp_path):
+                pass
+    assert not (tmp_path / "run.lock").exists()
+    # a lock left by a process that has exited is stale and taken over
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+
+    (tmp_path / "run.lock").write_text(f"{socket.gethostname()} {dead.stdout.strip()}")
+    with run_lock(tmp_path) as path:
+        assert path.read_text() == f"{socket.gethostname()} {os.getpid()}"
