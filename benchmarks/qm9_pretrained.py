@@ -44,7 +44,7 @@ def main(argv=None) -> dict:
     from moldiff.molecules.metrics import evaluate_molecules
 
     generator = load_pretrained(args.model)
-    steps = args.steps or (generator.model.config.schedule_steps if args.sampler in ("ddpm", "ancestral") else 50)
+    steps, _ = generator.model.sampling_defaults(args.sampler, args.steps)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     molecules = generator.sample_arrays(args.num, args.seed, sampler=args.sampler, steps=steps, batch_size=args.batch_size,
                                         progress=True)

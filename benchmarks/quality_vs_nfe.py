@@ -39,11 +39,6 @@ METRICS = ["atom_stability", "molecule_stability", "validity", "validity_x_uniqu
 HEADERS = ["atom stab %", "mol stab %", "valid %", "valid x unique %", "connected valid %"]
 
 
-def default_grid(sampler: str) -> str:
-    """The time grid :meth:`MoleculeDiffusion.sample_states` uses when none is given."""
-    return "uniform" if sampler in ("ddpm", "ancestral") else "karras"
-
-
 def steps_for_budget(sampler: str, nfe: int, schedule, grid: str) -> tuple[int, int]:
     """The most steps whose network evaluations fit in ``nfe``, and the evaluations they spend."""
     from moldiff.core import count_denoiser_calls, sampling_sigmas
@@ -86,7 +81,7 @@ def main(argv=None) -> dict:
     schedule = generator.model.schedule
     rows = []
     for sampler in args.samplers:
-        grid = args.grid or default_grid(sampler)
+        _, grid = generator.model.sampling_defaults(sampler, grid=args.grid)
         for budget in args.nfe:
             steps, nfe = steps_for_budget(sampler, budget, schedule, grid)
             wall0, cpu0 = time.perf_counter(), time.process_time()

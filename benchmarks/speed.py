@@ -218,7 +218,7 @@ def bench_sampling(args, model, molecules, bf16: bool) -> dict:
 
     sizes = torch.tensor([m.num_atoms for m in molecules])
     num, steps, measured = len(molecules), args.steps, args.measure_steps or args.steps
-    grid = args.grid or ("uniform" if args.sampler in ("ddpm", "ancestral") else "karras")  # sample_states' default
+    _, grid = model.sampling_defaults(args.sampler, grid=args.grid)
     marks = []
 
     def callback(_info):
@@ -338,7 +338,8 @@ def large_child(cfg: dict) -> dict:
     out = {"edges_kind": cfg["edges"], "atoms": cfg["atoms"],
            "edges": int(model.build_edges(pos, batch, 1).shape[1]),
            "wall_s": statistics.median(r[0] for r in runs), "cpu_s": statistics.median(r[1] for r in runs),
-           "wall_all_s": [round(r[0], 4) for r in runs], "peak_rss_mb": peak_rss, "baseline_rss_mb": base_rss, "memory_method": method}
+           "wall_all_s": [round(r[0], 4) for r in runs], "peak_rss_mb": peak_rss, "baseline_rss_mb": base_rss,
+           "memory_method": method}
     if device.startswith("cuda"):
         out["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20 - base
     return out

@@ -124,7 +124,7 @@ def _sample(args: argparse.Namespace) -> int:
     if info.is_main and not args.no_progress:
         from tqdm.auto import tqdm
 
-        steps = args.steps or (generator.model.config.schedule_steps if args.sampler in ("ddpm", "ancestral") else 50)
+        steps, _ = generator.model.sampling_defaults(args.sampler, args.steps)
         bar = tqdm(total=len(mine) * steps, unit="step", desc=f"sampling {args.num} molecules ({args.sampler})")
     tick = time.perf_counter()
     results = {}

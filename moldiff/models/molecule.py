@@ -221,6 +221,12 @@ class MoleculeDiffusion(nn.Module):
         idx = torch.multinomial(self._size_probs, num, replacement=True, generator=generator)
         return self._sizes[idx]
 
+    def sampling_defaults(self, sampler: str, steps: int | None = None, grid: str | None = None) -> tuple[int, str]:
+        """``(steps, grid)`` filled in where not given: EDM's ``T`` steps on a grid uniform in ``t``
+        for the ancestral sampler (a faithful reproduction), 50 steps on Karras et al.'s grid otherwise."""
+        ancestral = sampler in ("ddpm", "ancestral")
+        return (steps or (self.config.schedule_steps if ancestral else 50), grid or ("uniform" if ancestral else "karras"))
+
     @torch.no_grad()
     def sample_states(self, num_atoms: Sequence[int] | Tensor, *, sampler: str = "ddpm", steps: int | None = None,
                       grid: str | None = None, generator: torch.Generator | None = None, context=None,
@@ -248,10 +254,7 @@ class MoleculeDiffusion(nn.Module):
         num_graphs = sizes.numel()
         batch = torch.repeat_interleave(torch.arange(num_graphs), sizes).to(device)
         space = molecule_space(batch, self.feature_width, num_graphs, dtype=dtype)
-        if steps is None:
-            steps = self.config.schedule_steps if sampler in ("ddpm", "ancestral") else 50
-        if grid is None:
-            grid = "uniform" if sampler in ("ddpm", "ancestral") else "karras"
+        steps, grid = self.sampling_defaults(sampler, steps, grid)
         sigmas = sampling_sigmas(self.schedule, steps, grid)
         extra = {"batch": batch, "num_graphs": num_graphs}
         denoiser: Callable = self.denoiser
