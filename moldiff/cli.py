@@ -76,10 +76,11 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num", type=int, default=100, help="number of molecules or images (default: 100)")
     parser.add_argument("--out", default=None,
                         help="output file: .sdf, .sdf.gz or .xyz for molecules (default: samples.sdf), "
-                             ".png (a grid) for image models (default: samples.png)")
+                             ".png (a grid) for image models (default: samples.png), a folder for protein backbone "
+                             "models (default: samples/)")
     parser.add_argument("--sampler", default=None,
                         help="ddpm (EDM's ancestral sampler), ddim, euler, heun, dpmpp_2m, euler_maruyama, pc, pf_ode "
-                             "(default: ddpm for molecules, the model's configured sampler for images)")
+                             "(default: ddpm for molecules, the model's configured sampler for images and backbones)")
     parser.add_argument("--steps", type=int, default=None,
                         help="sampler steps (default for molecules: the model's T = 1000 for ddpm, 50 for the others; "
                              "for images: the model's configured sample_steps)")
@@ -89,13 +90,27 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bonds", choices=("edm", "rdkit"), default="edm", help="bond perception for the SDF (default: edm)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    conditional = parser.add_argument_group("conditional molecule models")
+    conditional.add_argument("--condition", action="append", default=None, metavar="NAME=VALUE",
+                             help="target property in QM9's units, e.g. alpha=80.0 (repeat for several properties; "
+                                  "default: drawn from p(c | N) of the training data)")
+    conditional.add_argument("--force-condition", action="store_true",
+                             help="accept --condition values outside the model's training range")
     images = parser.add_argument_group("image models")
     images.add_argument("--labels", default=None,
                         help="class-conditional models: a class index or name for every image, a comma-separated list "
                              "(one per image), or 'cycle' (0, 1, ..., K-1, 0, ...) (default: unconditional)")
     images.add_argument("--guidance-scale", type=float, default=None,
-                        help="classifier-free guidance weight w, with --labels (default: the model's, 1 = none)")
+                        help="classifier-free guidance weight w, with --labels or for conditional molecule models "
+                             "(default: the model's for images, 1 = none)")
     images.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square grid)")
+    proteins = parser.add_argument_group("protein backbone models (--out is a folder of PDB files + JSON sidecars)")
+    proteins.add_argument("--length", type=int, default=None, help="residues per chain (default: drawn from the data)")
+    proteins.add_argument("--contig", default=None,
+                          help="motif scaffolding, RFdiffusion's dialect, e.g. 10-20/A15-30/10-20 (needs --motif-pdb)")
+    proteins.add_argument("--motif-pdb", default=None, help="PDB or mmCIF file holding the contig's motif residues")
+    proteins.add_argument("--temperature", type=float, default=1.0,
+                          help="scale of the sampler's noise; below 1 for low-temperature sampling (default: 1)")
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -109,6 +124,11 @@ def _sample(args: argparse.Namespace) -> int:
         raise SystemExit("moldiff sample: --num must be at least 1")
     info = init_distributed(args.device)
     model = load_model(args.model, device=info.device)
+    if _is_backbone_model(model):
+        try:
+            return _sample_backbones(args, model) if info.is_main else 0
+        finally:
+            cleanup_distributed(info)
     if _is_image_model(model) or (args.out or "").lower().endswith(".png"):
         try:
             return _sample_images(args, model, info)
@@ -118,6 +138,14 @@ def _sample(args: argparse.Namespace) -> int:
     args.sampler = args.sampler or "ddpm"
     generator = MoleculeGenerator(model, source=str(args.model))
     sizes = generator.plan(args.num, args.seed, args.num_atoms)
+    try:
+        targets = generator.plan_condition(sizes, args.seed, parse_conditions(args.condition),
+                                           force=args.force_condition)
+    except ValueError as err:  # malformed NAME=VALUE, unknown property, value outside the training range
+        cleanup_distributed(info)
+        print(f"moldiff sample: {err}", file=sys.stderr)
+        return 2
+    options = {} if args.guidance_scale is None else {"guidance_scale": args.guidance_scale}
     starts = list(range(0, args.num, args.batch_size))
     mine = [k for k in range(len(starts)) if k % info.world_size == info.rank]  # each rank its own chunks
     bar = None
@@ -129,9 +157,11 @@ def _sample(args: argparse.Namespace) -> int:
     tick = time.perf_counter()
     results = {}
     for k in mine:
-        chunk = sizes[starts[k]:starts[k] + args.batch_size]
-        results[k] = generator.sample_chunk(chunk, args.seed, k, sampler=args.sampler, steps=args.steps,
-                                            callback=(lambda info_: bar.update(1)) if bar is not None else None)
+        part = slice(starts[k], starts[k] + args.batch_size)
+        condition = None if targets is None else {n: v[part] for n, v in targets.items()}
+        results[k] = generator.sample_chunk(sizes[part], args.seed, k, sampler=args.sampler, steps=args.steps,
+                                            callback=(lambda info_: bar.update(1)) if bar is not None else None,
+                                            condition=condition, **options)
     elapsed = time.perf_counter() - tick
     gathered = gather_objects(results) if info.distributed else [results]
     if info.is_main:
@@ -148,7 +178,11 @@ def _sample(args: argparse.Namespace) -> int:
         else:
             from moldiff.molecules.rdkit_io import write_sdf
 
-            write_sdf(molecules, out, bonds=args.bonds, titles=[f"moldiff {args.model} seed={args.seed} #{i}" for i in range(len(molecules))])
+            def title(i: int) -> str:
+                target = "" if targets is None else "".join(f" {n}={float(v[i]):.6g}" for n, v in targets.items())
+                return f"moldiff {args.model} seed={args.seed} #{i}{target}"
+
+            write_sdf(molecules, out, bonds=args.bonds, titles=[title(i) for i in range(len(molecules))])
         per_molecule = elapsed / max(1, sum(len(results[k]) for k in mine))
         print(f"wrote {len(molecules)} molecules to {out} ({per_molecule:.3f} s per molecule on rank 0, "
               f"{info.world_size} process(es), device {info.device})", file=sys.stderr)
@@ -156,10 +190,74 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_conditions(items: Sequence[str] | None) -> dict[str, float] | None:
+    """``["alpha=80", "gap=0.25"]`` -> ``{"alpha": 80.0, "gap": 0.25}`` (``None`` for no items).
+
+    Raises:
+        ValueError: naming the malformed item (no ``=``, no name, a value that is not a number, or a
+            property given twice).
+    """
+    if not items:
+        return None
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"--condition expects NAME=VALUE (e.g. alpha=80.0), got {item!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"--condition {item}: {value.strip()!r} is not a number") from None
+        if name in out:
+            raise ValueError(f"--condition gives {name!r} twice")
+        out[name] = number
+    return out
+
+
 def _is_image_model(model) -> bool:
     from moldiff.images.model import ImageDiffusion
 
     return isinstance(model, ImageDiffusion)
+
+
+def _is_backbone_model(model) -> bool:
+    from moldiff.proteins.model import BackboneDiffusion
+
+    return isinstance(model, BackboneDiffusion)
+
+
+def _sample_backbones(args: argparse.Namespace, model) -> int:
+    """``moldiff sample`` for protein backbone models: PDB files and JSON sidecars in the ``--out`` folder."""
+    import time
+
+    from moldiff.proteins.contig import ContigError
+    from moldiff.proteins.model import save_designs
+    from moldiff.proteins.pdb_io import StructureError
+
+    if (args.contig is None) != (args.motif_pdb is None):
+        print("moldiff sample: --contig and --motif-pdb go together", file=sys.stderr)
+        return 2
+    out = args.out or "samples"
+    options = dict(seed=args.seed, sampler=args.sampler, steps=args.steps, temperature=args.temperature,
+                   batch_size=args.batch_size)
+    tick = time.perf_counter()
+    try:
+        if args.contig:
+            designs = model.scaffold(args.motif_pdb, args.contig, args.num, length=args.length, **options)
+        else:
+            designs = model.sample(args.length, num=args.num, **options)
+    except (ContigError, StructureError, ValueError) as err:
+        print(f"moldiff sample: {err}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - tick
+    meta = {"model": str(args.model), "sampler": args.sampler or model.config.sampler,
+            "steps": args.steps or model.config.sample_steps, "temperature": args.temperature}
+    paths = save_designs(designs, out, metadata=meta)
+    rmsd = [d.motif_rmsd for d in designs if d.motif_rmsd is not None]
+    extra = f", motif RMSD max {max(rmsd):.2e} A" if rmsd else ""
+    print(f"wrote {len(paths)} backbones to {out}/ ({elapsed / len(paths):.3f} s per backbone{extra})", file=sys.stderr)
+    return 0
 
 
 def _sample_images(args: argparse.Namespace, model, info) -> int:
@@ -248,13 +346,48 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------
+# moldiff evaluate-backbones
+# ------------------------------------------------------------------------------------------------
+
+def _evaluate_backbones_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="folder of generated backbones (PDB or mmCIF files)")
+    parser.add_argument("--reference", default=None,
+                        help="real domains: CATH tar archive or folder; its fixed held-out split is used "
+                             "(default: ../shared/data/proteins/cath_domains_1000.tar.gz)")
+    parser.add_argument("--max-reference", type=int, default=200, help="held-out domains used at most (default: 200)")
+    parser.add_argument("--skip-bad-files", action="store_true",
+                        help="skip and count unreadable files instead of stopping")
+    parser.add_argument("--no-tm-score", action="store_true", help="skip the pairwise TM-score diversity")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def _evaluate_backbones(args: argparse.Namespace) -> int:
+    import json
+
+    from moldiff.proteins.evaluate import evaluate_folder, format_report
+
+    try:
+        result = evaluate_folder(args.path, args.reference, max_reference=args.max_reference,
+                                 on_error="skip" if args.skip_bad_files else "raise", tm_score=not args.no_tm_score)
+    except (ValueError, FileNotFoundError) as err:  # bad structure file, empty folder, missing reference
+        hint = " (use --skip-bad-files to skip it)" if "residue" in str(err) or "chain" in str(err) else ""
+        print(f"moldiff evaluate-backbones: {err}{hint}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else format_report(result))
+    return 0
+
+
 COMMANDS: list[Command] = [
     Command("train", "train a model from a YAML config (use torchrun for several GPUs or machines)",
             _train_arguments, _train),
-    Command("sample", "sample molecules (SDF/XYZ file; torchrun for several GPUs) or images (PNG grid) from a model",
+    Command("sample", "sample molecules (SDF/XYZ file; torchrun for several GPUs), images (PNG grid) or protein "
+            "backbones (folder of PDB files) from a model",
             _sample_arguments, _sample),
     Command("evaluate", "EDM's metrics (stability, validity, uniqueness, novelty) of an SDF file or a dataset split",
             _evaluate_arguments, _evaluate),
+    Command("evaluate-backbones", "geometry, compactness, secondary structure and diversity of generated protein "
+            "backbones against held-out CATH domains", _evaluate_backbones_arguments, _evaluate_backbones),
 ]
 
 

@@ -230,8 +230,8 @@ class MoleculeDiffusion(nn.Module):
     @torch.no_grad()
     def sample_states(self, num_atoms: Sequence[int] | Tensor, *, sampler: str = "ddpm", steps: int | None = None,
                       grid: str | None = None, generator: torch.Generator | None = None, context=None,
-                      guidance_scale: float = 1.0, callback: Callable | None = None, device=None,
-                      dtype=torch.float32, **sampler_options) -> tuple[Tensor, Tensor, Tensor]:
+                      guidance_scale: float = 1.0, guidance: Callable | None = None, callback: Callable | None = None,
+                      device=None, dtype=torch.float32, **sampler_options) -> tuple[Tensor, Tensor, Tensor]:
         """Sample one packed batch.
 
         Args:
@@ -241,6 +241,9 @@ class MoleculeDiffusion(nn.Module):
             grid: time grid (default: ``"uniform"`` in ``t`` for ``ddpm`` as EDM, else ``"karras"``).
             context: property values (dict name -> value or ``[B]`` tensor) for conditional models.
             guidance_scale: classifier-free guidance weight (1: plain conditional sampling).
+            guidance: optional ``guidance(denoiser, space, extra_args) -> denoiser`` wrapping the
+                (classifier-free guided) denoiser, e.g. gradient guidance by a property predictor
+                (:func:`moldiff.models.property_predictor.predictor_guidance`).
 
         Returns:
             ``(pos [N, 3] Angstrom, atom_types [N] vocabulary indices, batch [N])``.
@@ -266,6 +269,8 @@ class MoleculeDiffusion(nn.Module):
                 denoiser = classifier_free_guidance(self.denoiser, space, guidance_scale, {"context": ctx}, {"context": None})
             else:
                 extra["context"] = ctx
+        if guidance is not None:
+            denoiser = guidance(denoiser, space, extra)
         x = initial_noise(space, float(sigmas[0]), generator=generator, schedule=self.schedule, dtype=dtype).to(device)
         x = get_sampler(sampler)(denoiser, x, sigmas, space, generator=generator, callback=callback,
                                  extra_args=extra, **sampler_options)

@@ -30,6 +30,9 @@ class MoleculeDataConfig:
         remove_hydrogens: drop hydrogen atoms.
         on_error: SDF only: ``"raise"`` at the first bad record or ``"skip"`` and count.
         limit: use only the first ``limit`` training molecules (quick experiments).
+        half: ``None`` (the whole split), ``"predictor"`` or ``"generator"``: one half of the QM9
+            training split for EDM's conditional-generation protocol (Hoogeboom et al. 2022,
+            Sec. 5.3), cut by :func:`training_half_rows` (EDM's own recipe).
         eval_samples: molecules sampled from the EMA model at each evaluation (0: none).
         eval_sampler: sampler for those evaluations.
         eval_steps: its number of steps.
@@ -42,20 +45,77 @@ class MoleculeDataConfig:
     remove_hydrogens: bool = False
     on_error: str = "raise"
     limit: Optional[int] = None
+    half: Optional[str] = None
     eval_samples: int = 0
     eval_sampler: str = "dpmpp_2m"
     eval_steps: int = 50
 
 
-class _Subset(torch.utils.data.Dataset):
-    def __init__(self, dataset, n: int) -> None:
-        self.dataset, self.n = dataset, min(n, len(dataset))
+#: The halves of :func:`training_half_rows`: property predictor first, generator second.
+HALVES = ("predictor", "generator")
+
+
+def training_half_rows(num: int, half: str) -> np.ndarray:
+    """Rows of one half of a training split, sorted, for EDM's conditional-generation protocol.
+
+    EDM's own recipe (``qm9/data/utils.py``, datasets ``qm9_first_half`` / ``qm9_second_half``;
+    Hoogeboom et al. 2022, Sec. 5.3 and App.): ``np.random.seed(42); perm =
+    np.random.permutation(num)``; the property predictor trains on ``perm[:num // 2]``, the
+    conditional generator on ``perm[num // 2:]``. Applied to the 100,000 molecules of the EDM train
+    split (held in index order, as EDM's processed file) it selects the same molecules as EDM; the
+    legacy ``RandomState(42)`` reproduces ``np.random.seed(42)`` without touching numpy's global state.
+
+    Args:
+        num: size of the split (QM9 train: 100,000).
+        half: ``"predictor"`` (first half) or ``"generator"`` (second half).
+
+    Returns:
+        ``[num // 2]`` or ``[num - num // 2]`` sorted row indices into the split.
+    """
+    if half not in HALVES:
+        raise ValueError(f"half must be one of {HALVES} or null, got {half!r}")
+    perm = np.random.RandomState(42).permutation(num)
+    rows = perm[: num // 2] if half == "predictor" else perm[num // 2:]
+    return np.sort(rows)
+
+
+class DatasetRows(torch.utils.data.Dataset):
+    """A view of some rows of a molecule dataset, with the statistics :func:`dataset_stats` reads.
+
+    Args:
+        dataset: a :class:`~moldiff.data.molecule_dataset.MoleculeDataset` (or another view).
+        rows: row indices into it.
+    """
+
+    def __init__(self, dataset, rows) -> None:
+        self.dataset, self.rows = dataset, np.asarray(rows, dtype=np.int64)
 
     def __len__(self) -> int:
-        return self.n
+        return len(self.rows)
 
     def __getitem__(self, i):
-        return self.dataset[i]
+        return self.dataset[int(self.rows[i])]
+
+    @property
+    def vocabulary(self):
+        return self.dataset.vocabulary
+
+    @property
+    def num_atoms(self) -> np.ndarray:
+        return np.asarray(self.dataset.num_atoms)[self.rows]
+
+    def num_atoms_histogram(self) -> dict[int, int]:
+        sizes, counts = np.unique(self.num_atoms, return_counts=True)
+        return {int(s): int(c) for s, c in zip(sizes, counts)}
+
+    def property(self, name: str) -> np.ndarray:
+        return np.asarray(self.dataset.property(name))[self.rows]
+
+    def loader(self, batch_size: int, shuffle: bool = False, **kwargs):
+        from moldiff.data.molecule_graph import collate_molecules
+
+        return torch.utils.data.DataLoader(self, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_molecules,
+                                           **kwargs)
 
 
 def load_datasets(data: MoleculeDataConfig, context: list[str]):
@@ -65,6 +125,8 @@ def load_datasets(data: MoleculeDataConfig, context: list[str]):
 
         arrays = load_qm9(data.source)
         train = QM9Dataset(data.split, data.source, properties=context, remove_hydrogens=data.remove_hydrogens, arrays=arrays)
+        if data.half is not None:
+            train = DatasetRows(train, training_half_rows(len(train), data.half))
         valid = None
         if data.valid_split:
             valid = QM9Dataset(data.valid_split, data.source, properties=context,
@@ -72,6 +134,8 @@ def load_datasets(data: MoleculeDataConfig, context: list[str]):
     elif data.dataset == "sdf":
         if context:
             raise ValueError("conditioning on properties needs a dataset with properties (QM9)")
+        if data.half is not None:
+            raise ValueError("data.half (EDM's halves of the QM9 training split) needs dataset: qm9")
         from moldiff.data.sdf import SDFDataset
 
         train = SDFDataset(data.source, on_error=data.on_error, remove_hydrogens=data.remove_hydrogens)
@@ -89,7 +153,7 @@ def dataset_stats(train, context: list[str]) -> dict:
         "atom_types": list(train.vocabulary),
         "atomic_numbers": [atomic_number(s) for s in train.vocabulary],
         "num_atoms_histogram": {int(k): int(v) for k, v in train.num_atoms_histogram().items()},
-        "dataset": type(train).__name__,
+        "dataset": type(getattr(train, "dataset", train)).__name__,
         "num_molecules": len(train),
     }
     if context:
@@ -97,7 +161,55 @@ def dataset_stats(train, context: list[str]) -> dict:
         stats["context_mean"] = {n: float(v.mean()) for n, v in values.items()}
         stats["context_std"] = {n: float(v.std()) for n, v in values.items()}
         stats["context_range"] = {n: [float(v.min()), float(v.max())] for n, v in values.items()}
+        stats["context_given_n"] = {n: context_histograms(np.asarray(train.num_atoms), v) for n, v in values.items()}
     return stats
+
+
+def context_histograms(num_atoms: np.ndarray, values: np.ndarray, bins: int = 1000) -> dict[int, dict]:
+    """``p(c | N)`` of one property as EDM's ``DistributionProperty``: per molecule size, a histogram
+    of ``bins`` equal bins between that size's minimum and maximum (Hoogeboom et al. 2022, App.).
+
+    Returns:
+        ``{N: {"range": [min, max], "counts": [bins] ints}}`` (plain data, stored in checkpoints).
+    """
+    out = {}
+    for n in np.unique(num_atoms):
+        v = values[num_atoms == n]
+        lo, hi = float(v.min()), float(v.max())
+        idx = np.minimum(((v - lo) / (hi - lo + 1e-12) * bins).astype(np.int64), bins - 1)
+        out[int(n)] = {"range": [lo, hi], "counts": np.bincount(idx, minlength=bins).tolist()}
+    return out
+
+
+def sample_context(stats: dict, names: list[str], sizes: torch.Tensor, generator: torch.Generator | None = None
+                   ) -> dict[str, torch.Tensor]:
+    """Targets drawn from ``p(c | N)`` for molecules of the given sizes, as EDM's
+    ``DistributionProperty.sample``: a bin by its count, then uniformly inside it; several properties
+    are drawn independently given ``N``. Sizes never seen in training use the nearest seen size.
+
+    Args:
+        stats: a conditional model's statistics (``context_given_n``, see :func:`dataset_stats`).
+        names: properties to draw.
+        sizes: ``[B]`` molecule sizes.
+        generator: random source.
+
+    Returns:
+        ``{name: [B] float32}`` in the property's units.
+    """
+    out = {}
+    for name in names:
+        table = stats["context_given_n"][name]
+        seen = np.array(sorted(int(k) for k in table))
+        values = torch.empty(len(sizes), dtype=torch.float64)
+        for i, n in enumerate(sizes.tolist()):
+            entry = table[int(seen[np.abs(seen - n).argmin()])]
+            counts = torch.tensor(entry["counts"], dtype=torch.float64)
+            k = int(torch.multinomial(counts, 1, generator=generator))
+            lo, hi = entry["range"]
+            u = float(torch.rand(1, generator=generator, dtype=torch.float64))
+            values[i] = lo + (k + u) / len(counts) * (hi - lo)
+        out[name] = values.float()
+    return out
 
 
 def _eval_fn(data: MoleculeDataConfig):
@@ -140,7 +252,7 @@ def build(model_cfg: MoleculeModelConfig, data_cfg: MoleculeDataConfig, *, rank:
     train, valid = load_datasets(data_cfg, list(model_cfg.context))
     stats = dataset_stats(train, list(model_cfg.context))
     if data_cfg.limit is not None:
-        train = _Subset(train, data_cfg.limit)
+        train = DatasetRows(train, np.arange(min(data_cfg.limit, len(train))))
     model = MoleculeDiffusion(model_cfg, stats)
     return TaskBundle(model=model, train_dataset=train, collate_fn=collate_molecules, dataset_stats=stats,
                       eval_fn=_eval_fn(data_cfg) if data_cfg.eval_samples > 0 else None, valid_dataset=valid)

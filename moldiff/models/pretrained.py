@@ -85,11 +85,96 @@ class MoleculeGenerator:
             raise ValueError("every molecule needs at least 2 atoms")
         return sizes
 
+    def plan_condition(self, sizes: torch.Tensor, seed: int = 0, condition: dict | None = None, *, force: bool = False,
+                       predictor=None) -> dict[str, torch.Tensor] | None:
+        """Target properties of the molecules to sample, ``{name: [num]}`` in physical units.
+
+        A conditional model needs a value for each of its properties; with ``condition=None`` they
+        are drawn from ``p(c | N)`` of its training data (EDM's protocol, Hoogeboom et al. 2022,
+        Sec. 5.3). With a ``predictor`` (gradient guidance), an unconditional model takes targets
+        for the predictor's properties. Each given value must lie in the training range.
+
+        Args:
+            sizes: ``[num]`` molecule sizes (from :meth:`plan`).
+            seed: random seed of the draw from ``p(c | N)``.
+            condition: ``{name: value or [num] values}``, or ``None``.
+            force: accept values outside the training range.
+            predictor: optional :class:`~moldiff.models.property_predictor.PropertyPredictor`.
+
+        Returns:
+            ``None`` when nothing is conditioned on.
+
+        Raises:
+            ValueError: an unknown or missing property, a wrong number of values, or a value outside
+                the training range (unless ``force``).
+        """
+        from .molecule_task import sample_context
+
+        names = list(self.model.config.context)
+        ranges = dict(self.model.stats.get("context_range", {}))
+        if predictor is not None:
+            ranges = {**predictor.stats.get("property_range", {}), **ranges}
+        if condition is None:
+            if not names:
+                if predictor is not None:
+                    raise ValueError(f"gradient guidance needs targets: pass condition= for {predictor.properties}")
+                return None
+            if "context_given_n" not in self.model.stats:
+                raise ValueError(f"this model's statistics hold no p(c | N) to draw {names} from; pass condition=")
+            g = torch.Generator().manual_seed(_chunk_seed(seed, -2))
+            return sample_context(self.model.stats, names, sizes, generator=g)
+        allowed = set(names) | (set(predictor.properties) if predictor is not None else set())
+        if not allowed:
+            raise ValueError("this model is unconditional: it takes no condition (pass predictor= for gradient guidance)")
+        unknown = [n for n in condition if n not in allowed]
+        missing = [n for n in names if n not in condition]
+        if unknown or missing:
+            raise ValueError(f"this model is conditioned on {names or 'nothing'}"
+                             + (f" and the predictor predicts {predictor.properties}" if predictor is not None else "")
+                             + (f"; unknown {unknown}" if unknown else "") + (f"; missing {missing}" if missing else ""))
+        out = {}
+        for name, value in condition.items():
+            v = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
+            if v.numel() not in (1, len(sizes)):
+                raise ValueError(f"condition {name!r} has {v.numel()} values for {len(sizes)} molecules")
+            lo, hi = ranges[name]
+            outside = v[(v < lo) | (v > hi)]
+            if outside.numel() and not force:
+                from moldiff.data.qm9 import QM9_PROPERTIES
+
+                unit = QM9_PROPERTIES.get(name, ("",))[0]
+                raise ValueError(f"{name}={float(outside[0]):g} is outside this model's training range of {name}, "
+                                 f"[{lo:g}, {hi:g}] {unit}; pass force=True (--force-condition) to sample anyway")
+            out[name] = v.expand(len(sizes)).clone()
+        return out
+
     def sample_chunk(self, sizes: torch.Tensor, seed: int, chunk: int, *, sampler: str = "ddpm", steps: int | None = None,
-                     callback: Callable | None = None, **options) -> list[tuple[Any, Any]]:
-        """One chunk as ``(atomic_numbers [n], positions [n, 3] Angstrom)`` numpy pairs."""
+                     callback: Callable | None = None, condition: dict[str, torch.Tensor] | None = None,
+                     predictor=None, predictor_scale: float = 1.0, predictor_tau: float = 1.0,
+                     predictor_sigma_max: float | None = 5.0, **options) -> list[tuple[Any, Any]]:
+        """One chunk as ``(atomic_numbers [n], positions [n, 3] Angstrom)`` numpy pairs.
+
+        Args:
+            sizes: ``[b]`` sizes of the chunk's molecules.
+            seed, chunk: seed the chunk's noise.
+            condition: the chunk's slice of :meth:`plan_condition` (already checked).
+            predictor, predictor_scale, predictor_tau, predictor_sigma_max: gradient guidance towards
+                ``condition`` by a property predictor (``scale``, ``tau`` and ``sigma_max`` of
+                :func:`~moldiff.models.property_predictor.predictor_guidance`).
+            options: sampler options and ``guidance_scale`` (classifier-free guidance).
+        """
         from .molecule_task import split_molecules
 
+        if condition is not None:
+            context = {n: v for n, v in condition.items() if n in self.model.config.context}
+            if context:
+                options["context"] = context
+            if predictor is not None:
+                from .property_predictor import predictor_guidance
+
+                targets = {n: v for n, v in condition.items() if n in predictor.properties}
+                options["guidance"] = predictor_guidance(predictor.to(self.device).eval(), self.model, targets,
+                                                         predictor_scale, predictor_tau, predictor_sigma_max)
         g = torch.Generator(device=self.device).manual_seed(_chunk_seed(seed, chunk))
         pos, types, batch = self.model.sample_states(sizes, sampler=sampler, steps=steps, generator=g,
                                                      callback=callback, **options)
@@ -97,9 +182,13 @@ class MoleculeGenerator:
 
     def sample_arrays(self, num: int, seed: int = 0, *, sampler: str = "ddpm", steps: int | None = None,
                       num_atoms: int | Sequence[int] | None = None, batch_size: int = 250, progress: bool = False,
+                      condition: dict | None = None, force: bool = False, predictor=None,
                       **options) -> list[tuple[Any, Any]]:
         """``num`` molecules as ``(atomic_numbers, positions)`` numpy pairs (see :meth:`sample`)."""
+        if condition is None and "context" in options:  # the older spelling of condition=
+            condition = options.pop("context")
         sizes = self.plan(num, seed, num_atoms)
+        targets = self.plan_condition(sizes, seed, condition, force=force, predictor=predictor)
         out = []
         chunks = list(range(0, num, batch_size))
         bar = None
@@ -108,7 +197,9 @@ class MoleculeGenerator:
 
             bar = tqdm(total=num, unit="mol", desc=f"sampling ({sampler})")
         for k, start in enumerate(chunks):
-            out.extend(self.sample_chunk(sizes[start:start + batch_size], seed, k, sampler=sampler, steps=steps, **options))
+            part = None if targets is None else {n: v[start:start + batch_size] for n, v in targets.items()}
+            out.extend(self.sample_chunk(sizes[start:start + batch_size], seed, k, sampler=sampler, steps=steps,
+                                         condition=part, predictor=predictor, **options))
             if bar is not None:
                 bar.update(min(batch_size, num - start))
         if bar is not None:
@@ -117,8 +208,13 @@ class MoleculeGenerator:
 
     def sample(self, num: int, seed: int = 0, *, sampler: str = "ddpm", steps: int | None = None,
                num_atoms: int | Sequence[int] | None = None, bonds: str = "edm", batch_size: int = 250,
-               progress: bool = False, **options) -> list:
+               progress: bool = False, condition: dict | None = None, guidance_scale: float = 1.0,
+               force: bool = False, predictor=None, predictor_scale: float = 1.0, predictor_tau: float = 1.0,
+               predictor_sigma_max: float | None = 5.0, **options) -> list:
         """Sample ``num`` molecules as RDKit molecules with a 3D conformer.
+
+        >>> model = moldiff.load_pretrained("runs/qm9_alpha/last.ckpt")     # doctest: +SKIP
+        >>> mols = model.sample(100, condition={"alpha": 80.0})               # doctest: +SKIP
 
         Args:
             num: number of molecules.
@@ -131,8 +227,18 @@ class MoleculeGenerator:
             bonds: ``"edm"`` (EDM's distance tables) or ``"rdkit"`` (RDKit's bond perception).
             batch_size: molecules per chunk.
             progress: show a progress bar.
-            options: passed to the sampler (e.g. ``s_churn`` for Heun, ``eta`` for DDIM), or
-                ``context`` / ``guidance_scale`` for conditional models.
+            condition: conditional models: ``{property: value}`` (one value for all, or one per
+                molecule) in the units of :data:`moldiff.data.qm9.QM9_PROPERTIES`; ``None`` draws
+                the targets from ``p(c | N)`` of the training data (EDM's protocol).
+            guidance_scale: classifier-free guidance weight ``w`` (1: the conditional model, 0: the
+                unconditional one, > 1: stronger conditioning).
+            force: accept condition values outside the training range (refused by default).
+            predictor: a :class:`~moldiff.models.property_predictor.PropertyPredictor` for gradient
+                guidance towards ``condition`` (works with unconditional models too).
+            predictor_scale: gradient-guidance strength.
+            predictor_tau: width of the guidance likelihood on the predictor's normalised scale.
+            predictor_sigma_max: gradient guidance only at noise levels up to this one.
+            options: passed to the sampler (e.g. ``s_churn`` for Heun, ``eta`` for DDIM).
 
         Returns:
             ``num`` RDKit molecules (bonds perceived as asked; not sanitised, so unstable samples are
@@ -140,8 +246,12 @@ class MoleculeGenerator:
         """
         from moldiff.molecules.rdkit_io import build_molecule
 
+        if predictor is not None:
+            options.update(predictor_scale=predictor_scale, predictor_tau=predictor_tau,
+                           predictor_sigma_max=predictor_sigma_max)
         arrays = self.sample_arrays(num, seed, sampler=sampler, steps=steps, num_atoms=num_atoms, batch_size=batch_size,
-                                    progress=progress, **options)
+                                    progress=progress, condition=condition, force=force, predictor=predictor,
+                                    guidance_scale=guidance_scale, **options)
         return [build_molecule(z, p, bonds=bonds) for z, p in arrays]
 
 

@@ -1,1 +1,42 @@
-"""moldiff.proteins"""
+"""moldiff.proteins: diffusion of protein C-alpha backbones (generation and motif scaffolding).
+
+* :mod:`~moldiff.proteins.pdb_io` — PDB/mmCIF reading with clear errors (Biopython), PDB + JSON writing;
+* :mod:`~moldiff.proteins.dataset` — the CATH archive (read in place) or a folder, fixed held-out split;
+* :mod:`~moldiff.proteins.geometry` — CA bonds, angles, virtual dihedrals, Rg, clashes, secondary structure;
+* :mod:`~moldiff.proteins.contig` — RFdiffusion-style contigs (``10-20/A15-30/10-20``);
+* :mod:`~moldiff.proteins.model` — :class:`BackboneDiffusion` (zero-CoM CA space, EGNN on kNN +
+  sequence edges with relative-position and handedness features);
+* :mod:`~moldiff.proteins.task` — the ``backbones`` training task;
+* :mod:`~moldiff.proteins.evaluate` — the evaluation suite of ``moldiff evaluate-backbones``.
+
+Example:
+    >>> from moldiff.proteins import BackboneDiffusion, BackboneModelConfig      # doctest: +SKIP
+    >>> model = moldiff.load_model("runs/cath_ca/checkpoints/last.ckpt")          # doctest: +SKIP
+    >>> designs = model.sample(100, num=10, seed=0, temperature=0.8)              # doctest: +SKIP
+    >>> scaffolds = model.scaffold("motif.pdb", "10-20/A15-30/10-20", num=4)      # doctest: +SKIP
+    >>> save_designs(designs, "designs/")                                         # doctest: +SKIP
+
+Importing this package is cheap: Biopython is imported when a structure is first read.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Backbone": "pdb_io", "read_backbone": "pdb_io", "write_backbone_pdb": "pdb_io", "write_design": "pdb_io",
+    "StructureError": "pdb_io", "MissingCAError": "pdb_io", "ChainBreakError": "pdb_io",
+    "NonStandardResidueError": "pdb_io",
+    "BackboneDataset": "dataset", "BackboneBatch": "dataset", "collate_backbones": "dataset",
+    "Contig": "contig", "ContigError": "contig", "parse_contig": "contig",
+    "BackboneDiffusion": "model", "BackboneModelConfig": "model", "Design": "model", "save_designs": "model",
+    "evaluate_backbones": "evaluate", "evaluate_folder": "evaluate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'moldiff.proteins' has no attribute {name!r}")

@@ -93,7 +93,9 @@ class TaskSpec:
 LAZY_TASKS: dict[str, str] = {
     "gaussian_mixture": "moldiff.train.toy_task:register",
     "molecules": "moldiff.models.molecule_task:register",
+    "property_predictor": "moldiff.models.property_predictor:register",
     "images": "moldiff.images.task:register",
+    "backbones": "moldiff.proteins.task:register",
 }
 
 _REGISTRY: dict[str, TaskSpec] = {}

@@ -1,0 +1,468 @@
+"""Protein backbone diffusion on C-alpha traces: unconditional generation and motif scaffolding.
+
+The state of a chain of ``L`` residues is its CA coordinates divided by ``coord_scale`` (10 A by
+default, so coordinates have about unit spread), ``[L, 3]`` per chain in a packed batch, in the
+zero centre-of-mass space of :func:`moldiff.core.zero_com_space` (``(L-1) * 3`` degrees of
+freedom). Schedule, preconditioning, loss, samplers and inpainting all come from
+:mod:`moldiff.core`; the defaults follow EDM (Karras et al. 2022) with ``sigma_data = 1``.
+
+**Network.** :class:`BackboneNetwork` wraps :class:`~moldiff.nn.egnn.EGNNDenoiser` on a graph of
+``knn`` nearest neighbours (on the noisy input) united with sequence neighbours ``i +- o`` for
+``o`` in ``sequence_offsets`` (:func:`backbone_graph`): at most ``L (knn + 2 |offsets|)`` edges,
+linear in the length, so 300+ residue chains are cheap. Edge features, besides EGNN's squared
+distances:
+
+* the relative sequence position ``j - i`` clipped to ``+-max_relative_position``, one-hot;
+* with ``chirality`` (default), ``sin`` and ``cos`` of the signed CA virtual dihedral at ``i`` and
+  at ``j`` (:func:`node_dihedral_features`; zero at the chain ends). ``sin(phi)`` changes sign
+  under a reflection, so the network is SE(3)- but not E(3)-equivariant: it can tell a
+  right-handed helix from its mirror image, which a distance-only EGNN cannot.
+
+Sequence edges make node order meaningful, so the network is not permutation-equivariant (nor
+should it be).
+
+**Generation.** :meth:`BackboneDiffusion.sample` draws lengths from the training histogram unless
+given; ``temperature`` < 1 scales every Gaussian draw of the sampler (the initial noise and, for
+stochastic samplers, the noise of every step) by ``temperature``, as RFdiffusion's ``noise_scale``
+(Watson et al. 2023); with an ODE sampler only the initial noise is scaled.
+:meth:`BackboneDiffusion.scaffold` holds a motif's CA atoms fixed with
+:func:`moldiff.core.inpainting` (replacement; the motif is exact at the end of sampling) and
+reports the motif RMSD after superposition.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from moldiff.core import (DiffusionDenoiser, GraphSpace, denoising_loss, get_sampler, initial_noise, inpainting,
+                          make_schedule, sampling_sigmas, zero_com_space)
+from moldiff.nn.egnn import EGNNDenoiser
+from moldiff.nn.graph import knn_edges, sequence_edges
+
+from .contig import Contig, ContigError, ContigLayout, parse_contig
+from .geometry import dihedral_angle, kabsch_rmsd
+
+Tensor = torch.Tensor
+
+__all__ = ["BackboneModelConfig", "BackboneNetwork", "BackboneDiffusion", "Design", "backbone_graph",
+           "node_dihedral_features", "relative_position_features", "save_designs"]
+
+
+@dataclass
+class BackboneModelConfig:
+    """The ``model:`` section of a backbone config.
+
+    Attributes:
+        hidden: hidden features of the EGNN (default: 64).
+        layers: equivariant blocks (default: 4).
+        knn: spatial neighbours per residue (default: 16).
+        sequence_offsets: sequence separations joined by edges (default: ``[1, 2]``).
+        max_relative_position: relative positions are clipped to ``+-`` this (default: 16).
+        chirality: add the reflection-odd dihedral edge features (default: true).
+        attention: EGNN edge gating (default: true).
+        coords_range: bound of one edge's tanh coordinate step, in scaled units (default: 15).
+        normalization_factor: EGNN sums over neighbours are divided by it (default: 20, about the
+            number of neighbours).
+        coord_scale: Angstrom per unit of the diffused coordinates (default: 10).
+        schedule: a :data:`moldiff.core.SCHEDULES` name (default: ``"edm"``).
+        schedule_options: its keyword arguments (default: ``{}``).
+        prediction: ``"eps"``, ``"x0"``, ``"v"`` or ``"edm"`` (default: ``"edm"``).
+        sigma_data: EDM's data standard deviation in scaled units (default: 1).
+        weighting: loss weighting (default: ``"edm"``).
+        noise_sampler: training noise levels (default: ``"lognormal"``).
+        noise_options: its keyword arguments (default: ``{p_mean: -1.0, p_std: 1.4}``).
+        sampler: default sampler (default: ``"heun"``).
+        sample_steps: default sampler steps (default: 50).
+        sample_grid: default time grid (default: ``"karras"``).
+    """
+
+    hidden: int = 64
+    layers: int = 4
+    knn: int = 16
+    sequence_offsets: list[int] = field(default_factory=lambda: [1, 2])
+    max_relative_position: int = 16
+    chirality: bool = True
+    attention: bool = True
+    coords_range: float = 15.0
+    normalization_factor: float = 20.0
+    coord_scale: float = 10.0
+    schedule: str = "edm"
+    schedule_options: dict[str, Any] = field(default_factory=dict)
+    prediction: str = "edm"
+    sigma_data: float = 1.0
+    weighting: str = "edm"
+    noise_sampler: str = "lognormal"
+    noise_options: dict[str, Any] = field(default_factory=lambda: {"p_mean": -1.0, "p_std": 1.4})
+    sampler: str = "heun"
+    sample_steps: int = 50
+    sample_grid: str = "karras"
+
+
+# ------------------------------------------------------------------------------------------------
+# graph and features
+# ------------------------------------------------------------------------------------------------
+
+def backbone_graph(pos: Tensor, batch: Tensor, num_graphs: int, knn: int, sequence_offsets: Sequence[int]) -> Tensor:
+    """k-nearest-neighbour edges united with sequence edges, without duplicates.
+
+    Args:
+        pos: ``[N, 3]`` coordinates, each chain's residues contiguous and in order.
+        batch: ``[N]`` sorted chain index.
+        num_graphs: ``B``.
+        knn: spatial neighbours per residue.
+        sequence_offsets: sequence separations to join.
+
+    Returns:
+        ``edge_index [2, E]`` sorted by receiving then sending node, ``E <= N (knn + 2 |offsets|)``.
+    """
+    n = pos.shape[0]
+    edges = torch.cat([knn_edges(pos, batch, knn, num_graphs=num_graphs),
+                       sequence_edges(batch, sequence_offsets, num_graphs=num_graphs)], dim=1)
+    key = torch.unique(edges[0] * n + edges[1])  # sorted, deduplicated
+    return torch.stack([key // n, key % n])
+
+
+def relative_position_features(edge_index: Tensor, max_relative_position: int, dtype=torch.float32) -> Tensor:
+    """One-hot of the clipped relative sequence position ``clip(j - i, -R, R)``, ``[E, 2R + 1]``."""
+    r = max_relative_position
+    rel = (edge_index[1] - edge_index[0]).clamp(-r, r) + r
+    return nn.functional.one_hot(rel, 2 * r + 1).to(dtype)
+
+
+def node_dihedral_features(pos: Tensor, batch: Tensor) -> Tensor:
+    """``[sin phi_i, cos phi_i]`` of the CA virtual dihedral ``phi_i = dihedral(x_{i-1}, x_i, x_{i+1},
+    x_{i+2})`` of every residue, zero where the four residues are not in one chain, ``[N, 2]``.
+
+    ``sin phi`` is odd under reflections, ``cos phi`` even; both are invariant under rotations and
+    translations (and under scaling of the coordinates).
+    """
+    n = pos.shape[0]
+    idx = torch.arange(n, device=pos.device)
+    im1, ip1, ip2 = (idx - 1).clamp(min=0), (idx + 1).clamp(max=n - 1), (idx + 2).clamp(max=n - 1)
+    valid = (idx >= 1) & (idx + 2 < n) & (batch[im1] == batch) & (batch[ip2] == batch)
+    phi = dihedral_angle(pos[im1], pos, pos[ip1], pos[ip2])
+    feats = torch.stack([torch.sin(phi), torch.cos(phi)], dim=-1)
+    return feats * valid.unsqueeze(-1).to(pos.dtype)
+
+
+class BackboneNetwork(nn.Module):
+    """The denoising network: an EGNN on :func:`backbone_graph` with sequence and chirality edge features.
+
+    Follows the core's network contract ``network(x [N, 3], t [B], *, batch, num_graphs) -> [N, 3]``
+    (the EGNN's zero-mean coordinate output).
+
+    Args:
+        config: the model configuration.
+    """
+
+    def __init__(self, config: BackboneModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        extra = 2 * config.max_relative_position + 1 + (4 if config.chirality else 0)
+        self.egnn = EGNNDenoiser(1, 1, hidden=config.hidden, layers=config.layers, attention=config.attention,
+                                 coords_range=config.coords_range, edges="knn", knn=config.knn,
+                                 extra_edge_features=extra, normalization_factor=config.normalization_factor)
+
+    def graph(self, pos: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor]:
+        """``(edge_index [2, E], edge_attr [E, extra])`` for coordinates ``pos``."""
+        cfg = self.config
+        edge_index = backbone_graph(pos, batch, num_graphs, cfg.knn, cfg.sequence_offsets)
+        parts = [relative_position_features(edge_index, cfg.max_relative_position, pos.dtype)]
+        if cfg.chirality:
+            dih = node_dihedral_features(pos, batch)
+            parts += [dih[edge_index[0]], dih[edge_index[1]]]
+        return edge_index, torch.cat(parts, dim=-1)
+
+    def forward(self, x: Tensor, t: Tensor, *, batch: Tensor, num_graphs: int) -> Tensor:
+        edge_index, edge_attr = self.graph(x, batch, num_graphs)
+        h = t.to(x.dtype)[batch].unsqueeze(-1)
+        eps, _ = self.egnn(x, h, batch, num_graphs, edge_index=edge_index, edge_attr=edge_attr)
+        return eps
+
+
+class _TemperedSpace(GraphSpace):
+    """A zero-CoM coordinate space whose Gaussian draws are scaled by ``temperature``."""
+
+    def __init__(self, batch: Tensor, num_graphs: int, temperature: float, dtype: torch.dtype) -> None:
+        super().__init__(batch, 3, num_graphs, zero_com=True, dtype=dtype)
+        self.temperature = float(temperature)
+
+    def randn(self, generator=None, dtype=None):
+        return super().randn(generator, dtype) * self.temperature
+
+
+def _space_fn(x: Tensor, *, batch: Tensor, num_graphs: int, **_) -> GraphSpace:
+    return zero_com_space(batch, num_graphs, dtype=x.dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# designs
+# ------------------------------------------------------------------------------------------------
+
+@dataclass
+class Design:
+    """One generated backbone.
+
+    Attributes:
+        ca: ``[L, 3]`` CA coordinates in A.
+        seed: seed of the call that made it.
+        index: its position in that call.
+        layout: the contig layout (scaffolding only).
+        motif_rmsd: CA RMSD (A) between the design's motif residues and the input motif after
+            superposition (scaffolding only).
+        contig: the contig string (scaffolding only).
+    """
+
+    ca: np.ndarray
+    seed: int
+    index: int
+    layout: Optional[ContigLayout] = None
+    motif_rmsd: Optional[float] = None
+    contig: Optional[str] = None
+
+    @property
+    def motif_mask(self) -> np.ndarray:
+        """``[L]`` bool, true at motif residues (all false for unconditional designs)."""
+        return self.layout.motif_mask if self.layout is not None else np.zeros(len(self.ca), bool)
+
+    def metadata(self) -> dict:
+        """JSON-ready facts: seed, index, contig, sampled contig, motif mapping and RMSD."""
+        meta: dict[str, Any] = {"seed": self.seed, "index": self.index}
+        if self.layout is not None:
+            meta.update({"contig": self.contig, **self.layout.to_dict(), "motif_rmsd": self.motif_rmsd})
+        return meta
+
+
+def save_designs(designs: Sequence[Design], out_dir: str | os.PathLike, *, prefix: str = "design",
+                 metadata: dict | None = None) -> list[Path]:
+    """Write each design as ``<prefix>_<index>.pdb`` with a JSON sidecar (see
+    :func:`moldiff.proteins.pdb_io.write_design`); ``metadata`` (model, sampler, ...) goes into
+    every sidecar. Returns the PDB paths."""
+    from .pdb_io import write_design
+
+    paths = []
+    for d in designs:
+        meta = {**(metadata or {}), **d.metadata()}
+        pdb, _ = write_design(out_dir, f"{prefix}_{d.index:04d}", d.ca, meta, motif_mask=d.motif_mask)
+        paths.append(pdb)
+    return paths
+
+
+def _read_motif(motif_pdb, contig: Contig) -> np.ndarray:
+    """CA coordinates ``[M, 3]`` of the contig's motif residues, in contig order."""
+    from .pdb_io import read_backbone
+
+    chains = {}
+    rows = []
+    for seg in contig.motif_segments:
+        if seg.chain not in chains:
+            chains[seg.chain] = read_backbone(motif_pdb, chain=seg.chain, max_ca_gap=None, allow_nonstandard=True)
+        bb = chains[seg.chain]
+        for number in range(seg.start, seg.end + 1):
+            try:
+                rows.append(bb.ca[bb.residue_index(number)])
+            except KeyError as err:
+                raise ContigError(f"motif segment {seg} of contig {contig.text!r}: {err.args[0]}") from None
+    return np.stack(rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# the model
+# ------------------------------------------------------------------------------------------------
+
+class BackboneDiffusion(nn.Module):
+    """A diffusion model of protein C-alpha traces.
+
+    Args:
+        config: the model configuration.
+        stats: dataset statistics saved with the weights: ``length_histogram`` (``{L: count}`` of
+            the training chains), optionally ``dataset`` and ``num_structures``.
+
+    Example:
+        >>> model = BackboneDiffusion(BackboneModelConfig(hidden=8, layers=1), {"length_histogram": {30: 1}})
+        >>> [d.ca.shape for d in model.sample(num=2, steps=2)]
+        [(30, 3), (30, 3)]
+    """
+
+    def __init__(self, config: BackboneModelConfig, stats: dict) -> None:
+        super().__init__()
+        self.config = config
+        self.stats = dict(stats)
+        hist = {int(k): float(v) for k, v in stats.get("length_histogram", {}).items()}
+        self._lengths = np.array(sorted(hist), dtype=np.int64)
+        self._length_probs = np.array([hist[n] for n in sorted(hist)], dtype=np.float64)
+        self.network = BackboneNetwork(config)
+        self.schedule = make_schedule(config.schedule, **config.schedule_options)
+        self.denoiser = DiffusionDenoiser(self.network, self.schedule, config.prediction, space_fn=_space_fn,
+                                          sigma_data=config.sigma_data)
+
+    # ------------------------------------------------------------------ training
+    def encode(self, ca: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        """Clean state: CA coordinates (A) centred per chain and divided by ``coord_scale``, ``[N, 3]``."""
+        return zero_com_space(batch, num_graphs, dtype=ca.dtype).project(ca) / self.config.coord_scale
+
+    def training_loss(self, batch, generator: torch.Generator | None = None):
+        """Mean denoising loss of a :class:`~moldiff.proteins.dataset.BackboneBatch`.
+
+        Metrics: ``loss_std``, the spread of the per-chain losses.
+        """
+        x0 = self.encode(batch.ca, batch.batch, batch.num_graphs)
+        space = zero_com_space(batch.batch, batch.num_graphs, dtype=x0.dtype)
+        per_item = denoising_loss(self.denoiser, x0, space, generator=generator, weighting=self.config.weighting,
+                                  noise_sampler=self.config.noise_sampler, noise_kwargs=self.config.noise_options,
+                                  weighting_kwargs={"sigma_data": self.config.sigma_data},
+                                  extra_args={"batch": batch.batch, "num_graphs": batch.num_graphs})
+        return per_item.mean(), {"loss_std": per_item.detach().std() if per_item.numel() > 1 else 0.0}
+
+    def state_for_sampling(self) -> dict:
+        return {"stats": self.stats, "config": asdict(self.config)}
+
+    # ------------------------------------------------------------------ sampling
+    def sample_lengths(self, num: int, rng: np.random.Generator | int | None = None) -> list[int]:
+        """``num`` chain lengths drawn from the training histogram."""
+        if self._lengths.size == 0:
+            raise ValueError("this model has no length histogram: pass lengths explicitly")
+        rng = np.random.default_rng(rng)
+        return rng.choice(self._lengths, size=num, p=self._length_probs / self._length_probs.sum()).tolist()
+
+    def sigmas(self, steps: int | None = None, grid: str | None = None) -> Tensor:
+        """The sampler's noise levels, ``[steps + 1]``."""
+        return sampling_sigmas(self.schedule, steps or self.config.sample_steps, grid or self.config.sample_grid)
+
+    @torch.no_grad()
+    def sample_states(self, lengths: Sequence[int], *, sampler: str | None = None, steps: int | None = None,
+                      grid: str | None = None, temperature: float = 1.0, generator: torch.Generator | None = None,
+                      known: Tensor | None = None, mask: Tensor | None = None, callback: Callable | None = None,
+                      dtype: torch.dtype = torch.float32, **sampler_options) -> tuple[Tensor, Tensor]:
+        """Sample one packed batch of chains.
+
+        Args:
+            lengths: residues of each chain, ``[B]``, each at least 2.
+            sampler: any :data:`moldiff.core.SAMPLERS` name (default: the config's).
+            steps: sampler steps (default: the config's).
+            grid: time grid (default: the config's).
+            temperature: scale of every Gaussian draw (see the module docstring) (default: 1).
+            generator: random generator on the model's device.
+            known: ``[N, 3]`` CA coordinates in A of residues to hold fixed (inpainting).
+            mask: ``[N]`` bool, true where ``known`` holds.
+            callback: called after each sampler step.
+            dtype: dtype of the sampler state (default: float32).
+            sampler_options: passed to the sampler.
+
+        Returns:
+            ``(ca [N, 3] in A, batch [N])``.
+        """
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        sizes = torch.as_tensor(list(lengths), dtype=torch.long)
+        if bool((sizes < 2).any()):
+            raise ValueError("every chain needs at least 2 residues")
+        device = next(self.parameters()).device
+        num_graphs = sizes.numel()
+        batch = torch.repeat_interleave(torch.arange(num_graphs), sizes).to(device)
+        space = _TemperedSpace(batch, num_graphs, temperature, dtype)
+        sigmas = self.sigmas(steps, grid)
+        denoiser: Callable = self.denoiser
+        if known is not None:
+            plain = zero_com_space(batch, num_graphs, dtype=dtype)
+            denoiser = inpainting(self.denoiser, plain, (known.to(device, dtype) / self.config.coord_scale),
+                                  mask.to(device).reshape(-1, 1), generator=generator)
+        x = initial_noise(space, float(sigmas[0]), generator=generator, schedule=self.schedule, dtype=dtype)
+        x = get_sampler(sampler or self.config.sampler)(
+            denoiser, x.to(device), sigmas, space, generator=generator, callback=callback,
+            extra_args={"batch": batch, "num_graphs": num_graphs}, **sampler_options)
+        return x * self.config.coord_scale, batch
+
+    def _generate(self, lengths: list[int], seed: int, batch_size: int, known: list[np.ndarray] | None = None,
+                  **options) -> list[np.ndarray]:
+        """Chains of the given lengths in batches; ``known[i]`` ``[L_i, 3]`` with NaN rows where free."""
+        device = next(self.parameters()).device
+        generator = torch.Generator(device=device).manual_seed(int(seed))
+        out: list[np.ndarray] = []
+        for start in range(0, len(lengths), batch_size):
+            chunk = lengths[start:start + batch_size]
+            k = m = None
+            if known is not None:
+                rows = torch.as_tensor(np.concatenate(known[start:start + batch_size]))
+                m = ~torch.isnan(rows).any(dim=1)
+                k = torch.nan_to_num(rows)
+            ca, batch = self.sample_states(chunk, generator=generator, known=k, mask=m, **options)
+            ca = ca.double().cpu().numpy()
+            ends = np.cumsum(chunk)[:-1]
+            out += np.split(ca, ends)
+        return out
+
+    def sample(self, lengths: int | Sequence[int] | None = None, seed: int = 0, sampler: str | None = None,
+               steps: int | None = None, temperature: float = 1.0, *, num: int | None = None, batch_size: int = 64,
+               **options) -> list[Design]:
+        """Generate backbones.
+
+        Args:
+            lengths: one length for all chains, or one per chain (default: drawn from the training
+                length histogram).
+            seed: random seed; the same seed, lengths and batch size give the same chains.
+            sampler: a :data:`moldiff.core.SAMPLERS` name (default: the config's, ``heun``).
+            steps: sampler steps (default: the config's).
+            temperature: noise scale below 1 for lower-temperature, less diverse samples (default: 1).
+            num: number of chains (needed unless ``lengths`` is a list) (default: 1).
+            batch_size: chains sampled together.
+            options: ``grid``, ``callback``, ``dtype`` or sampler options (``s_churn``, ``eta``, ...).
+
+        Returns:
+            One :class:`Design` per chain.
+        """
+        if lengths is None:
+            sizes = self.sample_lengths(num or 1, np.random.default_rng([int(seed), 1]))
+        elif np.isscalar(lengths):
+            sizes = [int(lengths)] * (num or 1)
+        else:
+            sizes = [int(n) for n in lengths]
+            if num is not None and num != len(sizes):
+                raise ValueError(f"{len(sizes)} lengths for num={num} chains")
+        cas = self._generate(sizes, seed, batch_size, sampler=sampler, steps=steps, temperature=temperature, **options)
+        return [Design(ca, int(seed), i) for i, ca in enumerate(cas)]
+
+    def scaffold(self, motif_pdb: str | os.PathLike, contig: str | Contig, num: int = 1, seed: int = 0,
+                 sampler: str | None = None, steps: int | None = None, temperature: float = 1.0, *,
+                 length: int | tuple[int, int] | None = None, batch_size: int = 64, **options) -> list[Design]:
+        """Scaffold a motif: generate chains laid out by ``contig`` whose motif CA atoms are those of
+        ``motif_pdb`` (held fixed by :func:`moldiff.core.inpainting`).
+
+        Args:
+            motif_pdb: PDB or mmCIF file holding the motif residues.
+            contig: RFdiffusion-style contig, e.g. ``"10-20/A15-30/10-20"`` (see
+                :mod:`moldiff.proteins.contig`).
+            num: number of designs; each draws its own segment lengths.
+            seed: random seed (segment lengths and noise).
+            sampler, steps, temperature, batch_size, options: as for :meth:`sample`.
+            length: optional total length, exact or ``(min, max)``.
+
+        Returns:
+            One :class:`Design` per design, with its layout and motif RMSD (A, after superposition).
+
+        Raises:
+            ContigError: for a bad contig or motif residues missing from ``motif_pdb``.
+        """
+        contig = parse_contig(contig) if isinstance(contig, str) else contig
+        if not contig.motif_segments:
+            raise ContigError(f"contig {contig.text!r} has no motif segment (use sample() for unconditional designs)")
+        motif = _read_motif(motif_pdb, contig)
+        motif = motif - motif.mean(axis=0)
+        rng = np.random.default_rng([int(seed), 2])
+        layouts = [contig.sample(rng, length) for _ in range(num)]
+        known = []
+        for layout in layouts:
+            rows = np.full((layout.length, 3), np.nan)
+            rows[layout.motif_mask] = motif
+            known.append(rows)
+        cas = self._generate([lay.length for lay in layouts], seed, batch_size, known=known, sampler=sampler,
+                             steps=steps, temperature=temperature, **options)
+        return [Design(ca, int(seed), i, layout, kabsch_rmsd(ca[layout.motif_mask], motif), contig.text)
+                for i, (ca, layout) in enumerate(zip(cas, layouts))]
