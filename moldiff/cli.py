@@ -73,7 +73,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="qm9", help="pretrained model name (qm9) or a checkpoint path (default: qm9)")
-    parser.add_argument("--num", type=int, default=100, help="number of molecules or images (default: 100)")
+    parser.add_argument("--num", "-n", "--num-samples", dest="num", type=int, default=100,
+                        help="number of molecules, images or backbones (default: 100); under torchrun write "
+                             "-n or --num-samples, since torchrun reads --num as its own --numa-binding")
     parser.add_argument("--out", default=None,
                         help="output file: .sdf, .sdf.gz or .xyz for molecules (default: samples.sdf), "
                              ".png (a grid) for image models (default: samples.png), a folder for protein backbone "

@@ -23,6 +23,7 @@ PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 #: name -> (file in moldiff/pretrained, one-line description)
 PRETRAINED: dict[str, tuple[str, str]] = {
     "qm9": ("qm9.pt", "EDM-style EGNN (4 x 64) trained on QM9 with explicit hydrogens on a 2-core CPU"),
+    "cath_ca": ("cath_ca.pt", "C-alpha backbone EGNN (kNN + sequence edges, chiral features) trained on CATH domains on a CPU"),
 }
 
 
@@ -262,6 +263,16 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     return load_trained_model(pretrained_path(name_or_path), ema=ema, device=device)
 
 
-def load_pretrained(name_or_path: str | os.PathLike = "qm9", device: str | torch.device = "cpu") -> MoleculeGenerator:
-    """A :class:`MoleculeGenerator` for a shipped model (``"qm9"``) or a checkpoint file."""
-    return MoleculeGenerator(load_model(name_or_path, device=device), source=str(name_or_path))
+def load_pretrained(name_or_path: str | os.PathLike = "qm9", device: str | torch.device = "cpu"):
+    """A shipped model (``"qm9"``, ``"cath_ca"``) or a checkpoint file, ready to sample.
+
+    Returns:
+        For molecule models a :class:`MoleculeGenerator` (``.sample`` returns RDKit molecules);
+        other models (protein backbones, images) are returned as they are, with their own ``sample``.
+    """
+    from .molecule import MoleculeDiffusion
+
+    model = load_model(name_or_path, device=device)
+    if isinstance(model, MoleculeDiffusion):
+        return MoleculeGenerator(model, source=str(name_or_path))
+    return model

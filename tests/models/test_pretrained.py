@@ -50,8 +50,9 @@ def test_load_pretrained_samples_reproducible_stable_molecules():
     assert elements <= {"H", "C", "N", "O", "F"}
     from moldiff.molecules.metrics import evaluate_molecules
 
-    # the shipped model is a real one: most atoms have EDM-valid valences
-    assert evaluate_molecules(mols)["atom_stability"] > 0.85
+    # the shipped model is a trained one: about 74% of its atoms have EDM-valid valences (README;
+    # an untrained network gives under 35%)
+    assert evaluate_molecules(mols)["atom_stability"] > 0.6
     fixed = model.sample(3, seed=0, sampler="heun", steps=10, num_atoms=11)
     assert [m.GetNumAtoms() for m in fixed] == [11, 11, 11]
 
@@ -77,7 +78,7 @@ def test_cli_sample_then_evaluate(tmp_path):
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 def test_torchrun_sampling_writes_the_same_file_as_one_process(tmp_path):
-    args = ["sample", "--model", "qm9", "--num", "7", "--batch-size", "2", "--sampler", "ddim", "--steps", "8",
+    args = ["sample", "--model", "qm9", "--num-samples", "7", "--batch-size", "2", "--sampler", "ddim", "--steps", "8",
             "--seed", "5", "--no-progress"]
     single = _run([*args, "--out", str(tmp_path / "one.sdf")])
     assert single.returncode == 0, single.stderr
@@ -88,3 +89,15 @@ def test_torchrun_sampling_writes_the_same_file_as_one_process(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "2 process(es)" in proc.stderr
     assert (tmp_path / "one.sdf").read_text() == (tmp_path / "two.sdf").read_text()
+
+
+def test_the_shipped_backbone_model_samples_chains_and_writes_pdb(tmp_path):
+    from moldiff.proteins import save_designs
+
+    model = moldiff.load_pretrained("cath_ca")
+    designs = model.sample(40, seed=0, num=2, steps=10)
+    assert [d.ca.shape for d in designs] == [(40, 3), (40, 3)]
+    assert np.isfinite(np.stack([d.ca for d in designs])).all()
+    save_designs(designs, tmp_path)
+    pdbs = sorted(tmp_path.glob("*.pdb"))
+    assert len(pdbs) == 2 and pdbs[0].read_text().count(" CA  GLY A") == 40
