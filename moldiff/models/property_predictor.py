@@ -288,8 +288,6 @@ def build(model_cfg: PropertyPredictorConfig, data_cfg: PredictorDataConfig, *, 
     stats["half"] = data_cfg.half
     if data_cfg.limit is not None:
         train = DatasetRows(train, np.arange(min(data_cfg.limit, len(train))))
-    if valid is not None:  # the engine scores the first batches: a fixed shuffle, not GDB-9 order (small molecules first)
-        valid = DatasetRows(valid, np.random.RandomState(0).permutation(len(valid)))
     return TaskBundle(model=PropertyPredictor(model_cfg, stats), train_dataset=train, collate_fn=collate_molecules,
                       dataset_stats=stats, valid_dataset=valid)
 

@@ -338,12 +338,18 @@ class Trainer:
     # --------------------------------------------------------------------------------------------
     @torch.no_grad()
     def validation_loss(self) -> float | None:
-        """Mean ``training_loss`` of the EMA model over the first ``train.eval_batches`` validation
-        batches, with a fixed noise seed (``None`` without a validation set)."""
+        """Mean ``training_loss`` of the EMA model over ``train.eval_batches`` validation batches,
+        with a fixed noise seed (``None`` without a validation set).
+
+        The batches are a fixed random subset of the validation set (the same at every evaluation
+        and on resume), not its first items: datasets stored in an order (QM9 by GDB-9 index, small
+        molecules first) would otherwise give a biased loss."""
         dataset = self.bundle.valid_dataset
         if dataset is None or self.tc.eval_batches == 0:
             return None
-        loader = torch.utils.data.DataLoader(dataset, batch_size=self.tc.batch_size, shuffle=False,
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(derive_seed(self.tc.seed, "valid-order")))
+        subset = torch.utils.data.Subset(dataset, order[: self.tc.eval_batches * self.tc.batch_size].tolist())
+        loader = torch.utils.data.DataLoader(subset, batch_size=self.tc.batch_size, shuffle=False,
                                              collate_fn=self.bundle.collate_fn)
         generator = torch.Generator(self.device).manual_seed(derive_seed(self.tc.seed, "valid"))
         total, count = 0.0, 0
