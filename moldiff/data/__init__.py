@@ -13,7 +13,7 @@ Names are imported lazily, so ``import moldiff.data`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
+from moldiff._lazy import lazy_exports
 
 _EXPORTS = {
     "MoleculeGraph": "molecule_graph",
@@ -36,13 +36,4 @@ _SUBMODULES = ("molecule_graph", "molecule_dataset", "qm9", "sdf", "cache")
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"moldiff.data.{_EXPORTS[name]}"), name)
-    if name in _SUBMODULES:
-        return importlib.import_module(f"moldiff.data.{name}")
-    raise AttributeError(f"module 'moldiff.data' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)

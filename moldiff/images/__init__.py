@@ -15,7 +15,7 @@ Names are imported on first use; Pillow is needed only to read PNG folders.
 
 from __future__ import annotations
 
-import importlib
+from moldiff._lazy import lazy_exports
 
 _EXPORTS = {
     "read_idx": "data",
@@ -49,7 +49,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'moldiff.images' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

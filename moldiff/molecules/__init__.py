@@ -13,7 +13,7 @@ Names are imported lazily: ``import moldiff.molecules`` imports neither RDKit no
 
 from __future__ import annotations
 
-import importlib
+from moldiff._lazy import lazy_exports
 
 _EXPORTS = {
     "ELEMENT_SYMBOLS": "elements",
@@ -50,13 +50,4 @@ _SUBMODULES = ("elements", "bonds", "rdkit_io", "metrics", "evaluate")
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"moldiff.molecules.{_EXPORTS[name]}"), name)
-    if name in _SUBMODULES:
-        return importlib.import_module(f"moldiff.molecules.{name}")
-    raise AttributeError(f"module 'moldiff.molecules' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)

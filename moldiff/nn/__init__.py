@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-import importlib
+from moldiff._lazy import lazy_exports
 
 from .egnn import EGNNDenoiser, EquivariantBlock, EquivariantUpdate, GCL
 from .embeddings import (
@@ -65,8 +65,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module 'moldiff.nn' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

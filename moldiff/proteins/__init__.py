@@ -21,7 +21,7 @@ Importing this package is cheap: Biopython is imported when a structure is first
 
 from __future__ import annotations
 
-import importlib
+from moldiff._lazy import lazy_exports
 
 _EXPORTS = {
     "Backbone": "pdb_io", "read_backbone": "pdb_io", "write_backbone_pdb": "pdb_io", "write_design": "pdb_io",
@@ -36,7 +36,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'moldiff.proteins' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

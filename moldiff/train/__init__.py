@@ -10,7 +10,7 @@ Names are imported lazily, so ``import moldiff.train`` is cheap.
 
 from __future__ import annotations
 
-import importlib
+from moldiff._lazy import lazy_exports
 
 _EXPORTS = {
     "ConfigError": "config",
@@ -48,11 +48,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
