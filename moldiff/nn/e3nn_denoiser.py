@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .embeddings import BesselBasis, GaussianRBF
-from .graph import IndexPlan, build_edges, check_edge_options, remove_mean, resolve_edges
+from .graph import IndexPlan, PackedGraphDenoiser, check_edge_options, remove_mean
 
 Tensor = torch.Tensor
 
@@ -100,7 +100,7 @@ class InteractionLayer(nn.Module):
         return self.gate(self.linear_out(agg)) + self.self_connection(h)
 
 
-class E3nnDenoiser(nn.Module):
+class E3nnDenoiser(PackedGraphDenoiser):
     """E(3)-equivariant tensor-product denoiser with the :class:`~moldiff.nn.EGNNDenoiser` interface.
 
     Args:
@@ -165,10 +165,6 @@ class E3nnDenoiser(nn.Module):
         if self.out_vector.weight_numel == 0:
             raise ValueError(f"irreps_hidden={self.irreps_hidden} has no 1o channel for the coordinate output")
 
-    def build_edges(self, pos: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-        """The graph this model uses for ``pos`` when no ``edge_index`` is given, ``[2, E]``."""
-        return build_edges(self.edges, pos, batch, num_graphs, cutoff=self.cutoff, knn=self.knn)
-
     def forward(
         self,
         pos: Tensor,
@@ -193,15 +189,7 @@ class E3nnDenoiser(nn.Module):
         """
         from e3nn import o3
 
-        if pos.dim() != 2 or pos.shape[1] != 3:
-            raise ValueError(f"pos must be [N, 3], got {tuple(pos.shape)}")
-        if h.shape[0] != pos.shape[0] or h.shape[1] != self.in_features:
-            raise ValueError(f"h must be [N={pos.shape[0]}, {self.in_features}], got {tuple(h.shape)}")
-        edge_index, edge_attr = resolve_edges(
-            self.edges, pos, batch, num_graphs, edge_index, edge_attr, self.extra_edge_features, self.cutoff, self.knn
-        )
-        rows = IndexPlan(edge_index[0], pos.shape[0], assume_sorted=True)
-        cols = IndexPlan(edge_index[1], pos.shape[0])
+        edge_attr, rows, cols = self.prepare_graph(pos, h, batch, num_graphs, edge_index, edge_attr)
 
         vec = cols.gather(pos) - rows.gather(pos)  # r_ij = x_j - x_i, [E, 3]
         d2 = vec.pow(2).sum(-1, keepdim=True)

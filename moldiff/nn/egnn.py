@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .graph import IndexPlan, build_edges, check_edge_options, remove_mean, resolve_edges
+from .graph import IndexPlan, PackedGraphDenoiser, check_edge_options, remove_mean
 
 Tensor = torch.Tensor
 
@@ -359,7 +359,7 @@ class EquivariantBlock(nn.Module):
         return h, x
 
 
-class EGNNDenoiser(nn.Module):
+class EGNNDenoiser(PackedGraphDenoiser):
     """EDM's EGNN as a denoiser for packed graph batches.
 
     With the defaults and ``in_features = 7`` (5 one-hot + Z + t) this is EDM's QM9 network
@@ -443,10 +443,6 @@ class EGNNDenoiser(nn.Module):
         )
         self.embedding_out = nn.Linear(hidden, out_features)
 
-    def build_edges(self, pos: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-        """The graph this model uses for ``pos`` when no ``edge_index`` is given, ``[2, E]``."""
-        return build_edges(self.edges, pos, batch, num_graphs, cutoff=self.cutoff, knn=self.knn)
-
     def forward(
         self,
         pos: Tensor,
@@ -469,15 +465,7 @@ class EGNNDenoiser(nn.Module):
         Returns:
             ``(eps_x [N, 3], eps_h [N, out_features])``, ``eps_x`` with zero mean per graph.
         """
-        if pos.dim() != 2 or pos.shape[1] != 3:
-            raise ValueError(f"pos must be [N, 3], got {tuple(pos.shape)}")
-        if h.shape[0] != pos.shape[0] or h.shape[1] != self.in_features:
-            raise ValueError(f"h must be [N={pos.shape[0]}, {self.in_features}], got {tuple(h.shape)}")
-        edge_index, edge_attr = resolve_edges(
-            self.edges, pos, batch, num_graphs, edge_index, edge_attr, self.extra_edge_features, self.cutoff, self.knn
-        )
-        rows = IndexPlan(edge_index[0], pos.shape[0], assume_sorted=True)
-        cols = IndexPlan(edge_index[1], pos.shape[0])
+        edge_attr, rows, cols = self.prepare_graph(pos, h, batch, num_graphs, edge_index, edge_attr)
 
         d2_input, _ = edge_geometry(pos, rows, cols)
         static = d2_input if edge_attr is None else torch.cat([d2_input, edge_attr.to(pos.dtype)], dim=1)

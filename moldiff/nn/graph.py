@@ -490,3 +490,36 @@ def resolve_edges(
     elif edge_attr is not None:
         raise ValueError("edge_attr given but the model was built with extra_edge_features=0")
     return sort_edges(edge_index, edge_attr, num_nodes=pos.shape[0])
+
+
+class PackedGraphDenoiser(torch.nn.Module):
+    """Input handling shared by the graph denoisers (:class:`~moldiff.nn.egnn.EGNNDenoiser`,
+    :class:`~moldiff.nn.e3nn_denoiser.E3nnDenoiser`): shape checks and the graph they work on.
+
+    Subclasses set ``in_features``, ``edges``, ``cutoff``, ``knn`` and ``extra_edge_features``.
+    """
+
+    in_features: int
+    edges: str
+    cutoff: float | None
+    knn: int | None
+    extra_edge_features: int
+
+    def build_edges(self, pos: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        """The graph this model uses for ``pos`` when no ``edge_index`` is given, ``[2, E]``."""
+        return build_edges(self.edges, pos, batch, num_graphs, cutoff=self.cutoff, knn=self.knn)
+
+    def prepare_graph(self, pos: Tensor, h: Tensor, batch: Tensor, num_graphs: int, edge_index: Tensor | None,
+                      edge_attr: Tensor | None) -> tuple[Tensor | None, "IndexPlan", "IndexPlan"]:
+        """Check ``pos [N, 3]`` and ``h [N, in_features]``; return ``(edge_attr, rows, cols)``, the
+        receiver-sorted graph (:func:`resolve_edges`) as index plans of ``i`` and ``j``."""
+        if pos.dim() != 2 or pos.shape[1] != 3:
+            raise ValueError(f"pos must be [N, 3], got {tuple(pos.shape)}")
+        if h.shape[0] != pos.shape[0] or h.shape[1] != self.in_features:
+            raise ValueError(f"h must be [N={pos.shape[0]}, {self.in_features}], got {tuple(h.shape)}")
+        edge_index, edge_attr = resolve_edges(
+            self.edges, pos, batch, num_graphs, edge_index, edge_attr, self.extra_edge_features, self.cutoff, self.knn
+        )
+        rows = IndexPlan(edge_index[0], pos.shape[0], assume_sorted=True)
+        cols = IndexPlan(edge_index[1], pos.shape[0])
+        return edge_attr, rows, cols
