@@ -412,7 +412,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder holding another run's checkpoints print one line naming the problem and exit with
     status 2 instead of a traceback.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops filling a ``nargs="*"`` positional at the first option, so in
+    # ``moldiff train CFG --out DIR train.lr=1e-3`` the override would be "unrecognized": accept
+    # KEY=VALUE words wherever they stand on the command line.
+    stray = [word for word in extra if word.startswith("-") or "=" not in word]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     from moldiff.train.config import ConfigError
 
     try:

@@ -105,3 +105,12 @@ def test_defaults_fill_missing_sections():
 def test_cli_reports_config_errors(capsys):
     assert main(["train", REPO_CONFIG, "train.lrr=1"]) == 2
     assert "unknown key 'train.lrr' (did you mean 'lr'?)" in capsys.readouterr().err
+
+
+def test_cli_takes_overrides_after_options(capsys):
+    """``moldiff train CFG --out DIR KEY=VALUE``: the override is still read (and checked) after an option."""
+    assert main(["train", REPO_CONFIG, "--no-progress", "train.lrr=1"]) == 2
+    assert "unknown key 'train.lrr'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", REPO_CONFIG, "--no-progress", "--nonsense"])
+    assert "unrecognized arguments: --nonsense" in capsys.readouterr().err
