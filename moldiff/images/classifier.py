@@ -194,7 +194,10 @@ def save_classifier(model: ImageClassifier, path: str | os.PathLike, info: dict 
 
 def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu") -> ImageClassifier:
     """Load a classifier written by :func:`save_classifier`, in eval mode; its ``info`` dict is attached
-    as ``model.info``."""
+    as ``model.info``. ``path`` may also name a shipped classifier (``"fashion_mnist_classifier"``)."""
+    from moldiff.models.pretrained import pretrained_path
+
+    path = pretrained_path(path)
     blob = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(blob, dict) or blob.get("format") != CLASSIFIER_FORMAT:
         raise ValueError(f"{path} is not a moldiff image classifier file")

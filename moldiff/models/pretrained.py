@@ -24,6 +24,10 @@ PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 PRETRAINED: dict[str, tuple[str, str]] = {
     "qm9": ("qm9.pt", "EDM-style EGNN (4 x 64) trained on QM9 with explicit hydrogens on a 2-core CPU"),
     "cath_ca": ("cath_ca.pt", "C-alpha backbone EGNN (kNN + sequence edges, chiral features) trained on CATH domains on a CPU"),
+    "fashion_mnist": ("fashion_mnist.pt", "class-conditional U-Net (1.2 M parameters, EDM preconditioning) trained on "
+                      "Fashion-MNIST on a CPU"),
+    "fashion_mnist_classifier": ("fashion_mnist_classifier.pt", "CNN classifier of Fashion-MNIST whose features the "
+                                 "image metrics use (moldiff.images.classifier; not a generative model)"),
 }
 
 
@@ -264,7 +268,8 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
 
 
 def load_pretrained(name_or_path: str | os.PathLike = "qm9", device: str | torch.device = "cpu"):
-    """A shipped model (``"qm9"``, ``"cath_ca"``) or a checkpoint file, ready to sample.
+    """A shipped model (``"qm9"``, ``"cath_ca"``, ``"fashion_mnist"``) or a checkpoint file, ready to sample
+    (``"fashion_mnist_classifier"`` gives the image metrics' classifier).
 
     Returns:
         For molecule models a :class:`MoleculeGenerator` (``.sample`` returns RDKit molecules);
@@ -272,6 +277,10 @@ def load_pretrained(name_or_path: str | os.PathLike = "qm9", device: str | torch
     """
     from .molecule import MoleculeDiffusion
 
+    if str(name_or_path).endswith("_classifier") and str(name_or_path) in PRETRAINED:
+        from moldiff.images.classifier import load_classifier
+
+        return load_classifier(name_or_path, device=device)
     model = load_model(name_or_path, device=device)
     if isinstance(model, MoleculeDiffusion):
         return MoleculeGenerator(model, source=str(name_or_path))
