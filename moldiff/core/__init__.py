@@ -23,6 +23,7 @@ from .samplers import (SAMPLERS, count_denoiser_calls, get_sampler, initial_nois
 from .schedules import (SCHEDULES, TIME_GRIDS, DiscreteVPSchedule, EDMSchedule, FlowSchedule, NoiseSchedule,
                         VESchedule, VPSchedule, karras_sigmas, karras_times, log_snr_times, make_schedule,
                         quadratic_times, sampling_sigmas, uniform_times)
+from .settings import DiffusionSettings
 from .spaces import EuclideanSpace, GraphSpace, ProductSpace, StateSpace, molecule_space, zero_com_space
 
 __all__ = [
@@ -38,5 +39,6 @@ __all__ = [
     "SCHEDULES", "TIME_GRIDS", "DiscreteVPSchedule", "EDMSchedule", "FlowSchedule", "NoiseSchedule", "VESchedule",
     "VPSchedule", "karras_sigmas", "karras_times", "log_snr_times", "make_schedule", "quadratic_times",
     "sampling_sigmas", "uniform_times",
+    "DiffusionSettings",
     "EuclideanSpace", "GraphSpace", "ProductSpace", "StateSpace", "molecule_space", "zero_com_space",
 ]

@@ -21,8 +21,8 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from moldiff.core import (DiffusionDenoiser, EuclideanSpace, classifier_free_guidance, count_denoiser_calls,
-                          denoising_loss, get_sampler, initial_noise, make_schedule, sampling_sigmas)
+from moldiff.core import (DiffusionSettings, EuclideanSpace, classifier_free_guidance, count_denoiser_calls,
+                          denoising_loss, get_sampler, initial_noise)
 from moldiff.nn.unet import UNet
 
 Tensor = torch.Tensor
@@ -31,8 +31,11 @@ __all__ = ["ImageModelConfig", "ImageDiffusion"]
 
 
 @dataclass
-class ImageModelConfig:
-    """The ``model:`` section of an image config.
+class ImageModelConfig(DiffusionSettings):
+    """The ``model:`` section of an image config: the U-Net's keys below, plus the diffusion keys of
+    :class:`~moldiff.core.DiffusionSettings` (``schedule``, ``prediction``, ``sigma_data``,
+    ``weighting``, ``noise_sampler``, ``sampler``, ``sample_steps``, ... with its defaults: EDM's
+    schedule, preconditioning and weighting, DPM-Solver++(2M) in 20 steps on Karras' grid).
 
     Attributes:
         base_channels: channels of the U-Net's first level (default: 64).
@@ -46,16 +49,6 @@ class ImageModelConfig:
         class_conditional: condition on the dataset's labels (default: false).
         label_dropout: probability of training with the null label, for classifier-free guidance
             (default: 0.1).
-        schedule: a :data:`moldiff.core.SCHEDULES` name (default: ``"edm"``, Karras et al. 2022).
-        schedule_options: keyword arguments of that schedule, e.g. ``{num_steps: 1000}`` (default: none).
-        prediction: ``"eps"``, ``"x0"``, ``"v"`` or ``"edm"`` (default: ``"edm"`` preconditioning).
-        sigma_data: data standard deviation of EDM's preconditioning (default: 0.5).
-        weighting: loss weighting of :func:`moldiff.core.loss_weight` (default: ``"edm"``).
-        noise_sampler: training noise levels of :func:`moldiff.core.sample_times` (default: ``"lognormal"``).
-        noise_options: its keyword arguments, e.g. ``{p_mean: -1.2, p_std: 1.2}`` (default: none).
-        sampler: default sampler (default: ``"dpmpp_2m"``).
-        sample_steps: default number of sampler steps (default: 20).
-        sample_grid: default time grid of :func:`moldiff.core.sampling_sigmas` (default: ``"karras"``).
         guidance_scale: default classifier-free guidance weight ``w`` (default: 1, no guidance).
     """
 
@@ -69,16 +62,6 @@ class ImageModelConfig:
     time_scale: float = 1000.0
     class_conditional: bool = False
     label_dropout: float = 0.1
-    schedule: str = "edm"
-    schedule_options: dict[str, Any] = field(default_factory=dict)
-    prediction: str = "edm"
-    sigma_data: float = 0.5
-    weighting: str = "edm"
-    noise_sampler: str = "lognormal"
-    noise_options: dict[str, Any] = field(default_factory=dict)
-    sampler: str = "dpmpp_2m"
-    sample_steps: int = 20
-    sample_grid: str = "karras"
     guidance_scale: float = 1.0
 
 
@@ -111,8 +94,8 @@ class ImageDiffusion(nn.Module):
                             channel_mults=tuple(config.channel_mults), num_res_blocks=config.num_res_blocks,
                             attention_levels=config.attention_levels, heads=config.heads, dropout=config.dropout,
                             num_classes=self.num_classes, groups=config.groups, time_scale=config.time_scale)
-        self.schedule = make_schedule(config.schedule, **config.schedule_options)
-        self.denoiser = DiffusionDenoiser(self.network, self.schedule, config.prediction, sigma_data=config.sigma_data)
+        self.schedule = config.build_schedule()
+        self.denoiser = config.build_denoiser(self.network, self.schedule)
 
     @property
     def conditional(self) -> bool:
@@ -136,10 +119,8 @@ class ImageDiffusion(nn.Module):
                 drop = torch.rand(labels.shape, generator=generator, device=labels.device) < self.config.label_dropout
                 labels = labels.masked_fill(drop, -1)
             extra["labels"] = labels
-        per_item = denoising_loss(self.denoiser, x0, EuclideanSpace.like(x0), generator=generator,
-                                  weighting=self.config.weighting, noise_sampler=self.config.noise_sampler,
-                                  extra_args=extra, noise_kwargs=self.config.noise_options,
-                                  weighting_kwargs={"sigma_data": self.config.sigma_data})
+        per_item = denoising_loss(self.denoiser, x0, EuclideanSpace.like(x0), generator=generator, extra_args=extra,
+                                  **self.config.loss_options())
         return per_item.mean(), {"loss_std": per_item.detach().std()}
 
     def state_for_sampling(self) -> dict:
@@ -169,7 +150,7 @@ class ImageDiffusion(nn.Module):
 
     def sigmas(self, steps: int | None = None, grid: str | None = None) -> Tensor:
         """The sampler's noise levels, ``[steps + 1]`` (see :func:`moldiff.core.sampling_sigmas`)."""
-        return sampling_sigmas(self.schedule, steps or self.config.sample_steps, grid or self.config.sample_grid)
+        return self.config.sigmas(self.schedule, steps, grid)
 
     def nfe(self, sampler: str | None = None, steps: int | None = None, guidance_scale: float | None = None,
             grid: str | None = None, guided: bool = True) -> int:

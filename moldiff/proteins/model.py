@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from moldiff.core import (DiffusionDenoiser, GraphSpace, denoising_loss, get_sampler, initial_noise, inpainting,
-                          make_schedule, sampling_sigmas, zero_com_space)
+from moldiff.core import (DiffusionSettings, GraphSpace, denoising_loss, get_sampler, initial_noise, inpainting,
+                          zero_com_space)
 from moldiff.nn.egnn import EGNNDenoiser
 from moldiff.nn.graph import knn_edges, sequence_edges
 
@@ -56,8 +56,10 @@ __all__ = ["BackboneModelConfig", "BackboneNetwork", "BackboneDiffusion", "Desig
 
 
 @dataclass
-class BackboneModelConfig:
-    """The ``model:`` section of a backbone config.
+class BackboneModelConfig(DiffusionSettings):
+    """The ``model:`` section of a backbone config: the network's keys below, plus the diffusion keys
+    of :class:`~moldiff.core.DiffusionSettings` (EDM's schedule, preconditioning and weighting by
+    default), four of them with other defaults here.
 
     Attributes:
         hidden: hidden features of the EGNN (default: 64).
@@ -71,16 +73,10 @@ class BackboneModelConfig:
         normalization_factor: EGNN sums over neighbours are divided by it (default: 20, about the
             number of neighbours).
         coord_scale: Angstrom per unit of the diffused coordinates (default: 10).
-        schedule: a :data:`moldiff.core.SCHEDULES` name (default: ``"edm"``).
-        schedule_options: its keyword arguments (default: ``{}``).
-        prediction: ``"eps"``, ``"x0"``, ``"v"`` or ``"edm"`` (default: ``"edm"``).
         sigma_data: EDM's data standard deviation in scaled units (default: 1).
-        weighting: loss weighting (default: ``"edm"``).
-        noise_sampler: training noise levels (default: ``"lognormal"``).
-        noise_options: its keyword arguments (default: ``{p_mean: -1.0, p_std: 1.4}``).
+        noise_options: training noise levels, ``ln sigma ~ N(p_mean, p_std^2)`` (default: ``{p_mean: -1.0, p_std: 1.4}``).
         sampler: default sampler (default: ``"heun"``).
         sample_steps: default sampler steps (default: 50).
-        sample_grid: default time grid (default: ``"karras"``).
     """
 
     hidden: int = 64
@@ -93,16 +89,10 @@ class BackboneModelConfig:
     coords_range: float = 15.0
     normalization_factor: float = 20.0
     coord_scale: float = 10.0
-    schedule: str = "edm"
-    schedule_options: dict[str, Any] = field(default_factory=dict)
-    prediction: str = "edm"
     sigma_data: float = 1.0
-    weighting: str = "edm"
-    noise_sampler: str = "lognormal"
     noise_options: dict[str, Any] = field(default_factory=lambda: {"p_mean": -1.0, "p_std": 1.4})
     sampler: str = "heun"
     sample_steps: int = 50
-    sample_grid: str = "karras"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -299,9 +289,8 @@ class BackboneDiffusion(nn.Module):
         self._lengths = np.array(sorted(hist), dtype=np.int64)
         self._length_probs = np.array([hist[n] for n in sorted(hist)], dtype=np.float64)
         self.network = BackboneNetwork(config)
-        self.schedule = make_schedule(config.schedule, **config.schedule_options)
-        self.denoiser = DiffusionDenoiser(self.network, self.schedule, config.prediction, space_fn=_space_fn,
-                                          sigma_data=config.sigma_data)
+        self.schedule = config.build_schedule()
+        self.denoiser = config.build_denoiser(self.network, self.schedule, space_fn=_space_fn)
 
     # ------------------------------------------------------------------ training
     def encode(self, ca: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
@@ -315,10 +304,9 @@ class BackboneDiffusion(nn.Module):
         """
         x0 = self.encode(batch.ca, batch.batch, batch.num_graphs)
         space = zero_com_space(batch.batch, batch.num_graphs, dtype=x0.dtype)
-        per_item = denoising_loss(self.denoiser, x0, space, generator=generator, weighting=self.config.weighting,
-                                  noise_sampler=self.config.noise_sampler, noise_kwargs=self.config.noise_options,
-                                  weighting_kwargs={"sigma_data": self.config.sigma_data},
-                                  extra_args={"batch": batch.batch, "num_graphs": batch.num_graphs})
+        per_item = denoising_loss(self.denoiser, x0, space, generator=generator,
+                                  extra_args={"batch": batch.batch, "num_graphs": batch.num_graphs},
+                                  **self.config.loss_options())
         return per_item.mean(), {"loss_std": per_item.detach().std() if per_item.numel() > 1 else 0.0}
 
     def state_for_sampling(self) -> dict:
@@ -334,7 +322,7 @@ class BackboneDiffusion(nn.Module):
 
     def sigmas(self, steps: int | None = None, grid: str | None = None) -> Tensor:
         """The sampler's noise levels, ``[steps + 1]``."""
-        return sampling_sigmas(self.schedule, steps or self.config.sample_steps, grid or self.config.sample_grid)
+        return self.config.sigmas(self.schedule, steps, grid)
 
     @torch.no_grad()
     def sample_states(self, lengths: Sequence[int], *, sampler: str | None = None, steps: int | None = None,

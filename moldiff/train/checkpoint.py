@@ -248,7 +248,7 @@ def export_ema(checkpoint_path: str | Path, out_path: str | Path, dtype: torch.d
     ckpt = load_checkpoint(checkpoint_path)
     if ckpt["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{str(checkpoint_path)!r} is already an exported weights file")
-    weights = ckpt["ema"]["module"] if ckpt.get("ema") else ckpt["model"]
+    weights, aliases = _unique_tensors(ckpt["ema"]["module"] if ckpt.get("ema") else ckpt["model"])
     if dtype is not None:
         weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
     out = {
@@ -260,8 +260,28 @@ def export_ema(checkpoint_path: str | Path, out_path: str | Path, dtype: torch.d
         "dataset_stats": ckpt.get("dataset_stats", {}),
         "sampling_state": ckpt.get("sampling_state", {}),
         "model": weights,
+        "aliases": aliases,
     }
     return atomic_save(out, out_path)
+
+
+def _unique_tensors(state: dict) -> tuple[dict, dict]:
+    """Split a state dict into its distinct tensors and ``{key: key it shares its tensor with}``.
+
+    A module reachable under two names (a model's ``network`` is also its ``denoiser.network``)
+    appears twice in ``state_dict()``; ``torch.save`` stores the shared storage once, but a dtype
+    cast would make two copies. Exported files keep one and record the other as an alias.
+    """
+    unique, aliases, seen = {}, {}, {}
+    for key, value in state.items():
+        ident = (value.data_ptr(), value.dtype, tuple(value.shape), value.stride()) if value.numel() else None
+        if ident is not None and ident in seen:
+            aliases[key] = seen[ident]
+            continue
+        if ident is not None:
+            seen[ident] = key
+        unique[key] = value
+    return unique, aliases
 
 
 def load_trained_model(path: str | Path, ema: bool = True, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -280,7 +300,8 @@ def load_trained_model(path: str | Path, ema: bool = True, device: str | torch.d
     ckpt = load_checkpoint(path)
     model = build_model(ckpt["task"], ckpt["config"]["model"], ckpt.get("dataset_stats", {}))
     if ckpt["format"] == WEIGHTS_FORMAT:
-        weights = ckpt["model"]
+        weights = dict(ckpt["model"])
+        weights.update({key: weights[source] for key, source in ckpt.get("aliases", {}).items()})
     else:
         weights = ckpt["ema"]["module"] if ema and ckpt.get("ema") else ckpt["model"]
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})

@@ -91,3 +91,17 @@ def test_a_second_live_run_in_the_same_folder_is_refused(tmp_path):
     (tmp_path / "run.lock").write_text(f"{socket.gethostname()} {dead.stdout.strip()}")
     with run_lock(tmp_path) as path:
         assert path.read_text() == f"{socket.gethostname()} {os.getpid()}"
+
+
+def test_exported_weights_store_a_shared_module_once():
+    """A model whose network is also reachable as ``denoiser.network`` lists its tensors twice."""
+    from moldiff.train.checkpoint import _unique_tensors
+
+    net = torch.nn.Linear(3, 2)
+    holder = torch.nn.Module()
+    holder.network, holder.denoiser = net, torch.nn.Module()
+    holder.denoiser.network = net
+    holder.register_buffer("empty", torch.zeros(0))
+    unique, aliases = _unique_tensors(holder.state_dict())
+    assert set(unique) == {"network.weight", "network.bias", "empty"}
+    assert aliases == {"denoiser.network.weight": "network.weight", "denoiser.network.bias": "network.bias"}
