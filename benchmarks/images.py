@@ -37,10 +37,16 @@ def _load_data(model_path: str, data_root: str | None):
     from moldiff.train.checkpoint import load_checkpoint
     from moldiff.train.config import from_dict
 
-    ckpt = load_checkpoint(model_path)
+    from moldiff.models.pretrained import pretrained_path
+
+    ckpt = load_checkpoint(pretrained_path(model_path))
     data = from_dict(ImageDataConfig, ckpt["config"].get("data", {}), "data")
     if data_root is not None:
         data.root = data_root
+    elif not Path(data.root).exists():  # the training run's relative path; else the shared data folder
+        shared = Path(os.environ.get("MOLDIFF_DATA_DIR", "../shared/data")) / "images" / data.dataset
+        if shared.exists():
+            data.root = str(shared)
     if data.dataset == "folder":
         raise SystemExit("benchmarks/images.py needs a dataset with a train and a test split (idx files)")
     data.split, data.valid_split = "train", "test"

@@ -1,0 +1,55 @@
+"""The shipped `fashion_mnist` model and its feature classifier: offline, class-faithful, on the CLI."""
+
+import os
+import subprocess
+import sys
+
+import torch
+from PIL import Image
+
+import moldiff
+from moldiff.images.classifier import ImageClassifier
+from moldiff.images.model import ImageDiffusion
+from moldiff.models.pretrained import pretrained_path
+
+
+def test_the_shipped_files_are_small_and_load_offline():
+    assert pretrained_path("fashion_mnist").stat().st_size < 20 * 2**20
+    assert pretrained_path("fashion_mnist_classifier").stat().st_size < 5 * 2**20
+    model = moldiff.load_pretrained("fashion_mnist")
+    classifier = moldiff.load_pretrained("fashion_mnist_classifier")
+    assert isinstance(model, ImageDiffusion) and model.conditional and model.num_classes == 10
+    assert isinstance(classifier, ImageClassifier) and classifier.info["class_names"][0] == "T-shirt/top"
+    stored = torch.load(pretrained_path("fashion_mnist"), weights_only=True)
+    assert stored["aliases"] and not any(key in stored["model"] for key in stored["aliases"])  # each tensor once
+    assert model.denoiser.network is model.network
+
+
+def test_the_shipped_model_draws_the_class_it_is_asked_for():
+    """Each of 30 few-step samples is classified by the shipped classifier; an untrained model scores ~10%."""
+    model = moldiff.load_pretrained("fashion_mnist")
+    classifier = moldiff.load_pretrained("fashion_mnist_classifier")
+    labels = torch.arange(30) % 10
+    images = model.sample(30, seed=0, sampler="dpmpp_2m", steps=12, labels=labels)
+    assert images.shape == (30, 1, 28, 28) and bool(torch.isfinite(images).all())
+    accuracy = float((classifier.predict(images).argmax(1) == labels).float().mean())
+    assert accuracy >= 0.7, accuracy
+
+
+def test_the_shipped_classifier_recognises_real_test_images(shared_data):
+    from moldiff.images.data import IdxImageDataset
+
+    test = IdxImageDataset(shared_data / "images" / "fashion_mnist", "test")
+    batch = test.__getitems__(list(range(2000)))
+    classifier = moldiff.load_pretrained("fashion_mnist_classifier")
+    assert float((classifier.predict(batch.images).argmax(1) == batch.labels).float().mean()) > 0.85
+
+
+def test_cli_samples_a_png_grid_from_the_shipped_model(tmp_path):
+    out = tmp_path / "grid.png"
+    proc = subprocess.run([sys.executable, "-m", "moldiff.cli", "sample", "--model", "fashion_mnist", "--num", "20",
+                           "--steps", "4", "--labels", "cycle", "--out", str(out), "--no-progress"],
+                          capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(out) as grid:
+        assert grid.mode == "L" and grid.size[0] > 28 * 4
