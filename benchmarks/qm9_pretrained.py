@@ -30,7 +30,7 @@ COLUMNS = ["atom_stability", "molecule_stability", "validity", "validity_x_uniqu
 
 
 def _sample_shard(job) -> tuple[dict, float]:
-    """Chunks ``k = rank, rank + N, ...`` of :meth:`MoleculeGenerator.sample_arrays`, one thread; their CPU time."""
+    """Chunks ``k = rank, rank + N, ...`` of the job, one thread: ``({k: molecules}, CPU seconds)``."""
     model, num, seed, sampler, steps, batch_size, rank, processes = job
     torch.set_num_threads(1)
     from moldiff.models.pretrained import load_pretrained
@@ -38,14 +38,10 @@ def _sample_shard(job) -> tuple[dict, float]:
     generator = load_pretrained(model)
     cpu0 = time.process_time()
     sizes = generator.plan(num, seed)
-    targets = generator.plan_condition(sizes, seed, None)
-    out = {}
-    for k, start in enumerate(range(0, num, batch_size)):
-        if k % processes == rank:
-            part = None if targets is None else {n: v[start:start + batch_size] for n, v in targets.items()}
-            out[k] = generator.sample_chunk(sizes[start:start + batch_size], seed, k, sampler=sampler, steps=steps,
-                                            condition=part)
-    return out, time.process_time() - cpu0
+    mine = range(rank, -(-num // batch_size), processes)
+    chunks = generator.sample_chunks(sizes, seed, mine, batch_size=batch_size,
+                                     targets=generator.plan_condition(sizes, seed, None), sampler=sampler, steps=steps)
+    return chunks, time.process_time() - cpu0
 
 
 def main(argv=None) -> dict:

@@ -148,8 +148,7 @@ def _sample(args: argparse.Namespace) -> int:
         print(f"moldiff sample: {err}", file=sys.stderr)
         return 2
     options = {} if args.guidance_scale is None else {"guidance_scale": args.guidance_scale}
-    starts = list(range(0, args.num, args.batch_size))
-    mine = [k for k in range(len(starts)) if k % info.world_size == info.rank]  # each rank its own chunks
+    mine = list(range(info.rank, -(-args.num // args.batch_size), info.world_size))  # each rank its own chunks
     bar = None
     if info.is_main and not args.no_progress:
         from tqdm.auto import tqdm
@@ -157,13 +156,9 @@ def _sample(args: argparse.Namespace) -> int:
         steps, _ = generator.model.sampling_defaults(args.sampler, args.steps)
         bar = tqdm(total=len(mine) * steps, unit="step", desc=f"sampling {args.num} molecules ({args.sampler})")
     tick = time.perf_counter()
-    results = {}
-    for k in mine:
-        part = slice(starts[k], starts[k] + args.batch_size)
-        condition = None if targets is None else {n: v[part] for n, v in targets.items()}
-        results[k] = generator.sample_chunk(sizes[part], args.seed, k, sampler=args.sampler, steps=args.steps,
-                                            callback=(lambda info_: bar.update(1)) if bar is not None else None,
-                                            condition=condition, **options)
+    results = generator.sample_chunks(sizes, args.seed, mine, batch_size=args.batch_size, targets=targets,
+                                      sampler=args.sampler, steps=args.steps,
+                                      callback=(lambda info_: bar.update(1)) if bar is not None else None, **options)
     elapsed = time.perf_counter() - tick
     gathered = gather_objects(results) if info.distributed else [results]
     if info.is_main:

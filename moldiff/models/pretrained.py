@@ -12,9 +12,10 @@ statistics needed to sample. Any training checkpoint (``*.ckpt``) loads the same
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -185,6 +186,35 @@ class MoleculeGenerator:
                                                      callback=callback, **options)
         return split_molecules(self.model, pos, types, batch)
 
+    def sample_chunks(self, sizes: torch.Tensor, seed: int, chunks: Iterable[int], *, batch_size: int = 250,
+                      targets: dict[str, torch.Tensor] | None = None, sampler: str = "ddpm", steps: int | None = None,
+                      callback: Callable | None = None, on_chunk: Callable[[int], Any] | None = None,
+                      predictor=None, **options) -> dict[int, list[tuple[Any, Any]]]:
+        """Some chunks of a planned job: ``{k: molecules of chunk k}``.
+
+        Chunk ``k`` holds molecules ``k * batch_size`` to ``(k + 1) * batch_size - 1`` of ``sizes``
+        (and ``targets``) and draws its noise from ``(seed, k)``, so any split of the chunks over
+        processes gives the molecules of one process doing them all.
+
+        Args:
+            sizes: ``[num]`` molecule sizes (:meth:`plan`).
+            seed: the job's seed.
+            chunks: indices of the chunks to sample.
+            batch_size: molecules per chunk.
+            targets: ``{name: [num]}`` conditions (:meth:`plan_condition`), or ``None``.
+            sampler, steps, callback, predictor, options: as :meth:`sample_chunk`.
+            on_chunk: called with each finished chunk's number of molecules (progress bars).
+        """
+        out = {}
+        for k in chunks:
+            part = slice(k * batch_size, (k + 1) * batch_size)
+            condition = None if targets is None else {n: v[part] for n, v in targets.items()}
+            out[k] = self.sample_chunk(sizes[part], seed, k, sampler=sampler, steps=steps, callback=callback,
+                                       condition=condition, predictor=predictor, **options)
+            if on_chunk is not None:
+                on_chunk(len(out[k]))
+        return out
+
     def sample_arrays(self, num: int, seed: int = 0, *, sampler: str = "ddpm", steps: int | None = None,
                       num_atoms: int | Sequence[int] | None = None, batch_size: int = 250, progress: bool = False,
                       condition: dict | None = None, force: bool = False, predictor=None,
@@ -194,22 +224,17 @@ class MoleculeGenerator:
             condition = options.pop("context")
         sizes = self.plan(num, seed, num_atoms)
         targets = self.plan_condition(sizes, seed, condition, force=force, predictor=predictor)
-        out = []
-        chunks = list(range(0, num, batch_size))
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=num, unit="mol", desc=f"sampling ({sampler})")
-        for k, start in enumerate(chunks):
-            part = None if targets is None else {n: v[start:start + batch_size] for n, v in targets.items()}
-            out.extend(self.sample_chunk(sizes[start:start + batch_size], seed, k, sampler=sampler, steps=steps,
-                                         condition=part, predictor=predictor, **options))
-            if bar is not None:
-                bar.update(min(batch_size, num - start))
+        chunks = self.sample_chunks(sizes, seed, range(math.ceil(num / batch_size)), batch_size=batch_size,
+                                    targets=targets, sampler=sampler, steps=steps, predictor=predictor,
+                                    on_chunk=bar.update if bar is not None else None, **options)
         if bar is not None:
             bar.close()
-        return out
+        return [mol for k in sorted(chunks) for mol in chunks[k]]
 
     def sample(self, num: int, seed: int = 0, *, sampler: str = "ddpm", steps: int | None = None,
                num_atoms: int | Sequence[int] | None = None, bonds: str = "edm", batch_size: int = 250,
