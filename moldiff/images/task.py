@@ -20,7 +20,7 @@ import torch
 from .data import FASHION_MNIST_CLASSES, MNIST_CLASSES, IdxImageDataset, ImageDataset, ImageFolderDataset, collate_images
 from .model import ImageDiffusion, ImageModelConfig
 
-__all__ = ["ImageDataConfig", "load_datasets", "dataset_stats", "build", "model_from_stats", "register"]
+__all__ = ["ImageDataConfig", "load_datasets", "dataset_stats", "build", "register"]
 
 TASK_NAME = "images"
 _IDX_CLASSES = {"fashion_mnist": FASHION_MNIST_CLASSES, "mnist": MNIST_CLASSES, "idx": None}
@@ -149,13 +149,8 @@ def build(model_cfg: ImageModelConfig, data_cfg: ImageDataConfig, *, rank: int =
                       eval_fn=eval_fn, valid_dataset=valid)
 
 
-def model_from_stats(model_cfg: ImageModelConfig, stats: dict) -> ImageDiffusion:
-    """The task's ``model_fn``: rebuild the model from a checkpoint's config and statistics."""
-    return ImageDiffusion(model_cfg, stats)
-
-
 def register() -> None:
     """Register ``images`` (called lazily by :func:`moldiff.train.tasks.get_task`)."""
     from moldiff.train.tasks import register_task
 
-    register_task(TASK_NAME, ImageModelConfig, ImageDataConfig, build, model_fn=model_from_stats)
+    register_task(TASK_NAME, ImageModelConfig, ImageDataConfig, build, model_fn=ImageDiffusion)

@@ -258,11 +258,7 @@ def build(model_cfg: MoleculeModelConfig, data_cfg: MoleculeDataConfig, *, rank:
                       eval_fn=_eval_fn(data_cfg) if data_cfg.eval_samples > 0 else None, valid_dataset=valid)
 
 
-def model_from_stats(model_cfg: MoleculeModelConfig, stats: dict) -> MoleculeDiffusion:
-    return MoleculeDiffusion(model_cfg, stats)
-
-
 def register() -> None:
     from moldiff.train.tasks import register_task
 
-    register_task("molecules", MoleculeModelConfig, MoleculeDataConfig, build, model_fn=model_from_stats)
+    register_task("molecules", MoleculeModelConfig, MoleculeDataConfig, build, model_fn=MoleculeDiffusion)

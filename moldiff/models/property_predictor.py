@@ -292,11 +292,7 @@ def build(model_cfg: PropertyPredictorConfig, data_cfg: PredictorDataConfig, *, 
                       dataset_stats=stats, valid_dataset=valid)
 
 
-def model_from_stats(model_cfg: PropertyPredictorConfig, stats: dict) -> PropertyPredictor:
-    return PropertyPredictor(model_cfg, stats)
-
-
 def register() -> None:
     from moldiff.train.tasks import register_task
 
-    register_task("property_predictor", PropertyPredictorConfig, PredictorDataConfig, build, model_fn=model_from_stats)
+    register_task("property_predictor", PropertyPredictorConfig, PredictorDataConfig, build, model_fn=PropertyPredictor)

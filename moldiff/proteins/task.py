@@ -15,7 +15,7 @@ from typing import Optional
 from .dataset import BackboneDataset, collate_backbones
 from .model import BackboneDiffusion, BackboneModelConfig, save_designs
 
-__all__ = ["BackboneDataConfig", "load_datasets", "dataset_stats", "build", "model_from_stats", "register"]
+__all__ = ["BackboneDataConfig", "load_datasets", "dataset_stats", "build", "register"]
 
 TASK_NAME = "backbones"
 
@@ -93,12 +93,7 @@ def build(model_cfg: BackboneModelConfig, data_cfg: BackboneDataConfig, *, rank:
                       eval_fn=eval_fn, valid_dataset=valid)
 
 
-def model_from_stats(model_cfg: BackboneModelConfig, stats: dict) -> BackboneDiffusion:
-    """Rebuild a model from its config and statistics (loading checkpoints)."""
-    return BackboneDiffusion(model_cfg, stats)
-
-
 def register() -> None:
     from moldiff.train.tasks import register_task
 
-    register_task(TASK_NAME, BackboneModelConfig, BackboneDataConfig, build, model_fn=model_from_stats)
+    register_task(TASK_NAME, BackboneModelConfig, BackboneDataConfig, build, model_fn=BackboneDiffusion)

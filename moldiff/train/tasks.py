@@ -110,7 +110,8 @@ def register_task(name: str, model_config_cls: type, data_config_cls: type, buil
         model_config_cls: dataclass of the task's ``model:`` section.
         data_config_cls: dataclass of the task's ``data:`` section.
         build_fn: ``build_fn(model_cfg, data_cfg, *, rank, world_size, seed) -> TaskBundle``.
-        model_fn: optional ``model_fn(model_cfg, dataset_stats) -> nn.Module`` (no data needed).
+        model_fn: optional ``model_fn(model_cfg, dataset_stats) -> nn.Module`` (no data needed); a model
+            class whose constructor takes ``(config, stats)`` serves as it is.
         overwrite: replace an existing registration of the same name (default: false).
 
     Returns:
