@@ -17,10 +17,11 @@ last line of output is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
+
+from _report import print_record  # benchmarks/_report.py, beside this script
 
 
 def _load(model: str):
@@ -87,11 +88,7 @@ def main(argv=None) -> dict:
         "real_vs_real_baseline": overall["baseline"], "notes": overall["notes"],
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
-    line = json.dumps(summary)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(line + "\n")
-    print(line)
+    print_record(summary, args.out)
     return summary
 
 

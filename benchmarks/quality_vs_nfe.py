@@ -26,12 +26,13 @@ Prints a markdown table (one row per sampler and budget), a pivot of molecule st
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
 import torch
+
+from _report import print_record  # benchmarks/_report.py, beside this script
 
 SAMPLER_LABELS = {"ddpm": "ancestral (ddpm)", "ancestral": "ancestral", "ddim": "DDIM (eta 0)", "heun": "Heun",
                   "dpmpp_2m": "DPM-Solver++(2M)"}
@@ -114,11 +115,7 @@ def main(argv=None) -> dict:
 
     record = {"benchmark": "quality_vs_nfe", "model": args.model, "num_molecules": args.num, "seed": args.seed,
               "device": args.device, "threads": torch.get_num_threads(), "cores": os.cpu_count(), "rows": rows}
-    line = json.dumps(record)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(line + "\n")
-    print(line)
+    print_record(record, args.out)
     return record
 
 

@@ -58,6 +58,8 @@ import time
 
 import torch
 
+from _report import print_record  # benchmarks/_report.py, beside this script
+
 # QM9 training split with hydrogens (EDM split, 100,000 molecules): molecule sizes and atom counts.
 QM9_NUM_ATOMS_HISTOGRAM = {
     3: 1, 4: 4, 5: 5, 6: 9, 7: 16, 8: 49, 9: 124, 10: 362, 11: 807, 12: 1689, 13: 3060, 14: 5136,
@@ -526,11 +528,7 @@ def main(argv=None) -> dict:
                   f"(EDM: 2 threads; moldiff: {record['threads']})")
     record["loadavg_end"] = _loadavg()
     print(f"load average at the end: {record['loadavg_end']}")
-    line = json.dumps(record)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(line + "\n")
-    print(line)
+    print_record(record, args.out)
     return record
 
 

@@ -70,9 +70,10 @@ def test_evaluate_backbones_on_three_real_domains(cath_tar, tmp_path, capsys):
     assert np.isfinite(result["baseline"]["w1_dihedral"]) and result["summary"]["w1_bond_angle"] < 10
 
 
-def test_benchmark_smoke(cath_tar, tmp_path):
+def test_benchmark_smoke(cath_tar, tmp_path, monkeypatch):
     import importlib.util
 
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # as when run as a script: its helpers beside it
     spec = importlib.util.spec_from_file_location("bench_backbones", REPO / "benchmarks" / "backbones.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
