@@ -19,11 +19,22 @@ def _toy_images(n: int = 32) -> ImageBatch:
     return ImageBatch(images, labels)
 
 
+def _fit(model: ImageDiffusion, batch: ImageBatch, steps: int, lr: float) -> dict:
+    """``steps`` Adam steps of the model's own training loss on one batch; the last step's metrics."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        loss, metrics = model.training_loss(batch, g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return metrics
+
+
 def test_a_few_training_steps_reduce_the_loss():
     torch.manual_seed(0)
     model = ImageDiffusion(tiny_config(class_conditional=True), {"image_shape": [1, 8, 8], "num_classes": 3})
     batch = _toy_images()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
 
     @torch.no_grad()
     def fixed_loss():  # the same noise and noise levels every time
@@ -33,12 +44,7 @@ def test_a_few_training_steps_reduce_the_loss():
                                     weighting="edm", extra_args={"labels": batch.labels}).mean())
 
     before = fixed_loss()
-    g = torch.Generator().manual_seed(0)
-    for _ in range(20):
-        loss, metrics = model.training_loss(batch, g)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    metrics = _fit(model, batch, steps=20, lr=3e-3)
     assert set(metrics) == {"loss_std"}
     assert fixed_loss() < 0.6 * before
 
@@ -101,14 +107,7 @@ def test_a_trained_model_draws_the_requested_class():
     """About 25 s on one core: 300 Adam steps on three 'bar' images; every sampler then draws the asked-for bar."""
     torch.manual_seed(0)
     model = ImageDiffusion(tiny_config(class_conditional=True, base_channels=16), {"image_shape": [1, 8, 8], "num_classes": 3})
-    batch = _toy_images(48)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(300):
-        loss, _ = model.training_loss(batch, g)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    _fit(model, _toy_images(48), steps=300, lr=2e-3)
     model.eval()
     labels = torch.arange(30) % 3
     templates = _toy_images(3).images[labels]
