@@ -38,7 +38,7 @@ def _sample_shard(job) -> tuple[dict, float]:
     generator = load_pretrained(model)
     cpu0 = time.process_time()
     sizes = generator.plan(num, seed)
-    mine = range(rank, -(-num // batch_size), processes)
+    mine = generator.chunks_for(num, batch_size, rank, processes)
     chunks = generator.sample_chunks(sizes, seed, mine, batch_size=batch_size,
                                      targets=generator.plan_condition(sizes, seed, None), sampler=sampler, steps=steps)
     return chunks, time.process_time() - cpu0

@@ -148,7 +148,7 @@ def _sample(args: argparse.Namespace) -> int:
         print(f"moldiff sample: {err}", file=sys.stderr)
         return 2
     options = {} if args.guidance_scale is None else {"guidance_scale": args.guidance_scale}
-    mine = list(range(info.rank, -(-args.num // args.batch_size), info.world_size))  # each rank its own chunks
+    mine = generator.chunks_for(args.num, args.batch_size, info.rank, info.world_size)  # each rank its own chunks
     bar = None
     if info.is_main and not args.no_progress:
         from tqdm.auto import tqdm

@@ -186,6 +186,12 @@ class MoleculeGenerator:
                                                      callback=callback, **options)
         return split_molecules(self.model, pos, types, batch)
 
+    @staticmethod
+    def chunks_for(num: int, batch_size: int, rank: int = 0, world_size: int = 1) -> range:
+        """The chunk indices process ``rank`` of ``world_size`` samples in a job of ``num`` molecules:
+        chunk ``k`` (molecules ``k * batch_size`` onwards) belongs to rank ``k mod world_size``."""
+        return range(rank, math.ceil(num / batch_size), world_size)
+
     def sample_chunks(self, sizes: torch.Tensor, seed: int, chunks: Iterable[int], *, batch_size: int = 250,
                       targets: dict[str, torch.Tensor] | None = None, sampler: str = "ddpm", steps: int | None = None,
                       callback: Callable | None = None, on_chunk: Callable[[int], Any] | None = None,
@@ -229,7 +235,7 @@ class MoleculeGenerator:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=num, unit="mol", desc=f"sampling ({sampler})")
-        chunks = self.sample_chunks(sizes, seed, range(math.ceil(num / batch_size)), batch_size=batch_size,
+        chunks = self.sample_chunks(sizes, seed, self.chunks_for(num, batch_size), batch_size=batch_size,
                                     targets=targets, sampler=sampler, steps=steps, predictor=predictor,
                                     on_chunk=bar.update if bar is not None else None, **options)
         if bar is not None:

@@ -101,3 +101,13 @@ def test_the_shipped_backbone_model_samples_chains_and_writes_pdb(tmp_path):
     save_designs(designs, tmp_path)
     pdbs = sorted(tmp_path.glob("*.pdb"))
     assert len(pdbs) == 2 and pdbs[0].read_text().count(" CA  GLY A") == 40
+
+
+def test_chunks_for_splits_a_job_over_ranks_without_gaps_or_overlap():
+    from moldiff.models.pretrained import MoleculeGenerator
+
+    for num, batch_size, world in [(1000, 250, 2), (7, 2, 3), (5, 10, 4), (0, 3, 2)]:
+        parts = [list(MoleculeGenerator.chunks_for(num, batch_size, rank, world)) for rank in range(world)]
+        flat = sorted(k for part in parts for k in part)
+        assert flat == list(range(-(-num // batch_size)))  # every chunk once
+        assert all(k % world == rank for rank, part in enumerate(parts) for k in part)
