@@ -37,6 +37,7 @@ def _load_data(model_path: str, data_root: str | None):
     from moldiff.train.checkpoint import load_checkpoint
     from moldiff.train.config import from_dict
 
+    from moldiff.data.cache import shared_data_dir
     from moldiff.models.pretrained import pretrained_path
 
     ckpt = load_checkpoint(pretrained_path(model_path))
@@ -44,7 +45,7 @@ def _load_data(model_path: str, data_root: str | None):
     if data_root is not None:
         data.root = data_root
     elif not Path(data.root).exists():  # the training run's relative path; else the shared data folder
-        shared = Path(os.environ.get("MOLDIFF_DATA_DIR", "../shared/data")) / "images" / data.dataset
+        shared = shared_data_dir() / "images" / data.dataset
         if shared.exists():
             data.root = str(shared)
     if data.dataset == "folder":

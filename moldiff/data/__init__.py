@@ -6,7 +6,8 @@
 * :mod:`~moldiff.data.sdf`: ``SDFDataset`` for a user's own SDF files;
 * :mod:`~moldiff.data.molecule_dataset`: the shared array-backed ``MoleculeDataset`` and
   ``training_smiles`` (reference SMILES for novelty, cached);
-* :mod:`~moldiff.data.cache`: the cache folder (``MOLDIFF_CACHE_DIR`` or ``~/.cache/moldiff``).
+* :mod:`~moldiff.data.cache`: the cache folder (``MOLDIFF_CACHE_DIR`` or ``~/.cache/moldiff``) and the
+  shared data folder (``MOLDIFF_DATA_DIR`` or ``../shared/data``).
 
 Names are imported lazily, so ``import moldiff.data`` stays cheap.
 """
@@ -29,6 +30,7 @@ _EXPORTS = {
     "load_qm9": "qm9",
     "SDFDataset": "sdf",
     "cache_dir": "cache",
+    "shared_data_dir": "cache",
 }
 
 _SUBMODULES = ("molecule_graph", "molecule_dataset", "qm9", "sdf", "cache")

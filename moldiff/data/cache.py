@@ -1,4 +1,4 @@
-"""Where processed datasets are cached, and safe writes to the cache.
+"""Where processed datasets are cached, safe writes to the cache, and where the shared data lives.
 
 The cache folder is, in order of precedence: an explicit ``cache_dir`` argument, the environment
 variable ``MOLDIFF_CACHE_DIR``, or ``~/.cache/moldiff``. Files are written to a temporary name and
@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["cache_dir", "atomic_write", "save_npz_atomic"]
+__all__ = ["cache_dir", "shared_data_dir", "atomic_write", "save_npz_atomic"]
 
 
 def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -33,6 +33,12 @@ def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
     path = path.expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def shared_data_dir() -> Path:
+    """The shared real-data folder (``qm9/``, ``proteins/``, ``images/``, ...): ``$MOLDIFF_DATA_DIR``
+    when set, else ``../shared/data`` relative to the working directory (a checkout's root)."""
+    return Path(os.environ.get("MOLDIFF_DATA_DIR") or "../shared/data")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:

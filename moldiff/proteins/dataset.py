@@ -40,9 +40,11 @@ DEFAULT_CATH = "../shared/data/proteins/cath_domains_1000.tar.gz"
 
 
 def default_cath_path() -> Path:
-    """The CATH archive: ``$MOLDIFF_DATA_DIR/proteins/...`` when set, else :data:`DEFAULT_CATH`."""
-    root = os.environ.get("MOLDIFF_DATA_DIR")
-    return Path(root) / "proteins" / Path(DEFAULT_CATH).name if root else Path(DEFAULT_CATH)
+    """The CATH archive in the shared data folder (:func:`moldiff.data.cache.shared_data_dir`:
+    ``$MOLDIFF_DATA_DIR/proteins/...`` when set, else :data:`DEFAULT_CATH`)."""
+    from moldiff.data.cache import shared_data_dir
+
+    return shared_data_dir() / "proteins" / Path(DEFAULT_CATH).name
 
 
 def in_holdout(name: str, fraction: float) -> bool:
