@@ -308,11 +308,17 @@ def load_pretrained(name_or_path: str | os.PathLike = "qm9", device: str | torch
     """
     from .molecule import MoleculeDiffusion
 
-    if str(name_or_path).endswith("_classifier") and str(name_or_path) in PRETRAINED:
+    from moldiff.train.checkpoint import CheckpointError
+
+    try:
+        model = load_model(name_or_path, device=device)
+    except CheckpointError as not_a_model:  # an image classifier file (its own format tag), or not ours
         from moldiff.images.classifier import load_classifier
 
-        return load_classifier(name_or_path, device=device)
-    model = load_model(name_or_path, device=device)
+        try:
+            return load_classifier(name_or_path, device=device)
+        except ValueError:
+            raise not_a_model from None
     if isinstance(model, MoleculeDiffusion):
         return MoleculeGenerator(model, source=str(name_or_path))
     return model

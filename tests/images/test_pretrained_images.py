@@ -53,3 +53,19 @@ def test_cli_samples_a_png_grid_from_the_shipped_model(tmp_path):
     assert proc.returncode == 0, proc.stderr
     with Image.open(out) as grid:
         assert grid.mode == "L" and grid.size[0] > 28 * 4
+
+
+def test_load_pretrained_tells_files_apart_by_their_format_tag(tmp_path):
+    """A classifier saved under any name loads as a classifier; a foreign file is refused by name."""
+    import pytest
+
+    from moldiff.images.classifier import ClassifierConfig, save_classifier
+    from moldiff.train.checkpoint import CheckpointError
+
+    path = save_classifier(ImageClassifier(ClassifierConfig(width=4, feature_dim=8)), tmp_path / "mine.pt",
+                           info={"class_names": ["a", "b"]})
+    loaded = moldiff.load_pretrained(path)
+    assert isinstance(loaded, ImageClassifier) and loaded.info["class_names"] == ["a", "b"]
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="foreign.pt"):
+        moldiff.load_pretrained(tmp_path / "foreign.pt")
