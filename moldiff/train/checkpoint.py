@@ -41,6 +41,7 @@ __all__ = [
     "restore_rng_state",
     "export_ema",
     "load_trained_model",
+    "trained_weights",
     "run_lock",
 ]
 
@@ -299,13 +300,24 @@ def load_trained_model(path: str | Path, ema: bool = True, device: str | torch.d
 
     ckpt = load_checkpoint(path)
     model = build_model(ckpt["task"], ckpt["config"]["model"], ckpt.get("dataset_stats", {}))
+    model.load_state_dict(trained_weights(ckpt, ema=ema))
+    return model.to(device).eval()
+
+
+def trained_weights(ckpt: dict, ema: bool = True) -> dict[str, torch.Tensor]:
+    """The model state dict held by a loaded checkpoint or exported weights file, in float32.
+
+    Args:
+        ckpt: what :func:`load_checkpoint` returned.
+        ema: take a training checkpoint's EMA weights when it has them (default: true); an exported
+            file holds EMA weights only.
+    """
     if ckpt["format"] == WEIGHTS_FORMAT:
         weights = dict(ckpt["model"])
         weights.update({key: weights[source] for key, source in ckpt.get("aliases", {}).items()})
     else:
         weights = ckpt["ema"]["module"] if ema and ckpt.get("ema") else ckpt["model"]
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
-    return model.to(device).eval()
+    return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
 
 
 @contextlib.contextmanager

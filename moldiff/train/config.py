@@ -99,6 +99,12 @@ class TrainConfig:
             task's ``eval_fn`` returns); ``None`` keeps no best checkpoint (default: ``"valid_loss"``).
         best_mode: ``"min"`` or ``"max"``: whether a smaller or a larger ``best_metric`` is better.
         seed: seed of the model initialisation, data order and training noise (default: 0).
+        init_from: start a fresh run from trained weights instead of a random initialisation
+            (fine-tuning, or training a shipped model on): a pretrained name (``"qm9"``) or a
+            checkpoint / exported weights file of the same task and architecture. The model and its
+            EMA start from those weights (a training checkpoint's EMA weights); optimiser, learning
+            rate schedule, step count and data order start fresh. A resumed run ignores it, since its
+            checkpoint holds the weights (default: ``None``).
         out_dir: run folder; ``None`` means ``runs/<config file name>`` (default: ``None``).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"`` (default: ``"auto"``).
         progress: show a progress bar on rank 0 when stderr is a terminal (default: true).
@@ -130,6 +136,7 @@ class TrainConfig:
     best_metric: Optional[str] = "valid_loss"
     best_mode: Literal["min", "max"] = "min"
     seed: int = 0
+    init_from: Optional[str] = None
     out_dir: Optional[str] = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True

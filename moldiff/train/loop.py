@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointManager, atomic_save,
-                         capture_rng_state, load_checkpoint, restore_rng_state, run_lock)
+                         capture_rng_state, load_checkpoint, restore_rng_state, run_lock, trained_weights)
 from .config import ExperimentConfig, TrainConfig, save_yaml, to_dict
 from .distributed import (DistInfo, ShardedBatchSampler, all_reduce_max, all_reduce_sum, barrier,
                           broadcast_object, cleanup_distributed, gather_objects, init_distributed)
@@ -496,6 +496,41 @@ class Trainer:
         self._last_checkpoint = path
         return True
 
+    def init_weights(self, source: str | Path) -> Path:
+        """Set the model and its EMA to trained weights (``train.init_from``) before a fresh run.
+
+        Args:
+            source: a pretrained name (see :mod:`moldiff.models.pretrained`) or a checkpoint /
+                exported weights file of this run's task whose weights fit this model exactly.
+
+        Returns:
+            The file the weights came from.
+
+        Raises:
+            ValueError: the file belongs to another task, or its weights do not fit the model
+                (the message names the missing, unexpected or reshaped entries).
+        """
+        from moldiff.models.pretrained import pretrained_path  # name -> file table only (torch-only module)
+
+        path = pretrained_path(source)
+        ckpt = load_checkpoint(path, map_location="cpu")
+        if ckpt.get("task") != self.config.task:
+            raise ValueError(f"train.init_from: {str(path)!r} holds a model of task {ckpt.get('task')!r}, "
+                             f"this run's task is {self.config.task!r}")
+        weights = trained_weights(ckpt)
+        own = self.model.state_dict()
+        problems = [f"missing {k}" for k in own if k not in weights]
+        problems += [f"unexpected {k}" for k in weights if k not in own]
+        problems += [f"{k}: shape {tuple(weights[k].shape)} in the file, {tuple(v.shape)} in the model"
+                     for k, v in own.items() if k in weights and weights[k].shape != v.shape]
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise ValueError(f"train.init_from: the weights in {str(path)!r} do not fit this run's model "
+                             f"(compare the model sections of the two configs): {shown}")
+        self.model.load_state_dict(weights)
+        self.ema.module.load_state_dict(weights)
+        return path
+
     # --------------------------------------------------------------------------------------------
     # The loop
     # --------------------------------------------------------------------------------------------
@@ -548,6 +583,8 @@ class Trainer:
         elif self.checkpoints.checkpoints():
             raise FileExistsError(f"{self.out_dir} already holds checkpoints of an earlier run: continue it with "
                                   "--resume (resume=True) or choose another output folder")
+        if self.resumed_from is None and tc.init_from is not None:
+            self.init_weights(tc.init_from)
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_yaml(self.config, self.out_dir / "config.yaml")
@@ -560,6 +597,7 @@ class Trainer:
             n_params = sum(p.numel() for p in self.params)
             self.logger.log({"kind": "event", "step": self.step, "event": "resume" if self.resumed_from else "start",
                              "checkpoint": str(self.resumed_from) if self.resumed_from else None,
+                             "init_from": None if self.resumed_from else tc.init_from,
                              "task": self.config.task, "device": str(self.device), "world_size": self.dist.world_size,
                              "parameters": n_params, "precision": "bf16" if self.use_bf16 else "fp32",
                              "items_per_step": tc.batch_size * tc.grad_accum * self.dist.world_size})

@@ -246,3 +246,39 @@ def test_fresh_run_refuses_a_folder_with_checkpoints(tmp_path, toy_config):
     _run(cfg, tmp_path)
     with pytest.raises(FileExistsError, match="--resume"):
         _run(cfg, tmp_path)
+
+
+def test_init_from_starts_a_fresh_run_at_trained_weights(tmp_path, toy_config):
+    first = _run(toy_config(steps=40, eval_every=0), tmp_path / "first")
+    shipped = export_ema(first.checkpoints.latest(), tmp_path / "first.pt", dtype=None)
+    trained = load_trained_model(shipped).state_dict()
+
+    # stop_at=0: the state a fresh run with init_from starts its first step from.
+    start = _run(toy_config(steps=40, eval_every=0, init_from=str(shipped)), tmp_path / "second", stop_at=0)
+    assert start.step == 0 and start.ema.num_updates == 0
+    assert _equal_state(start.model.state_dict(), trained)
+    assert _equal_state(start.ema.module.state_dict(), trained)
+    assert not _equal_state(_run(toy_config(steps=40, eval_every=0), tmp_path / "scratch", stop_at=0)
+                            .model.state_dict(), trained)
+
+    # It trains on from there (fresh optimiser), and a resumed run keeps its own weights.
+    cfg = toy_config(steps=20, eval_every=0, ckpt_every=10, init_from=str(first.checkpoints.latest()))
+    cut = _run(cfg, tmp_path / "third", stop_at=15)
+    resumed = _run(cfg, tmp_path / "third", resume=True)
+    full = _run(cfg, tmp_path / "full")
+    assert _equal_state(resumed.model.state_dict(), full.model.state_dict())
+    assert not _equal_state(cut.model.state_dict(), trained)
+    start_event = read_log(tmp_path / "third" / "log.jsonl", kind="event")[0]
+    assert start_event["event"] == "start" and start_event["init_from"] == str(first.checkpoints.latest())
+
+
+def test_init_from_refuses_weights_that_do_not_fit(tmp_path, toy_config):
+    first = _run(toy_config(steps=5, eval_every=0), tmp_path / "first")
+    wider = toy_config(steps=5, eval_every=0, init_from=str(first.checkpoints.latest()))
+    wider.model.hidden = 48
+    with pytest.raises(ValueError, match=r"do not fit this run's model.*shape \(32"):
+        _run(wider, tmp_path / "wider")
+    with pytest.raises(FileNotFoundError, match="neither a pretrained model"):
+        _run(toy_config(steps=5, init_from=str(tmp_path / "nothing.pt")), tmp_path / "missing")
+    with pytest.raises(ValueError, match="task 'molecules'"):
+        _run(toy_config(steps=5, init_from="qm9"), tmp_path / "other_task")
