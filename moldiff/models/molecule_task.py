@@ -219,7 +219,9 @@ def _eval_fn(data: MoleculeDataConfig):
         g = torch.Generator(device="cpu").manual_seed(1234)
         device = next(model.parameters()).device
         sizes = model.sample_num_atoms(data.eval_samples, generator=g)
-        pos, types, batch = model.sample_states(sizes, sampler=data.eval_sampler, steps=data.eval_steps,
+        # A conditional model is scored on targets drawn from p(c | N), as it is sampled by default.
+        context = sample_context(model.stats, list(model.config.context), sizes, g) if model.config.context else None
+        pos, types, batch = model.sample_states(sizes, sampler=data.eval_sampler, steps=data.eval_steps, context=context,
                                                 generator=torch.Generator(device=device).manual_seed(1234))
         mols = split_molecules(model, pos, types, batch)
         metrics = evaluate_molecules(mols)

@@ -183,6 +183,24 @@ def test_the_condition_reaches_the_network():
     assert not np.allclose(guided[0][1], low[0][1], atol=1e-4)
 
 
+def test_the_training_evaluation_scores_a_conditional_model_on_targets_from_p_c_given_n(tmp_path, monkeypatch):
+    from moldiff.models import molecule_task
+    from moldiff.models.molecule_task import MoleculeDataConfig
+
+    model = _generator().model.eval()
+    seen = []
+    sample_states = model.sample_states
+    monkeypatch.setattr(model, "sample_states", lambda sizes, **kw: seen.append((sizes, kw["context"])) or
+                        sample_states(sizes, **kw))
+    evaluate = molecule_task._eval_fn(MoleculeDataConfig(eval_samples=6, eval_sampler="ddim", eval_steps=3))
+    metrics = evaluate(model, 7, tmp_path)
+    assert metrics["num_molecules"] == 6 and 0.0 <= metrics["atom_stability"] <= 1.0
+    (sizes, context), = seen
+    assert context["alpha"].shape == (6,) and bool(((context["alpha"] >= 10.0) & (context["alpha"] <= 80.0)).all())
+    assert (tmp_path / "samples_step00000007.sdf").is_file()
+    assert evaluate(model, 7, None) == metrics  # fixed seeds: the same targets and molecules every time
+
+
 def test_gradient_guidance_by_a_predictor_moves_the_sample_and_stays_finite():
     gen, predictor = _generator(context=()), _predictor()
     kw = dict(seed=0, sampler="ddim", steps=4, num_atoms=5)
