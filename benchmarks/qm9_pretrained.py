@@ -29,21 +29,6 @@ EDM_ROWS = {
 COLUMNS = ["atom_stability", "molecule_stability", "validity", "validity_x_uniqueness", "novelty", "connected_validity"]
 
 
-def _sample_shard(job) -> tuple[dict, float]:
-    """Chunks ``k = rank, rank + N, ...`` of the job, one thread: ``({k: molecules}, CPU seconds)``."""
-    model, num, seed, sampler, steps, batch_size, rank, processes = job
-    torch.set_num_threads(1)
-    from moldiff.models.pretrained import load_pretrained
-
-    generator = load_pretrained(model)
-    cpu0 = time.process_time()
-    sizes = generator.plan(num, seed)
-    mine = generator.chunks_for(num, batch_size, rank, processes)
-    chunks = generator.sample_chunks(sizes, seed, mine, batch_size=batch_size,
-                                     targets=generator.plan_condition(sizes, seed, None), sampler=sampler, steps=steps)
-    return chunks, time.process_time() - cpu0
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="qm9")
@@ -66,15 +51,12 @@ def main(argv=None) -> dict:
     steps, _ = generator.model.sampling_defaults(args.sampler, args.steps)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     if args.processes > 1:
-        import multiprocessing
+        from moldiff.models.pretrained import sample_in_processes
 
-        jobs = [(args.model, args.num, args.seed, args.sampler, steps, args.batch_size, rank, args.processes)
-                for rank in range(args.processes)]
-        with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
-            shards = pool.map(_sample_shard, jobs)
-        chunks = {k: mols for part, _ in shards for k, mols in part.items()}
-        molecules = [mol for k in sorted(chunks) for mol in chunks[k]]
-        cpu = sum(seconds for _, seconds in shards)
+        sizes = generator.plan(args.num, args.seed)
+        molecules, cpu = sample_in_processes(args.model, sizes, args.seed, processes=args.processes,
+                                             targets=generator.plan_condition(sizes, args.seed, None),
+                                             batch_size=args.batch_size, sampler=args.sampler, steps=steps)
         threads = 1
     else:
         molecules = generator.sample_arrays(args.num, args.seed, sampler=args.sampler, steps=steps,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -289,6 +290,50 @@ class MoleculeGenerator:
                                     progress=progress, condition=condition, force=force, predictor=predictor,
                                     guidance_scale=guidance_scale, **options)
         return [build_molecule(z, p, bonds=bonds) for z, p in arrays]
+
+
+def _sample_shard(job: tuple) -> tuple[dict, float]:
+    """Worker of :func:`sample_in_processes`: its chunks with one thread, ``({k: molecules}, CPU seconds)``."""
+    model, sizes, seed, targets, batch_size, rank, processes, options = job
+    torch.set_num_threads(1)
+    generator = load_pretrained(model)
+    if isinstance(options.get("predictor"), (str, os.PathLike)):
+        options = {**options, "predictor": load_model(options["predictor"])}
+    cpu0 = time.process_time()
+    chunks = generator.sample_chunks(sizes, seed, generator.chunks_for(len(sizes), batch_size, rank, processes),
+                                     batch_size=batch_size, targets=targets, **options)
+    return chunks, time.process_time() - cpu0
+
+
+def sample_in_processes(model: str | os.PathLike, sizes: torch.Tensor, seed: int, *, processes: int,
+                        targets: dict[str, torch.Tensor] | None = None, batch_size: int = 250,
+                        **options) -> tuple[list[tuple[Any, Any]], float]:
+    """A planned sampling job spread over ``processes`` one-thread processes on this machine.
+
+    Process ``r`` samples the chunks :meth:`MoleculeGenerator.chunks_for` gives it, so the molecules
+    are those of one process doing the whole job (:meth:`MoleculeGenerator.sample_arrays` with the
+    same plan, seed and ``batch_size``); only the wall time changes.
+
+    Args:
+        model: a pretrained name or checkpoint path (each process loads it).
+        sizes: ``[num]`` planned sizes (:meth:`MoleculeGenerator.plan`).
+        seed: the job's seed.
+        processes: worker processes (spawned).
+        targets: ``{name: [num]}`` conditions (:meth:`MoleculeGenerator.plan_condition`), or ``None``.
+        batch_size: molecules per chunk.
+        options: as :meth:`MoleculeGenerator.sample_chunks`; a ``predictor`` is given as a name or
+            path, loaded in each process.
+
+    Returns:
+        ``(molecules in plan order, sampling CPU seconds summed over the processes)``.
+    """
+    import multiprocessing
+
+    jobs = [(str(model), sizes, seed, targets, batch_size, rank, processes, options) for rank in range(processes)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        shards = pool.map(_sample_shard, jobs)
+    chunks = {k: mols for part, _ in shards for k, mols in part.items()}
+    return [mol for k in sorted(chunks) for mol in chunks[k]], sum(seconds for _, seconds in shards)
 
 
 def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True):

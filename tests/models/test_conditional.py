@@ -239,12 +239,15 @@ def test_cli_sample_with_a_condition(checkpoints, tmp_path, capsys):
 def test_the_table3_benchmark_runs_end_to_end(checkpoints):
     gen_path, pred_path = checkpoints
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "qm9_conditional.py"), "--generator", str(gen_path),
-                          "--predictor", str(pred_path), "--num", "4", "--sampler", "ddim", "--steps", "3",
-                          "--num-real", "16", "--guidance-scale", "2", "--predictor-scale", "0.5"],
-                         capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    runs = [subprocess.run([sys.executable, str(REPO / "benchmarks" / "qm9_conditional.py"), "--generator", str(gen_path),
+                            "--predictor", str(pred_path), "--num", "4", "--batch-size", "2", "--sampler", "ddim",
+                            "--steps", "3", "--num-real", "16", "--guidance-scale", "2", "--predictor-scale", "0.5",
+                            "--processes", str(processes)], capture_output=True, text=True, env=env, timeout=300)
+            for processes in (1, 2)]
+    assert all(out.returncode == 0 for out in runs), [out.stderr for out in runs]
+    result, spread = (json.loads(out.stdout.strip().splitlines()[-1]) for out in runs)
+    assert spread["mae"] == result["mae"]  # two processes sample the same molecules as one
+    out = runs[0]
     assert result["unit"] == "bohr^3" and result["published"]["EDM"] == 2.76
     assert {"Naive (shuffled labels)", "#Atoms", "ours, no guidance", "ours, CFG s=2",
             "predictor on real molecules"} <= set(result["mae"])
