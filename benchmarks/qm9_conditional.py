@@ -35,7 +35,6 @@ import json
 import time
 
 import numpy as np
-import torch
 
 #: EDM's Table 3 and later papers' rows (MAE, reported units), from ../shared/reference.md.
 PUBLISHED = {
@@ -54,22 +53,6 @@ def report_unit(name: str) -> tuple[str, float]:
 
     unit = QM9_PROPERTIES[name][0]
     return ("meV", HARTREE_TO_MEV) if unit == "Ha" else (unit, 1.0)
-
-
-@torch.no_grad()
-def predict_arrays(predictor, molecules, column: int, batch_size: int = 256) -> np.ndarray:
-    """The predictor's value of one property for ``(atomic_numbers, positions)`` pairs, ``[M]``."""
-    index = {int(z): i for i, z in enumerate(predictor.stats["atomic_numbers"])}
-    device = next(predictor.parameters()).device
-    out = []
-    for start in range(0, len(molecules), batch_size):
-        part = molecules[start:start + batch_size]
-        pos = torch.cat([torch.as_tensor(np.asarray(p), dtype=torch.float32) for _, p in part]).to(device)
-        types = torch.tensor([index[int(z)] for zs, _ in part for z in zs], device=device)
-        sizes = torch.tensor([len(zs) for zs, _ in part])
-        batch = torch.repeat_interleave(torch.arange(len(part)), sizes).to(device)
-        out.append(predictor.predict(pos, types, batch, len(part))[:, column].double().cpu())
-    return torch.cat(out).numpy()
 
 
 def real_molecules(source: str, name: str, num: int | None, seed: int):
@@ -126,7 +109,7 @@ def main(argv=None) -> dict:
     # baselines on real molecules of the generator's half
     molecules, labels, num_atoms = real_molecules(args.source, name, args.num_real, args.seed)
     tick = time.perf_counter()
-    predicted = predict_arrays(predictor, molecules, column)
+    predicted = predictor.predict_molecules(molecules)[:, column]
     timings["predict_real_s"] = time.perf_counter() - tick
     shuffled = labels[np.random.default_rng(args.seed).permutation(len(labels))]
     rows["Naive (shuffled labels)"] = float(np.abs(predicted - shuffled).mean())
@@ -156,7 +139,7 @@ def main(argv=None) -> dict:
                                              **options)
             samples = [mol for k in sorted(chunks) for mol in chunks[k]]
         timings[f"{label}_s"] = time.perf_counter() - tick
-        rows[label] = float(np.abs(predict_arrays(predictor, samples, column) - goal).mean())
+        rows[label] = float(np.abs(predictor.predict_molecules(samples)[:, column] - goal).mean())
     rows["predictor on real molecules"] = float(np.abs(predicted - labels).mean())
 
     rows = {k: v * factor for k, v in rows.items()}

@@ -174,6 +174,22 @@ class PropertyPredictor(nn.Module):
         onehot = nn.functional.one_hot(atom_types, len(self.atom_types)).to(pos.dtype)
         return self(pos, onehot, batch, num_graphs) * self.mad.to(pos) + self.mean.to(pos)
 
+    @torch.no_grad()
+    def predict_molecules(self, molecules, batch_size: int = 256) -> np.ndarray:
+        """Properties ``[M, P]`` (float64, physical units) of ``(atomic_numbers [n], positions [n, 3])``
+        pairs, as samplers and datasets give them (elements outside the vocabulary raise ``KeyError``)."""
+        index = {int(z): i for i, z in enumerate(self.stats["atomic_numbers"])}
+        device = self.mean.device
+        out = []
+        for start in range(0, len(molecules), batch_size):
+            part = molecules[start:start + batch_size]
+            pos = torch.cat([torch.as_tensor(np.asarray(p), dtype=torch.float32) for _, p in part]).to(device)
+            types = torch.tensor([index[int(z)] for zs, _ in part for z in zs], device=device)
+            sizes = torch.tensor([len(zs) for zs, _ in part])
+            batch = torch.repeat_interleave(torch.arange(len(part)), sizes).to(device)
+            out.append(self.predict(pos, types, batch, len(part)).double().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, len(self.properties)))
+
     def training_loss(self, batch, generator: torch.Generator | None = None):
         """EDM's objective: L1 between prediction and ``(y - mean) / MAD``, with the MAE in physical
         units per property as metrics."""

@@ -113,6 +113,11 @@ def test_the_predictor_is_e3_and_permutation_invariant():
     perm = random_permutation_within_graphs(batch, g)
     assert torch.allclose(predictor.predict(pos[perm], types[perm], batch, 3), ref, atol=1e-9)
     assert ref.shape == (3, 1)
+    # the same figures from (atomic numbers, positions) pairs, in chunks of any size
+    z = np.array([1, 6, 7, 8, 9])[types.numpy()]
+    pairs = [(z[batch.numpy() == b], pos[batch == b].numpy()) for b in range(3)]
+    for chunk in (1, 2, 256):
+        assert np.allclose(predictor.float().predict_molecules(pairs, batch_size=chunk), ref.detach().numpy(), atol=1e-4)
 
 
 @needs_qm9
