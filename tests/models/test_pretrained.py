@@ -50,7 +50,7 @@ def test_load_pretrained_samples_reproducible_stable_molecules():
     assert elements <= {"H", "C", "N", "O", "F"}
     from moldiff.molecules.metrics import evaluate_molecules
 
-    # the shipped model is a trained one: about 84% of its atoms have EDM-valid valences with this
+    # the shipped model is a trained one: about 85% of its atoms have EDM-valid valences with this
     # sampler (README; an untrained network gives under 35%)
     assert evaluate_molecules(mols)["atom_stability"] > 0.6
     fixed = model.sample(3, seed=0, sampler="heun", steps=10, num_atoms=11)
