@@ -32,15 +32,13 @@ from pathlib import Path
 import torch
 
 
-def _load_data(model_path: str, data_root: str | None):
+def _load_data(ckpt: dict, data_root: str | None):
+    """``(train, test, dataset name)`` of the data config an image model was trained with."""
     from moldiff.images.task import ImageDataConfig, load_datasets
-    from moldiff.train.checkpoint import load_checkpoint
     from moldiff.train.config import from_dict
 
     from moldiff.data.cache import shared_data_dir
-    from moldiff.models.pretrained import pretrained_path
 
-    ckpt = load_checkpoint(pretrained_path(model_path))
     data = from_dict(ImageDataConfig, ckpt["config"].get("data", {}), "data")
     if data_root is not None:
         data.root = data_root
@@ -87,11 +85,13 @@ def main(argv=None) -> dict:
     from moldiff.images.classifier import evaluate_classifier, load_classifier, save_classifier, train_classifier
     from moldiff.images.grid import save_grid
     from moldiff.images.metrics import classifier_accuracy, feature_metrics
-    from moldiff.models.pretrained import PRETRAINED, load_model
+    from moldiff.models.pretrained import PRETRAINED, pretrained_path
+    from moldiff.train.checkpoint import load_checkpoint, model_from_checkpoint
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = load_model(args.model, device=device)
-    train, test, dataset_name = _load_data(args.model, args.data)
+    ckpt = load_checkpoint(pretrained_path(args.model))  # read once: the model and its data config
+    model = model_from_checkpoint(ckpt, device=device)
+    train, test, dataset_name = _load_data(ckpt, args.data)
     if args.classifier is None:
         args.classifier = ("fashion_mnist_classifier" if dataset_name == "fashion_mnist"
                            else f"runs/classifiers/{dataset_name}.pt")

@@ -28,6 +28,22 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture
+def benchmark_script(monkeypatch):
+    """``benchmark_script(name)``: ``benchmarks/<name>.py`` imported as a module, its helpers beside it
+    on the path as when it is run."""
+    import importlib.util
+
+    def load(name: str):
+        monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO_ROOT / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
 @pytest.fixture(autouse=True)
 def _single_thread():
     """One torch thread for every test: the test tensors are small, where one thread is faster

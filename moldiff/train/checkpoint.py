@@ -41,6 +41,7 @@ __all__ = [
     "restore_rng_state",
     "export_ema",
     "load_trained_model",
+    "model_from_checkpoint",
     "trained_weights",
     "run_lock",
 ]
@@ -296,9 +297,14 @@ def load_trained_model(path: str | Path, ema: bool = True, device: str | torch.d
     Returns:
         The model in eval mode, in float32.
     """
+    return model_from_checkpoint(load_checkpoint(path), ema=ema, device=device)
+
+
+def model_from_checkpoint(ckpt: dict, ema: bool = True, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """:func:`load_trained_model` for a checkpoint already read with :func:`load_checkpoint` (for
+    callers that also need its config or statistics)."""
     from .tasks import build_model
 
-    ckpt = load_checkpoint(path)
     model = build_model(ckpt["task"], ckpt["config"]["model"], ckpt.get("dataset_stats", {}))
     model.load_state_dict(trained_weights(ckpt, ema=ema))
     return model.to(device).eval()

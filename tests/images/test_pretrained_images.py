@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from PIL import Image
 
@@ -69,3 +70,16 @@ def test_load_pretrained_tells_files_apart_by_their_format_tag(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="foreign.pt"):
         moldiff.load_pretrained(tmp_path / "foreign.pt")
+
+
+def test_the_image_benchmark_scores_the_shipped_model(shared_data, benchmark_script):
+    if not (shared_data / "images" / "fashion_mnist").is_dir():
+        pytest.skip("Fashion-MNIST is not in the shared data folder")
+    bench = benchmark_script("images")
+    result = bench.main(["--model", "fashion_mnist", "--num", "40", "--steps", "12", "--bpd-images", "0"])
+    assert result["num"] == 40 and result["model"] == "fashion_mnist"
+    # twelve steps of the shipped model: the samples are mostly of the asked class, and closer to real
+    # images in the classifier's features than two steps' blur is
+    assert result["classifier_accuracy"] > 0.6
+    blurred = bench.main(["--model", "fashion_mnist", "--num", "40", "--steps", "2", "--bpd-images", "0"])
+    assert result["frechet_distance"] < blurred["frechet_distance"]

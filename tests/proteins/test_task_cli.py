@@ -70,27 +70,16 @@ def test_evaluate_backbones_on_three_real_domains(cath_tar, tmp_path, capsys):
     assert np.isfinite(result["baseline"]["w1_dihedral"]) and result["summary"]["w1_bond_angle"] < 10
 
 
-def _benchmark_script(name: str, monkeypatch):
-    """``benchmarks/<name>.py`` imported as a module, its helpers beside it on the path as when run."""
-    import importlib.util
-
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_benchmark_smoke(cath_tar, tmp_path, monkeypatch):
-    bench = _benchmark_script("backbones", monkeypatch)
+def test_benchmark_smoke(cath_tar, tmp_path, benchmark_script):
+    bench = benchmark_script("backbones")
     summary = bench.main(["--model", "untrained", "--num", "2", "--lengths", "12", "16", "--steps", "2",
                           "--reference", str(cath_tar), "--max-reference", "6", "--out", str(tmp_path / "b.json")])
     assert set(summary["per_length"]) == {"12", "16"} and summary["all"]["num_backbones"] == 4
     assert summary["real_vs_real_baseline"]["num_a"] == 3
 
 
-def test_denoising_profile_benchmark(cath_tar, monkeypatch):
-    bench = _benchmark_script("backbone_denoising", monkeypatch)
+def test_denoising_profile_benchmark(cath_tar, benchmark_script):
+    bench = benchmark_script("backbone_denoising")
     sigmas = [0.1, 1.0, 10.0]
     summary = bench.main(["--model", "untrained", "--num", "3", "--sigmas", *map(str, sigmas),
                           "--reference", str(cath_tar)])
