@@ -8,6 +8,7 @@ min-SNR and EDM losses are the same objective up to this weight, whatever the ne
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
@@ -93,7 +94,8 @@ def loss_weight(log_snr: Tensor, kind: str = "eps", *, gamma: float = 5.0, sigma
 def denoising_loss(denoiser: DiffusionDenoiser, x0: Tensor, space: StateSpace, *,
                    generator: torch.Generator | None = None, weighting: str = "eps",
                    noise_sampler: str = "uniform", extra_args: dict | None = None, t: Tensor | None = None,
-                   weighting_kwargs: dict | None = None, noise_kwargs: dict | None = None) -> Tensor:
+                   weighting_kwargs: dict | None = None, noise_kwargs: dict | None = None,
+                   auxiliary: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None) -> Tensor:
     """Per-item denoising loss ``w(lambda_t) * mean ||eps_hat - eps||^2`` (Ho et al. 2020, Eq. 14 with
     the weights of :func:`loss_weight`; the mean runs over each item's entries, as EDM's ``l2`` loss).
 
@@ -103,6 +105,9 @@ def denoising_loss(denoiser: DiffusionDenoiser, x0: Tensor, space: StateSpace, *
         space: the batch's state space (noise is drawn there, e.g. zero-CoM for coordinates).
         generator: random generator for times and noise.
         t: optional per-item times ``[B]`` (drawn with ``noise_sampler`` when absent).
+        auxiliary: optional ``f(x0_hat, x0, t) -> [B]``, a modality's own per-item loss on the
+            denoised estimate, added unweighted (e.g. the local-geometry loss of a protein backbone,
+            as FrameDiff's auxiliary losses, Yim et al. 2023, Sec. 4.2).
 
     Returns:
         ``[B]`` per-item losses (average them for the training loss).
@@ -116,10 +121,11 @@ def denoising_loss(denoiser: DiffusionDenoiser, x0: Tensor, space: StateSpace, *
     alpha = space.per_item(schedule.alpha(t).to(x0.dtype))
     sigma = space.per_item(schedule.sigma(t).to(x0.dtype))
     x_t = alpha * x0 + sigma * eps
-    _, eps_hat = denoiser.predict(x_t, t, space=space, **extra_args)
+    x0_hat, eps_hat = denoiser.predict(x_t, t, space=space, **extra_args)
     mse = space.mean_per_item((eps_hat - eps) ** 2)
     weight = loss_weight(schedule.log_snr(t), weighting, **(weighting_kwargs or {})).to(mse.dtype)
-    return weight * mse
+    loss = weight * mse
+    return loss if auxiliary is None else loss + auxiliary(x0_hat, x0, t)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -121,3 +121,39 @@ def test_a_few_training_steps_reduce_the_loss():
         model.training_loss(batch, g)[0].backward()
         opt.step()
     assert loss() < 0.8 * before  # 0.83 -> 0.53 with these seeds
+
+
+def test_local_distance_loss_is_the_closed_form_and_blind_to_rigid_motions():
+    from moldiff.proteins.model import local_distance_loss
+
+    pos, _, batch = _chains()
+    rot = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64))[0]
+    mirrored_moved = (pos @ rot.T) * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64) + 3.0
+    assert torch.allclose(local_distance_loss(mirrored_moved, pos, batch, 2), torch.zeros(2, dtype=torch.float64), atol=1e-20)
+    # stretching chain 0 by s turns each distance d into s d: error ((s - 1) d)^2, chain 1 untouched
+    s = 1.1
+    stretched = pos.clone()
+    stretched[:14] *= s
+    loss = local_distance_loss(stretched, pos, batch, 2, offsets=(1, 3))
+    d = torch.cat([(pos[o:14] - pos[:14 - o]).norm(dim=-1) for o in (1, 3)])
+    assert torch.allclose(loss, torch.tensor([((s - 1) * d).pow(2).mean(), 0.0], dtype=torch.float64))
+
+
+def test_the_local_distance_term_adds_to_the_loss_only_at_small_noise():
+    from moldiff.proteins.dataset import collate_backbones
+    from moldiff.proteins.pdb_io import Backbone
+
+    batch = collate_backbones([Backbone(ideal_helix(n).numpy(), "A" * n) for n in (20, 24)])
+    plain = _tiny_model()
+
+    def loss(**options):
+        model = _tiny_model(**options)
+        model.load_state_dict(plain.state_dict())
+        value = model.training_loss(batch, torch.Generator().manual_seed(3))[0]
+        return value
+
+    base = loss()
+    assert torch.equal(loss(local_distance_weight=1.0, local_distance_sigma_max=0.0), base)  # no chain that clean
+    everywhere = loss(local_distance_weight=1.0, local_distance_sigma_max=1e9)
+    assert everywhere > base and everywhere.requires_grad
+    assert torch.allclose(loss(local_distance_weight=2.0, local_distance_sigma_max=1e9) - base, 2 * (everywhere - base))
