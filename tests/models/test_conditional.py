@@ -257,3 +257,7 @@ def test_the_table3_benchmark_runs_end_to_end(checkpoints):
     assert {"Naive (shuffled labels)", "#Atoms", "ours, no guidance", "ours, CFG s=2",
             "predictor on real molecules"} <= set(result["mae"])
     assert "Naive (shuffled labels)" in out.stdout and "GeoLDM" in out.stdout
+    # every generated row says how much of the target beyond the atom count it follows
+    assert set(result["beyond_atom_count"]) == {k for k in result["mae"] if k.startswith("ours")}
+    assert all(-1 <= v["correlation"] <= 1 for v in result["beyond_atom_count"].values())
+    assert "target beyond the atom count" in out.stdout
