@@ -75,6 +75,8 @@ def real_molecules(source: str, name: str, num: int | None, seed: int):
 
 
 def main(argv=None) -> dict:
+    from moldiff.models.property_predictor import GUIDANCE_SIGMA_MAX
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", required=True, help="conditional generator checkpoint (configs/qm9_alpha.yaml)")
     parser.add_argument("--predictor", required=True, help="property predictor checkpoint (the judge)")
@@ -86,7 +88,8 @@ def main(argv=None) -> dict:
                         help="add a classifier-free guidance row with this scale (repeatable)")
     parser.add_argument("--predictor-scale", type=float, default=0.0, help="add a gradient-guidance row (default: off)")
     parser.add_argument("--predictor-tau", type=float, default=1.0, help="width of the guidance likelihood (normalised)")
-    parser.add_argument("--predictor-sigma-max", type=float, default=5.0, help="guide only at noise levels up to this")
+    parser.add_argument("--predictor-sigma-max", type=float, default=GUIDANCE_SIGMA_MAX,
+                        help=f"guide only at noise levels up to this (default: {GUIDANCE_SIGMA_MAX})")
     parser.add_argument("--guide-predictor", default=None, help="predictor for gradient guidance (default: the judge)")
     parser.add_argument("--num-real", type=int, default=None,
                         help="real molecules of the generator's half for the baselines (default: all 50,000)")

@@ -228,8 +228,15 @@ def predictor_stats(train, properties: list[str]) -> dict:
     }
 
 
+#: Default noise level (VE frame) below which predictor guidance acts. Measured on the shipped
+#: ``qm9_alpha`` with its predictor (scale 1, DPM-Solver++ 50 steps): guiding from sigma = 5 sends
+#: the state to 1e25 within three steps; from sigma = 1 every sample stays finite.
+GUIDANCE_SIGMA_MAX = 1.0
+
+
 def predictor_guidance(predictor: PropertyPredictor, model, targets: dict[str, Tensor], scale: float = 1.0,
-                       tau: float = 1.0, sigma_max: float | None = 5.0, through_denoiser: bool = True) -> Callable:
+                       tau: float = 1.0, sigma_max: float | None = GUIDANCE_SIGMA_MAX,
+                       through_denoiser: bool = True) -> Callable:
     """Gradient guidance of a :class:`~moldiff.models.molecule.MoleculeDiffusion` by a property
     predictor, for ``sample_states(..., guidance=...)``.
 
@@ -250,7 +257,8 @@ def predictor_guidance(predictor: PropertyPredictor, model, targets: dict[str, T
         targets: ``{property: [B] or scalar}`` in physical units; every name must be predicted.
         scale: guidance strength.
         tau: width of the Gaussian likelihood on the normalised scale.
-        sigma_max: no guidance above this noise level (``None``: guide at every step).
+        sigma_max: no guidance above this noise level (``None``: guide at every step; default
+            :data:`GUIDANCE_SIGMA_MAX`).
         through_denoiser: differentiate through the denoiser (DPS) or only through ``x0_hat``.
 
     Returns:
@@ -278,14 +286,20 @@ def predictor_guidance(predictor: PropertyPredictor, model, targets: dict[str, T
             return -((pred - goal.to(pred)) ** 2).sum(-1) / (2 * tau**2)
 
         guided = gradient_guidance(denoiser, space, log_likelihood, scale, through_denoiser=through_denoiser)
-        if sigma_max is None:
-            return guided
+
+        def checked(x: Tensor, sigma: Tensor, **extra_args) -> Tensor:
+            out = guided(x, sigma, **extra_args)
+            if not bool(torch.isfinite(out).all()):
+                raise FloatingPointError(
+                    f"predictor guidance diverged at noise level sigma = {float(sigma.max()):.3g} (scale {scale:g}, "
+                    f"sigma_max {sigma_max}): lower the guidance scale or guide only at smaller noise (sigma_max)")
+            return out
 
         def windowed(x: Tensor, sigma: Tensor, **extra_args) -> Tensor:
             # the time grid is known on the host, so this check costs no device sync in practice
-            return guided(x, sigma, **extra_args) if float(sigma.max()) <= sigma_max else denoiser(x, sigma, **extra_args)
+            return checked(x, sigma, **extra_args) if float(sigma.max()) <= sigma_max else denoiser(x, sigma, **extra_args)
 
-        return windowed
+        return checked if sigma_max is None else windowed
 
     return wrap
 

@@ -1,5 +1,5 @@
-"""The shipped conditional pair of EDM's Table 3 protocol: the `qm9_alpha` generator and its judge,
-`qm9_alpha_predictor` (CPU-size models; figures in the README)."""
+"""The shipped conditional models of EDM's Table 3 protocol: the `qm9_alpha` generator, its judge
+`qm9_alpha_predictor` and its guide `qm9_alpha_guide` (CPU-size models; figures in the README)."""
 
 from importlib.util import find_spec
 
@@ -13,15 +13,17 @@ from moldiff.models.pretrained import pretrained_path
 needs_qm9 = pytest.mark.skipif(find_spec("qm9pack") is None, reason="qm9pack is not installed (pip install 'moldiff[qm9]')")
 
 
-def test_the_shipped_pair_is_small_and_follows_edms_halves():
-    gen = torch.load(pretrained_path("qm9_alpha"), map_location="cpu", weights_only=True)
-    pred = torch.load(pretrained_path("qm9_alpha_predictor"), map_location="cpu", weights_only=True)
-    for ckpt, path in ((gen, pretrained_path("qm9_alpha")), (pred, pretrained_path("qm9_alpha_predictor"))):
-        assert ckpt["format"] == "moldiff-weights" and path.stat().st_size < 20 * 2**20
+def test_the_shipped_models_are_small_and_follow_edms_halves():
+    names = ("qm9_alpha", "qm9_alpha_predictor", "qm9_alpha_guide")
+    gen, pred, guide = (torch.load(pretrained_path(n), map_location="cpu", weights_only=True) for n in names)
+    for ckpt, name in zip((gen, pred, guide), names):
+        assert ckpt["format"] == "moldiff-weights" and pretrained_path(name).stat().st_size < 20 * 2**20
     assert gen["task"] == "molecules" and gen["config"]["model"]["context"] == ["alpha"]
-    assert pred["task"] == "property_predictor" and pred["config"]["model"]["properties"] == ["alpha"]
-    # generator and judge never saw each other's molecules
-    assert gen["config"]["data"]["half"] == "generator" and pred["config"]["data"]["half"] == "predictor"
+    for predictor in (pred, guide):
+        assert predictor["task"] == "property_predictor" and predictor["config"]["model"]["properties"] == ["alpha"]
+    # the generator and its judge never saw each other's molecules; the guide learnt from the generator's
+    assert gen["config"]["data"]["half"] == guide["config"]["data"]["half"] == "generator"
+    assert pred["config"]["data"]["half"] == "predictor"
     assert gen["dataset_stats"]["num_molecules"] == pred["dataset_stats"]["num_molecules"] == 50_000
 
 
@@ -50,3 +52,15 @@ def test_the_shipped_predictor_is_far_better_than_the_atom_count_on_the_generato
     mae = np.abs(predictor.predict_molecules([train.molecule(int(i)) for i in rows])[:, 0] - labels).mean()
     atoms = np.abs(predictor.atom_count_baseline.predict(np.asarray(train.num_atoms)[rows])["alpha"] - labels).mean()
     assert mae < 0.35 * atoms, (mae, atoms)
+
+
+def test_predictor_guidance_of_the_shipped_pair_stays_finite_and_divergence_is_named():
+    generator = moldiff.load_pretrained("qm9_alpha")
+    predictor = moldiff.load_pretrained("qm9_alpha_predictor")
+    kw = dict(seed=0, sampler="dpmpp_2m", steps=50, num_atoms=19, condition={"alpha": 80.0}, predictor=predictor,
+              predictor_scale=1.0)
+    pairs = generator.sample_arrays(16, **kw)  # the default window, sigma <= GUIDANCE_SIGMA_MAX
+    assert all(np.isfinite(x).all() for _, x in pairs)
+    # guiding this model from sigma = 5 diverges: a clear error, not molecules of NaN
+    with pytest.raises(FloatingPointError, match="predictor guidance diverged at noise level"):
+        generator.sample_arrays(16, **kw, predictor_sigma_max=5.0)
