@@ -13,12 +13,16 @@ sample. Rows:
 * #Atoms: a model that sees only the atom count (per-size median over the predictor's half, stored in
   the predictor; see :class:`moldiff.models.property_predictor.AtomCountBaseline`), on the same molecules;
 * ours: without guidance, with classifier-free guidance of scale ``s`` (``--guidance-scale``, repeatable),
-  and with gradient guidance by a predictor (``--predictor-scale > 0``). Guiding with the *evaluation*
+  and with gradient guidance by a predictor of scale ``s`` (``--predictor-scale``, repeatable). Guiding with the *evaluation*
   predictor flatters the score (the sample is optimised against its judge); pass an independently
-  trained ``--guide-predictor`` for a fair figure;
+  trained ``--guide-predictor`` for a fair figure (the shipped ``qm9_alpha_guide``). Gradient guidance
+  acts for noise levels up to ``--predictor-sigma-max`` with each molecule's step bounded to an RMS of
+  ``--predictor-max-step`` times sigma (both 1 by default);
 * the predictor on real molecules of the generator's half, against their labels (lower bound).
 
-A second table says how much of the target *beyond the atom count* each generated row follows: with
+A second table says how much of the target *beyond the atom count* each generated row follows, and
+what the molecules are worth (EDM's atom stability, validity and connected validity: guidance that
+breaks molecules shows here): with
 ``b(N)`` the #Atoms prediction for the sample's size, the least-squares slope and the correlation of
 ``predicted - b(N)`` against ``target - b(N)`` (slope 1 and correlation 1: the property hit exactly;
 0: only the atom count is used). An MAE near the #Atoms row with a clearly positive slope means the
@@ -30,6 +34,8 @@ Gap, HOMO and LUMO are reported in meV (QM9 stores Hartree), as EDM.
         --predictor runs/qm9_predictor_alpha/best.ckpt --num 1000 --sampler ddpm --guidance-scale 2
     python benchmarks/qm9_conditional.py --generator G --predictor P --num 4 --steps 4 --num-real 32   # smoke test
     python benchmarks/qm9_conditional.py --generator G --predictor P --processes 2     # the same molecules on 2 cores
+    python benchmarks/qm9_conditional.py --generator qm9_alpha --predictor qm9_alpha_predictor --processes 2 \
+        --sampler dpmpp_2m --steps 50 --predictor-scale 1 --predictor-scale 2 --predictor-scale 4 --guide-predictor qm9_alpha_guide
 
 The last line of output is one JSON object with every figure.
 """
@@ -75,7 +81,7 @@ def real_molecules(source: str, name: str, num: int | None, seed: int):
 
 
 def main(argv=None) -> dict:
-    from moldiff.models.property_predictor import GUIDANCE_SIGMA_MAX
+    from moldiff.models.property_predictor import GUIDANCE_MAX_STEP, GUIDANCE_SIGMA_MAX
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", required=True, help="conditional generator checkpoint (configs/qm9_alpha.yaml)")
@@ -86,10 +92,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="default: 1000 for ddpm, 50 otherwise")
     parser.add_argument("--guidance-scale", type=float, action="append", default=None,
                         help="add a classifier-free guidance row with this scale (repeatable)")
-    parser.add_argument("--predictor-scale", type=float, default=0.0, help="add a gradient-guidance row (default: off)")
+    parser.add_argument("--predictor-scale", type=float, action="append", default=None,
+                        help="add a gradient-guidance row with this scale (repeatable; default: none)")
     parser.add_argument("--predictor-tau", type=float, default=1.0, help="width of the guidance likelihood (normalised)")
     parser.add_argument("--predictor-sigma-max", type=float, default=GUIDANCE_SIGMA_MAX,
                         help=f"guide only at noise levels up to this (default: {GUIDANCE_SIGMA_MAX})")
+    parser.add_argument("--predictor-max-step", type=float, default=GUIDANCE_MAX_STEP,
+                        help=f"trust region of the guidance step: RMS at most this times sigma, 0 for none "
+                             f"(default: {GUIDANCE_MAX_STEP})")
     parser.add_argument("--guide-predictor", default=None, help="predictor for gradient guidance (default: the judge)")
     parser.add_argument("--num-real", type=int, default=None,
                         help="real molecules of the generator's half for the baselines (default: all 50,000)")
@@ -102,6 +112,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     from moldiff.models.pretrained import load_model, load_pretrained, sample_in_processes
+    from moldiff.molecules.metrics import evaluate_molecules
 
     predictor = load_model(args.predictor, device=args.device)
     generator = load_pretrained(args.generator, device=args.device)
@@ -129,15 +140,16 @@ def main(argv=None) -> dict:
     targets = generator.plan_condition(sizes, args.seed)
     goal = targets[name].double().numpy()
     atom_count_goal = predictor.atom_count_baseline.predict(sizes.numpy())[name]
-    follow = {}
+    follow, quality = {}, {}
     settings = {"ours, no guidance": {}}
     for s in args.guidance_scale or []:
         settings[f"ours, CFG s={s:g}"] = {"guidance_scale": s}
-    if args.predictor_scale > 0:
-        judge = " (guided by the judge)" if args.guide_predictor is None else ""
-        settings[f"ours, predictor guidance {args.predictor_scale:g}{judge}"] = {
-            "predictor": args.guide_predictor or args.predictor, "predictor_scale": args.predictor_scale,
-            "predictor_tau": args.predictor_tau, "predictor_sigma_max": args.predictor_sigma_max}
+    judge = " (guided by the judge)" if args.guide_predictor is None else ""
+    for s in args.predictor_scale or []:
+        settings[f"ours, predictor guidance {s:g}{judge}"] = {
+            "predictor": args.guide_predictor or args.predictor, "predictor_scale": s,
+            "predictor_tau": args.predictor_tau, "predictor_sigma_max": args.predictor_sigma_max,
+            "predictor_max_step": args.predictor_max_step or None}
     job = dict(batch_size=args.batch_size, targets=targets, sampler=args.sampler, steps=args.steps)
     for label, options in settings.items():
         tick = time.perf_counter()
@@ -150,6 +162,7 @@ def main(argv=None) -> dict:
                                              **options)
             samples = [mol for k in sorted(chunks) for mol in chunks[k]]
         timings[f"{label}_s"] = time.perf_counter() - tick
+        quality[label] = {k: evaluate_molecules(samples)[k] for k in ("atom_stability", "validity", "connected_validity")}
         achieved = predictor.predict_molecules(samples)[:, column]
         rows[label] = float(np.abs(achieved - goal).mean())
         beyond_goal, beyond_achieved = goal - atom_count_goal, achieved - atom_count_goal
@@ -169,11 +182,13 @@ def main(argv=None) -> dict:
         if name in PUBLISHED[key]:
             print(f"{key + ' (published)':<52} {'':>10} {PUBLISHED[key][name]:>10.4g}")
     print(f"\ntarget beyond the atom count: predicted - b(N) against target - b(N)")
-    print(f"{'row':<52} {'slope':>10} {'corr.':>10}")
+    print(f"{'row':<52} {'slope':>10} {'corr.':>10} {'atom st.':>9} {'valid':>7} {'conn. v.':>9}")
     for label, values in follow.items():
-        print(f"{label:<52} {values['slope']:>10.3f} {values['correlation']:>10.3f}")
+        q = quality[label]
+        print(f"{label:<52} {values['slope']:>10.3f} {values['correlation']:>10.3f} {q['atom_stability']:>9.3f} "
+              f"{q['validity']:>7.3f} {q['connected_validity']:>9.3f}")
     result = {"property": name, "unit": unit, "num": args.num, "num_real": len(labels), "sampler": args.sampler,
-              "steps": args.steps, "mae": rows, "beyond_atom_count": follow,
+              "steps": args.steps, "mae": rows, "beyond_atom_count": follow, "quality": quality,
               "published": {k: v[name] for k, v in PUBLISHED.items() if name in v}, "timings": timings}
     print(json.dumps(result))
     return result

@@ -52,7 +52,7 @@ def classifier_free_guidance(denoiser: Callable, space: StateSpace, scale: float
 
 
 def gradient_guidance(denoiser: Callable, space: StateSpace, log_likelihood: Callable, scale: float = 1.0, *,
-                      through_denoiser: bool = True) -> Callable:
+                      through_denoiser: bool = True, max_step: float | None = None) -> Callable:
     """Guidance by the gradient of a differentiable function of the predicted clean sample
     (regressor or classifier guidance; Dhariwal & Nichol 2021, Eq. 14; Chung et al. 2023, DPS, Eq. 16;
     EDM for molecules uses a property regressor this way).
@@ -69,6 +69,9 @@ def gradient_guidance(denoiser: Callable, space: StateSpace, log_likelihood: Cal
         scale: guidance strength.
         through_denoiser: differentiate through the network (true, as DPS) or take the gradient with
             respect to ``x0_hat`` only (cheaper; exact in the small-noise limit).
+        max_step: optional trust region: each item's guidance step is shrunk so that its root mean
+            square over the item's entries is at most ``max_step * sigma`` (the denoised estimate is
+            uncertain by about ``sigma`` anyway); ``None`` leaves the step as it is.
     """
 
     def guided(x: Tensor, sigma: Tensor, **extra) -> Tensor:
@@ -82,7 +85,12 @@ def gradient_guidance(denoiser: Callable, space: StateSpace, log_likelihood: Cal
                 target = d
             value = log_likelihood(d, sigma).sum()
             (grad,) = torch.autograd.grad(value, target)
-        return d.detach() + scale * space.per_item(sigma**2).to(x.dtype) * space.project(grad)
+        step = scale * space.per_item(sigma**2).to(x.dtype) * space.project(grad)
+        if max_step is not None:
+            rms = space.mean_per_item(step**2).sqrt()
+            bound = max_step * sigma.to(x.dtype).expand_as(rms)
+            step = step * space.per_item(torch.where(rms > bound, bound / rms.clamp_min(1e-30), torch.ones_like(rms)))
+        return d.detach() + step
 
     return guided
 

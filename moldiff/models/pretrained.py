@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from .property_predictor import GUIDANCE_SIGMA_MAX
+from .property_predictor import GUIDANCE_MAX_STEP, GUIDANCE_SIGMA_MAX
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 
@@ -166,15 +166,16 @@ class MoleculeGenerator:
     def sample_chunk(self, sizes: torch.Tensor, seed: int, chunk: int, *, sampler: str = "ddpm", steps: int | None = None,
                      callback: Callable | None = None, condition: dict[str, torch.Tensor] | None = None,
                      predictor=None, predictor_scale: float = 1.0, predictor_tau: float = 1.0,
-                     predictor_sigma_max: float | None = GUIDANCE_SIGMA_MAX, **options) -> list[tuple[Any, Any]]:
+                     predictor_sigma_max: float | None = GUIDANCE_SIGMA_MAX, predictor_max_step: float | None = GUIDANCE_MAX_STEP,
+                     **options) -> list[tuple[Any, Any]]:
         """One chunk as ``(atomic_numbers [n], positions [n, 3] Angstrom)`` numpy pairs.
 
         Args:
             sizes: ``[b]`` sizes of the chunk's molecules.
             seed, chunk: seed the chunk's noise.
             condition: the chunk's slice of :meth:`plan_condition` (already checked).
-            predictor, predictor_scale, predictor_tau, predictor_sigma_max: gradient guidance towards
-                ``condition`` by a property predictor (``scale``, ``tau`` and ``sigma_max`` of
+            predictor, predictor_scale, predictor_tau, predictor_sigma_max, predictor_max_step: gradient
+                guidance towards ``condition`` by a property predictor (``scale``, ``tau``, ``sigma_max`` and ``max_step`` of
                 :func:`~moldiff.models.property_predictor.predictor_guidance`).
             options: sampler options and ``guidance_scale`` (classifier-free guidance).
         """
@@ -189,7 +190,8 @@ class MoleculeGenerator:
 
                 targets = {n: v for n, v in condition.items() if n in predictor.properties}
                 options["guidance"] = predictor_guidance(predictor.to(self.device).eval(), self.model, targets,
-                                                         predictor_scale, predictor_tau, predictor_sigma_max)
+                                                         predictor_scale, predictor_tau, predictor_sigma_max,
+                                                         max_step=predictor_max_step)
         g = torch.Generator(device=self.device).manual_seed(_chunk_seed(seed, chunk))
         pos, types, batch = self.model.sample_states(sizes, sampler=sampler, steps=steps, generator=g,
                                                      callback=callback, **options)
@@ -255,7 +257,8 @@ class MoleculeGenerator:
                num_atoms: int | Sequence[int] | None = None, bonds: str = "edm", batch_size: int = 250,
                progress: bool = False, condition: dict | None = None, guidance_scale: float = 1.0,
                force: bool = False, predictor=None, predictor_scale: float = 1.0, predictor_tau: float = 1.0,
-               predictor_sigma_max: float | None = GUIDANCE_SIGMA_MAX, **options) -> list:
+               predictor_sigma_max: float | None = GUIDANCE_SIGMA_MAX, predictor_max_step: float | None = GUIDANCE_MAX_STEP,
+               **options) -> list:
         """Sample ``num`` molecules as RDKit molecules with a 3D conformer.
 
         >>> model = moldiff.load_pretrained("runs/qm9_alpha/last.ckpt")     # doctest: +SKIP
@@ -283,6 +286,8 @@ class MoleculeGenerator:
             predictor_scale: gradient-guidance strength.
             predictor_tau: width of the guidance likelihood on the predictor's normalised scale.
             predictor_sigma_max: gradient guidance only at noise levels up to this one.
+            predictor_max_step: bound each molecule's guidance step to an RMS of this times ``sigma``
+                (default 1; ``None``: unbounded, plain DPS, where strong scales may tear molecules apart).
             options: passed to the sampler (e.g. ``s_churn`` for Heun, ``eta`` for DDIM).
 
         Returns:
@@ -293,7 +298,7 @@ class MoleculeGenerator:
 
         if predictor is not None:
             options.update(predictor_scale=predictor_scale, predictor_tau=predictor_tau,
-                           predictor_sigma_max=predictor_sigma_max)
+                           predictor_sigma_max=predictor_sigma_max, predictor_max_step=predictor_max_step)
         arrays = self.sample_arrays(num, seed, sampler=sampler, steps=steps, num_atoms=num_atoms, batch_size=batch_size,
                                     progress=progress, condition=condition, force=force, predictor=predictor,
                                     guidance_scale=guidance_scale, **options)

@@ -99,3 +99,31 @@ def test_inpainting_keeps_a_motif_fixed_on_graphs_with_zero_com():
             d = pos_diff[graph_of == b]
             assert float((d - d.mean(0)).abs().max()) < 1e-8, name
         assert float(diff[:, 3:].abs().max()) < 1e-8
+
+
+def test_gradient_guidance_trust_region_bounds_only_large_steps():
+    """With ``max_step`` each item's step RMS is at most ``max_step * sigma``: a steep likelihood is
+    cut to exactly the bound (direction kept), a gentle one passes unchanged, and the step stays in
+    the space (zero centre of mass of the positions)."""
+    space, problem = graph_problem([3, 5, 4])
+    x = space.project(torch.randn(12, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    sigma = torch.tensor([0.5, 0.2, 1.0], dtype=torch.float64)
+    target = torch.ones_like(x)
+
+    def steep(x0_hat, s):
+        return -1e3 * space.sum_per_item((x0_hat - target) ** 2)
+
+    def gentle(x0_hat, s):
+        return -1e-6 * space.sum_per_item((x0_hat - target) ** 2)
+
+    base = problem(x, sigma)
+    for log_lik, clipped in ((steep, True), (gentle, False)):
+        free = gradient_guidance(problem, space, log_lik, through_denoiser=False)(x, sigma) - base
+        bounded = gradient_guidance(problem, space, log_lik, through_denoiser=False, max_step=0.1)(x, sigma) - base
+        rms, free_rms = (space.mean_per_item(v**2).sqrt() for v in (bounded, free))
+        if clipped:
+            assert torch.allclose(rms, 0.1 * sigma)
+            assert torch.allclose(bounded / space.per_item(rms), free / space.per_item(free_rms))
+        else:
+            assert torch.allclose(bounded, free) and bool((free_rms < 0.1 * sigma).all())
+        assert float(com(bounded, space).abs().max()) < 1e-10

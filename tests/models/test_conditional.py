@@ -261,3 +261,5 @@ def test_the_table3_benchmark_runs_end_to_end(checkpoints):
     assert set(result["beyond_atom_count"]) == {k for k in result["mae"] if k.startswith("ours")}
     assert all(-1 <= v["correlation"] <= 1 for v in result["beyond_atom_count"].values())
     assert "target beyond the atom count" in out.stdout
+    assert set(result["quality"]) == set(result["beyond_atom_count"])
+    assert all(0 <= q["atom_stability"] <= 1 for q in result["quality"].values())

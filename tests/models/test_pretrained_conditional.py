@@ -59,8 +59,8 @@ def test_predictor_guidance_of_the_shipped_pair_stays_finite_and_divergence_is_n
     predictor = moldiff.load_pretrained("qm9_alpha_predictor")
     kw = dict(seed=0, sampler="dpmpp_2m", steps=50, num_atoms=19, condition={"alpha": 80.0}, predictor=predictor,
               predictor_scale=1.0)
-    pairs = generator.sample_arrays(16, **kw)  # the default window, sigma <= GUIDANCE_SIGMA_MAX
-    assert all(np.isfinite(x).all() for _, x in pairs)
-    # guiding this model from sigma = 5 diverges: a clear error, not molecules of NaN
+    pairs = generator.sample_arrays(16, **kw)  # defaults: sigma <= GUIDANCE_SIGMA_MAX, bounded steps
+    assert all(np.isfinite(x).all() and np.abs(x).max() < 20 for _, x in pairs)
+    # unbounded guidance of this model from sigma = 5 diverges: a clear error, not molecules of NaN
     with pytest.raises(FloatingPointError, match="predictor guidance diverged at noise level"):
-        generator.sample_arrays(16, **kw, predictor_sigma_max=5.0)
+        generator.sample_arrays(16, **kw, predictor_sigma_max=5.0, predictor_max_step=None)
