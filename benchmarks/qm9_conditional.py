@@ -166,8 +166,10 @@ def main(argv=None) -> dict:
         achieved = predictor.predict_molecules(samples)[:, column]
         rows[label] = float(np.abs(achieved - goal).mean())
         beyond_goal, beyond_achieved = goal - atom_count_goal, achieved - atom_count_goal
-        follow[label] = {"slope": float(np.polyfit(beyond_goal, beyond_achieved, 1)[0]) if len(goal) > 1 else float("nan"),
-                         "correlation": float(np.corrcoef(beyond_goal, beyond_achieved)[0, 1]) if len(goal) > 1 else float("nan")}
+        follow[label] = {"slope": float("nan"), "correlation": float("nan")}
+        if len(goal) > 1:
+            follow[label] = {"slope": float(np.polyfit(beyond_goal, beyond_achieved, 1)[0]),
+                             "correlation": float(np.corrcoef(beyond_goal, beyond_achieved)[0, 1])}
     rows["predictor on real molecules"] = float(np.abs(predicted - labels).mean())
 
     rows = {k: v * factor for k, v in rows.items()}

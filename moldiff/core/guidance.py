@@ -89,7 +89,7 @@ def gradient_guidance(denoiser: Callable, space: StateSpace, log_likelihood: Cal
         if max_step is not None:
             rms = space.mean_per_item(step**2).sqrt()
             bound = max_step * sigma.to(x.dtype).expand_as(rms)
-            step = step * space.per_item(torch.where(rms > bound, bound / rms.clamp_min(1e-30), torch.ones_like(rms)))
+            step = step * space.per_item((bound / rms.clamp_min(1e-30)).clamp(max=1.0))
         return d.detach() + step
 
     return guided

@@ -229,8 +229,8 @@ def predictor_stats(train, properties: list[str]) -> dict:
 
 
 #: Default noise level (VE frame) below which predictor guidance acts. Measured on the shipped
-#: ``qm9_alpha`` with its predictor (scale 1, DPM-Solver++ 50 steps): guiding from sigma = 5 sends
-#: the state to 1e25 within three steps; from sigma = 1 every sample stays finite.
+#: ``qm9_alpha`` with its predictor (scale 1, DPM-Solver++ 50 steps, unbounded steps): guiding from
+#: sigma = 5 sends the state to 1e25 within three steps; from sigma = 1 every sample stays finite.
 GUIDANCE_SIGMA_MAX = 1.0
 #: Default trust region of predictor guidance (:func:`moldiff.core.gradient_guidance`, ``max_step``):
 #: a molecule's guidance step has an RMS of at most this times ``sigma``. Unbounded, scale 4 on the
@@ -299,7 +299,8 @@ def predictor_guidance(predictor: PropertyPredictor, model, targets: dict[str, T
             if not bool(torch.isfinite(out).all()):
                 raise FloatingPointError(
                     f"predictor guidance diverged at noise level sigma = {float(sigma.max()):.3g} (scale {scale:g}, "
-                    f"sigma_max {sigma_max}): lower the guidance scale or guide only at smaller noise (sigma_max)")
+                    f"sigma_max {sigma_max}, max_step {max_step}): lower the guidance scale, guide only at smaller "
+                    f"noise (sigma_max) or bound the step (max_step)")
             return out
 
         def windowed(x: Tensor, sigma: Tensor, **extra_args) -> Tensor:

@@ -174,8 +174,8 @@ def local_distance_loss(pred: Tensor, target: Tensor, batch: Tensor, num_graphs:
     i, j = edges[:, edges[0] < edges[1]]
     error = ((pred[i] - pred[j]).norm(dim=-1) - (target[i] - target[j]).norm(dim=-1)) ** 2
     total = torch.zeros(num_graphs, dtype=pred.dtype, device=pred.device).index_add_(0, batch[i], error)
-    count = torch.zeros(num_graphs, dtype=pred.dtype, device=pred.device).index_add_(0, batch[i], torch.ones_like(error))
-    return total / count.clamp(min=1)
+    count = torch.bincount(batch[i], minlength=num_graphs).clamp(min=1)
+    return total / count.to(pred.dtype)
 
 
 class BackboneNetwork(nn.Module):
