@@ -103,6 +103,17 @@ def test_the_shipped_backbone_model_samples_chains_and_writes_pdb(tmp_path):
     assert len(pdbs) == 2 and pdbs[0].read_text().count(" CA  GLY A") == 40
 
 
+def test_the_shipped_backbone_model_makes_connected_chains():
+    """Physical chains from the default sampler: consecutive CA atoms 3.8 A apart (the broken first
+    model had a CA-CA spread of 1 A and a chain break in a third of its bonds)."""
+    model = moldiff.load_pretrained("cath_ca")
+    designs = model.sample(60, seed=0, num=4)
+    ca_ca = np.concatenate([np.linalg.norm(np.diff(d.ca, axis=0), axis=1) for d in designs])
+    assert abs(np.median(ca_ca) - 3.8) < 0.05
+    assert np.mean(np.abs(ca_ca - 3.8) < 0.3) > 0.9
+    assert np.mean(ca_ca > 4.2) < 0.05 and 3.0 < ca_ca.min() and ca_ca.max() < 5.0
+
+
 def test_chunks_for_splits_a_job_over_ranks_without_gaps_or_overlap():
     from moldiff.models.pretrained import MoleculeGenerator
 

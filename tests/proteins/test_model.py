@@ -12,9 +12,9 @@ from moldiff.proteins.pdb_io import write_backbone_pdb
 from moldiff.testing import assert_equivariant, assert_not_reflection_equivariant
 
 
-def _network(chirality: bool = True) -> BackboneNetwork:
+def _network(chirality: bool = True, **overrides) -> BackboneNetwork:
     torch.manual_seed(0)
-    net = BackboneNetwork(BackboneModelConfig(hidden=16, layers=2, knn=6, chirality=chirality)).double()
+    net = BackboneNetwork(BackboneModelConfig(hidden=16, layers=2, knn=6, chirality=chirality, **overrides)).double()
     for block in net.egnn.blocks:  # EDM initialises the coordinate head near zero; make it matter
         torch.nn.init.normal_(block.coord_update.coord_mlp[4].weight, std=0.1)
     return net
@@ -33,17 +33,51 @@ def _fn(net):
     return lambda p, h, b, n: net(p, t, batch=b, num_graphs=n)
 
 
-def test_rotation_translation_equivariant_not_mirror_symmetric():
-    net = _network()
+WITH_DISTANCE_RBF = {"distance_rbf": 8, "norm_constant": 0.1}
+
+
+@pytest.mark.parametrize("overrides", [{}, WITH_DISTANCE_RBF], ids=["plain", "distance_rbf"])
+def test_rotation_translation_equivariant_not_mirror_symmetric(overrides):
+    net = _network(**overrides)
     pos, h, batch = _chains()
     assert_equivariant(_fn(net), pos, h, batch, 2, permutation=False, atol=1e-9, rtol=1e-7)
     assert_not_reflection_equivariant(_fn(net), pos, h, batch, 2, atol=1e-6, rtol=1e-6)
 
 
-def test_without_the_dihedral_features_mirror_images_are_equivalent():
-    net = _network(chirality=False)
+@pytest.mark.parametrize("overrides", [{}, WITH_DISTANCE_RBF], ids=["plain", "distance_rbf"])
+def test_without_the_dihedral_features_mirror_images_are_equivalent(overrides):
+    net = _network(chirality=False, **overrides)
     pos, h, batch = _chains()
     assert_equivariant(_fn(net), pos, h, batch, 2, permutation=False, reflections=True, atol=1e-9, rtol=1e-7)
+
+
+def test_distance_rbf_sees_the_noisy_chain_in_angstrom_at_every_noise_level():
+    """Under EDM preconditioning the network gets ``c_in x`` and ``c_noise``; the RBFs must see the
+    edge lengths of ``x`` itself, in A, whatever sigma is."""
+    net = _network(distance_rbf=8)
+    cfg = net.config
+    pos, _, batch = _chains()
+    for sigma in (0.01, 0.5, 3.0):
+        sig = torch.full((2,), sigma, dtype=torch.float64)
+        c_in = 1 / torch.sqrt(sig**2 + cfg.sigma_data**2)
+        c_noise = sig.log() / 4
+        edge_index, attr = net.graph(c_in[batch, None] * pos, batch, 2, net.angstrom_per_unit(c_noise))
+        i, j = edge_index
+        expected = net.rbf((pos[i] - pos[j]).norm(dim=-1) * cfg.coord_scale)
+        assert torch.allclose(attr[:, -8:], expected, atol=1e-10)
+    # one residue pair 3.8 A apart lights the centres near 3.8 A, not those near 0 or 20 A
+    two = torch.tensor([[0.0, 0.0, 0.0], [0.38, 0.0, 0.0]], dtype=torch.float64)
+    _, attr = net.graph(two, torch.zeros(2, dtype=torch.long), 1)
+    centres = net.rbf.centres
+    assert centres[attr[0, -8:].argmax()] == centres[(centres - 3.8).abs().argmin()]
+
+
+def test_old_configs_without_distance_rbf_build_the_same_network():
+    """A checkpoint saved before ``distance_rbf`` existed has no such key and loads its weights."""
+    old = _network()
+    new = _network(distance_rbf=0, norm_constant=1.0)
+    assert old.rbf is None and new.rbf is None
+    new.load_state_dict(old.state_dict())  # same parameter names and shapes
 
 
 def test_node_order_matters():
