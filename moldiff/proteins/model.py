@@ -44,8 +44,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from moldiff.core import (DiffusionSettings, GraphSpace, denoising_loss, get_sampler, initial_noise, inpainting,
-                          zero_com_space)
+from moldiff.core import (DiffusionSettings, GraphSpace, denoising_loss, edm_preconditioning, get_sampler, initial_noise,
+                          inpainting, zero_com_space)
 from moldiff.nn.egnn import EGNNDenoiser
 from moldiff.nn.embeddings import GaussianRBF
 from moldiff.nn.graph import knn_edges, sequence_edges
@@ -221,8 +221,8 @@ class BackboneNetwork(nn.Module):
         cfg = self.config
         if cfg.prediction != "edm":
             return torch.full_like(t, cfg.coord_scale)
-        sigma = torch.exp(4 * t)
-        return cfg.coord_scale * torch.sqrt(sigma**2 + cfg.sigma_data**2)
+        _, _, c_in, _ = edm_preconditioning(torch.exp(4 * t), cfg.sigma_data)  # sigma from c_noise = ln(sigma) / 4
+        return cfg.coord_scale / c_in
 
     def graph(self, pos: Tensor, batch: Tensor, num_graphs: int,
               angstrom_per_unit: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -237,15 +237,15 @@ class BackboneNetwork(nn.Module):
             dih = node_dihedral_features(pos, batch)
             parts += [dih[edge_index[0]], dih[edge_index[1]]]
         if self.rbf is not None:
-            scale = (angstrom_per_unit.to(pos.dtype)[batch] if angstrom_per_unit is not None
-                     else torch.full((pos.shape[0],), cfg.coord_scale, dtype=pos.dtype, device=pos.device))
             i, j = edge_index
-            parts.append(self.rbf((pos[i] - pos[j]).norm(dim=-1) * scale[i]))
+            scale = cfg.coord_scale if angstrom_per_unit is None else angstrom_per_unit.to(pos.dtype)[batch[i]]
+            parts.append(self.rbf((pos[i] - pos[j]).norm(dim=-1) * scale))
         return edge_index, torch.cat(parts, dim=-1)
 
     def forward(self, x: Tensor, t: Tensor, *, batch: Tensor, num_graphs: int) -> Tensor:
-        edge_index, edge_attr = self.graph(x, batch, num_graphs, self.angstrom_per_unit(t.to(x.dtype)))
-        h = t.to(x.dtype)[batch].unsqueeze(-1)
+        t = t.to(x.dtype)
+        edge_index, edge_attr = self.graph(x, batch, num_graphs, self.angstrom_per_unit(t))
+        h = t[batch].unsqueeze(-1)
         eps, _ = self.egnn(x, h, batch, num_graphs, edge_index=edge_index, edge_attr=edge_attr)
         return eps
 

@@ -73,11 +73,24 @@ def test_distance_rbf_sees_the_noisy_chain_in_angstrom_at_every_noise_level():
 
 
 def test_old_configs_without_distance_rbf_build_the_same_network():
-    """A checkpoint saved before ``distance_rbf`` existed has no such key and loads its weights."""
-    old = _network()
-    new = _network(distance_rbf=0, norm_constant=1.0)
-    assert old.rbf is None and new.rbf is None
-    new.load_state_dict(old.state_dict())  # same parameter names and shapes
+    """A checkpoint saved before ``distance_rbf`` and ``norm_constant`` existed has neither key: the
+    defaults must rebuild the network of that time (relative positions and dihedrals as the only extra
+    edge features, EDM's norm constant 1), so its weights load and compute the same function."""
+    from moldiff.nn.egnn import EGNNDenoiser
+
+    net = _network()  # the config as an old checkpoint gives it: the new keys at their defaults
+    cfg = net.config
+    assert net.rbf is None
+    old = EGNNDenoiser(1, 1, hidden=cfg.hidden, layers=cfg.layers, attention=cfg.attention,
+                       coords_range=cfg.coords_range, edges="knn", knn=cfg.knn,
+                       extra_edge_features=2 * cfg.max_relative_position + 1 + 4,
+                       normalization_factor=cfg.normalization_factor).double()
+    old.load_state_dict(net.egnn.state_dict())  # same parameter names and shapes
+    pos, h, batch = _chains()
+    edge_index, edge_attr = net.graph(pos, batch, 2)
+    t = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    eps_old, _ = old(pos, t[batch].unsqueeze(-1), batch, 2, edge_index=edge_index, edge_attr=edge_attr)
+    assert torch.allclose(net(pos, t, batch=batch, num_graphs=2), eps_old, atol=1e-12)
 
 
 def test_node_order_matters():
