@@ -32,7 +32,7 @@ def _load(model: str):
 
         torch.manual_seed(0)
         return BackboneDiffusion(BackboneModelConfig(hidden=16, layers=2), {"length_histogram": {50: 1}})
-    from moldiff.models.pretrained import load_model
+    from moldiff.hub import load_model
 
     return load_model(model)
 

@@ -34,10 +34,10 @@ import torch
 
 def _load_data(ckpt: dict, data_root: str | None):
     """``(train, test, dataset name)`` of the data config an image model was trained with."""
-    from moldiff.images.task import ImageDataConfig, load_datasets
+    from moldiff.hub import shared_data_dir
+    from moldiff.images.data import load_datasets
+    from moldiff.images.task import ImageDataConfig
     from moldiff.train.config import from_dict
-
-    from moldiff.data.cache import shared_data_dir
 
     data = from_dict(ImageDataConfig, ckpt["config"].get("data", {}), "data")
     if data_root is not None:
@@ -50,6 +50,22 @@ def _load_data(ckpt: dict, data_root: str | None):
         raise SystemExit("benchmarks/images.py needs a dataset with a train and a test split (idx files)")
     data.split, data.valid_split = "train", "test"
     return (*load_datasets(data), data.dataset)
+
+
+def _train_classifier(ckpt: dict, out: str, steps: int, data_root: str | None) -> None:
+    """Train the feature classifier of the model's dataset through the engine (the recipe of
+    ``configs/fashion_mnist_classifier.yaml``) and export its weights to ``out``."""
+    from moldiff.train.checkpoint import export_ema
+    from moldiff.train.config import load_config
+    from moldiff.train.loop import train
+
+    data = ckpt["config"].get("data", {})
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "fashion_mnist_classifier.yaml"
+    overrides = [f"train.steps={steps}", f"data.dataset={data.get('dataset', 'fashion_mnist')}",
+                 f"data.root={data_root or data.get('root')}", "train.progress=false"]
+    print(f"training the feature classifier ({steps} steps) -> {out}", flush=True)
+    result = train(load_config(recipe, overrides), out_dir=str(Path(out).with_suffix("")) + "_run")
+    export_ema(result.last_checkpoint, out)
 
 
 def _sample_subset(dataset, num: int, seed: int):
@@ -82,10 +98,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default=None, help="device of the model and Inception (default: cuda if available)")
     args = parser.parse_args(argv)
 
-    from moldiff.images.classifier import evaluate_classifier, load_classifier, save_classifier, train_classifier
+    from moldiff.images.classifier import evaluate_classifier, load_classifier
     from moldiff.images.grid import save_grid
     from moldiff.images.metrics import classifier_accuracy, feature_metrics
-    from moldiff.models.pretrained import PRETRAINED, pretrained_path
+    from moldiff.pretrained import PRETRAINED, pretrained_path
     from moldiff.train.checkpoint import load_checkpoint, model_from_checkpoint
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -95,13 +111,9 @@ def main(argv=None) -> dict:
     if args.classifier is None:
         args.classifier = ("fashion_mnist_classifier" if dataset_name == "fashion_mnist"
                            else f"runs/classifiers/{dataset_name}.pt")
-    if args.classifier in PRETRAINED or Path(args.classifier).is_file():
-        classifier = load_classifier(args.classifier)
-    else:
-        print(f"training the feature classifier ({args.classifier_steps} steps) -> {args.classifier}", flush=True)
-        classifier, info = train_classifier(train, valid=test, steps=args.classifier_steps, log_every=500)
-        save_classifier(classifier, args.classifier, info)
-        classifier.info = info
+    if not (args.classifier in PRETRAINED or Path(args.classifier).is_file()):
+        _train_classifier(ckpt, args.classifier, args.classifier_steps, data_root=args.data)
+    classifier = load_classifier(args.classifier)
     classifier_test_accuracy = classifier.info.get("valid_accuracy") or evaluate_classifier(classifier, test)
 
     labels = None

@@ -2,7 +2,7 @@
 
 Protocol (Hoogeboom et al. 2022, "Equivariant Diffusion for Molecule Generation in 3D", Sec. 5.3 and
 App.; ../shared/reference.md, "QM9 conditional generation"): the QM9 training split is halved with
-EDM's fixed permutation (:func:`moldiff.models.molecule_task.training_half_rows`); the property
+EDM's fixed permutation (:func:`moldiff.molecules.training_data.training_half_rows`); the property
 predictor (``configs/qm9_predictor_alpha.yaml``) trained on the first half, the conditional generator
 (``configs/qm9_alpha.yaml``) on the second. For each of ``--num`` molecules, ``N`` is drawn from
 ``p(N)``, the target ``c`` from ``p(c | N)`` (histogram over the generator's half, stored in the
@@ -11,7 +11,7 @@ sample. Rows:
 
 * Naive (upper bound): the predictor on real molecules of the generator's half, against shuffled labels;
 * #Atoms: a model that sees only the atom count (per-size median over the predictor's half, stored in
-  the predictor; see :class:`moldiff.models.property_predictor.AtomCountBaseline`), on the same molecules;
+  the predictor; see :class:`moldiff.molecules.predictor.AtomCountBaseline`), on the same molecules;
 * ours: without guidance, with classifier-free guidance of scale ``s`` (``--guidance-scale``, repeatable),
   and with gradient guidance by a predictor of scale ``s`` (``--predictor-scale``, repeatable). Guiding with the *evaluation*
   predictor flatters the score (the sample is optimised against its judge); pass an independently
@@ -61,7 +61,7 @@ PUBLISHED = {
 
 def report_unit(name: str) -> tuple[str, float]:
     """``(unit, factor)``: the unit EDM reports a property in and the factor from QM9's stored unit."""
-    from moldiff.data.qm9 import HARTREE_TO_MEV, QM9_PROPERTIES
+    from moldiff.molecules.qm9 import HARTREE_TO_MEV, QM9_PROPERTIES
 
     unit = QM9_PROPERTIES[name][0]
     return ("meV", HARTREE_TO_MEV) if unit == "Ha" else (unit, 1.0)
@@ -69,8 +69,8 @@ def report_unit(name: str) -> tuple[str, float]:
 
 def real_molecules(source: str, name: str, num: int | None, seed: int):
     """``(molecules, labels [M], num_atoms [M])`` of the generator's half (a random ``num`` of them)."""
-    from moldiff.data.qm9 import QM9Dataset
-    from moldiff.models.molecule_task import training_half_rows
+    from moldiff.molecules.qm9 import QM9Dataset
+    from moldiff.molecules.training_data import training_half_rows
 
     train = QM9Dataset("train", source, properties=[name])
     rows = training_half_rows(len(train), "generator")
@@ -81,7 +81,7 @@ def real_molecules(source: str, name: str, num: int | None, seed: int):
 
 
 def main(argv=None) -> dict:
-    from moldiff.models.property_predictor import GUIDANCE_MAX_STEP, GUIDANCE_SIGMA_MAX
+    from moldiff.molecules.predictor import GUIDANCE_MAX_STEP, GUIDANCE_SIGMA_MAX
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", required=True, help="conditional generator checkpoint (configs/qm9_alpha.yaml)")
@@ -111,7 +111,8 @@ def main(argv=None) -> dict:
                         help="sample each row in this many one-thread CPU processes (the same molecules as one process)")
     args = parser.parse_args(argv)
 
-    from moldiff.models.pretrained import load_model, load_pretrained, sample_in_processes
+    from moldiff.hub import load_model, load_pretrained
+    from moldiff.molecules.generator import sample_in_processes
     from moldiff.molecules.metrics import evaluate_molecules
 
     predictor = load_model(args.predictor, device=args.device)
@@ -183,7 +184,7 @@ def main(argv=None) -> dict:
     for key in ("GeoLDM", "GeoBFN"):
         if name in PUBLISHED[key]:
             print(f"{key + ' (published)':<52} {'':>10} {PUBLISHED[key][name]:>10.4g}")
-    print(f"\ntarget beyond the atom count: predicted - b(N) against target - b(N)")
+    print("\ntarget beyond the atom count: predicted - b(N) against target - b(N)")
     print(f"{'row':<52} {'slope':>10} {'corr.':>10} {'atom st.':>9} {'valid':>7} {'conn. v.':>9}")
     for label, values in follow.items():
         q = quality[label]

@@ -44,14 +44,14 @@ def main(argv=None) -> dict:
                              "as one process); CPU time is summed over them")
     args = parser.parse_args(argv)
 
-    from moldiff.models.pretrained import load_pretrained
+    from moldiff.hub import load_pretrained
     from moldiff.molecules.metrics import evaluate_molecules
 
     generator = load_pretrained(args.model)
     steps, _ = generator.model.sampling_defaults(args.sampler, args.steps)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     if args.processes > 1:
-        from moldiff.models.pretrained import sample_in_processes
+        from moldiff.molecules.generator import sample_in_processes
 
         sizes = generator.plan(args.num, args.seed)
         molecules, cpu = sample_in_processes(args.model, sizes, args.seed, processes=args.processes,
@@ -66,7 +66,7 @@ def main(argv=None) -> dict:
     wall = time.perf_counter() - wall0
     training = None
     if not args.no_novelty:
-        from moldiff.data import QM9Dataset, training_smiles
+        from moldiff.molecules import QM9Dataset, training_smiles
 
         training = training_smiles(QM9Dataset("train"))
     metrics = evaluate_molecules(molecules, training_smiles=training)

@@ -31,7 +31,6 @@ import sys
 import time
 
 import torch
-
 from _report import print_record  # benchmarks/_report.py, beside this script
 
 SAMPLER_LABELS = {"ddpm": "ancestral (ddpm)", "ancestral": "ancestral", "ddim": "DDIM (eta 0)", "heun": "Heun",
@@ -71,7 +70,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     from moldiff.core import get_sampler
-    from moldiff.models.pretrained import load_pretrained
+    from moldiff.hub import load_pretrained
     from moldiff.molecules.metrics import evaluate_molecules
 
     if args.threads is not None:

@@ -57,7 +57,6 @@ import tempfile
 import time
 
 import torch
-
 from _report import print_record  # benchmarks/_report.py, beside this script
 
 # QM9 training split with hydrogens (EDM split, 100,000 molecules): molecule sizes and atom counts.
@@ -91,7 +90,7 @@ def qm9_stats() -> dict:
 
 def qm9_like_molecules(num: int, seed: int = 0) -> list:
     """``num`` :class:`MoleculeGraph` with QM9's size and atom-type distributions (seeded)."""
-    from moldiff.data.molecule_graph import MoleculeGraph
+    from moldiff.molecules.graph import MoleculeGraph
 
     g = torch.Generator().manual_seed(seed)
     sizes = list(QM9_NUM_ATOMS_HISTOGRAM)
@@ -108,7 +107,7 @@ def qm9_like_molecules(num: int, seed: int = 0) -> list:
 
 
 def build_model(hidden: int, layers: int, device: str):
-    from moldiff.models.molecule import MoleculeDiffusion, MoleculeModelConfig
+    from moldiff.molecules.model import MoleculeDiffusion, MoleculeModelConfig
 
     return MoleculeDiffusion(MoleculeModelConfig(hidden=hidden, layers=layers), qm9_stats()).to(device)
 
@@ -168,8 +167,8 @@ def _fmt(m: dict) -> str:
 # ------------------------------------------------------------------------------------------------
 def bench_train(args, molecules, bf16: bool, compile_: bool) -> dict:
     """One optimiser step of :class:`Trainer` on the benchmark batch (EDM's optimiser settings)."""
-    from moldiff.data.molecule_graph import collate_molecules
-    from moldiff.models.molecule_task import MoleculeDataConfig
+    from moldiff.molecules.graph import collate_molecules
+    from moldiff.molecules.training_data import MoleculeDataConfig
     from moldiff.train.config import ExperimentConfig, TrainConfig
     from moldiff.train.loop import Trainer
     from moldiff.train.tasks import TaskBundle
@@ -197,7 +196,7 @@ def bench_train(args, molecules, bf16: bool, compile_: bool) -> dict:
 def bench_denoiser(args, model, molecules, bf16: bool) -> dict:
     """One denoiser call ``D(x, sigma)`` under ``torch.no_grad``, as a sampler makes it."""
     from moldiff.core import molecule_space
-    from moldiff.data.molecule_graph import collate_molecules
+    from moldiff.molecules.graph import collate_molecules
 
     b = collate_molecules(molecules).to(args.device)
     g = torch.Generator(args.device).manual_seed(args.seed)

@@ -6,7 +6,7 @@ on a packed batch of point clouds with zero centre of mass.
 
 import torch
 
-from moldiff.core import EDMSchedule, SAMPLERS, initial_noise, sampling_sigmas, zero_com_space
+from moldiff.core import SAMPLERS, EDMSchedule, initial_noise, sampling_sigmas, zero_com_space
 from moldiff.testing import IsotropicGaussianOracle
 
 sizes = torch.randint(3, 10, (500,), generator=torch.Generator().manual_seed(0))

@@ -10,12 +10,13 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("core", "nn", "molecules", "proteins", "images", "data", "models", "train", "testing")
+_SUBMODULES = ("core", "nn", "molecules", "proteins", "images", "train", "testing", "hub", "pretrained", "errors")
 
-# public functions, imported on first use
+# public names, imported on first use
 _FUNCTIONS = {
-    "load_pretrained": "moldiff.models.pretrained",
-    "load_model": "moldiff.models.pretrained",
+    "load_pretrained": "moldiff.hub",
+    "load_model": "moldiff.hub",
+    "MoldiffError": "moldiff.errors",
 }
 
 __all__ = list(_SUBMODULES) + list(_FUNCTIONS) + ["__version__"]

@@ -16,6 +16,10 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from moldiff import __version__
+from moldiff.errors import ConfigError, MoldiffError
+from moldiff.pretrained import PRETRAINED
+
 __all__ = ["Command", "COMMANDS", "build_parser", "main"]
 
 
@@ -72,7 +76,9 @@ def _train(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------
 
 def _sample_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="qm9", help="pretrained model name (qm9) or a checkpoint path (default: qm9)")
+    generative = ", ".join(name for name in PRETRAINED if not name.endswith(("_predictor", "_guide", "_classifier")))
+    parser.add_argument("--model", default="qm9",
+                        help=f"a shipped model ({generative}) or a checkpoint / exported weights file (default: qm9)")
     parser.add_argument("--num", "-n", "--num-samples", dest="num", type=int, default=100,
                         help="number of molecules, images or backbones (default: 100); under torchrun write "
                              "-n or --num-samples, since torchrun reads --num as its own --numa-binding")
@@ -116,195 +122,21 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    import time
-    from pathlib import Path
-
-    from moldiff.models.pretrained import MoleculeGenerator, load_model
-    from moldiff.train.distributed import cleanup_distributed, gather_objects, init_distributed
+    from moldiff.hub import load_pretrained
+    from moldiff.train.distributed import cleanup_distributed, init_distributed
 
     if args.num < 1:
         raise SystemExit("moldiff sample: --num must be at least 1")
     info = init_distributed(args.device)
-    model = load_model(args.model, device=info.device)
-    if _is_backbone_model(model):
-        try:
-            return _sample_backbones(args, model) if info.is_main else 0
-        finally:
-            cleanup_distributed(info)
-    if _is_image_model(model) or (args.out or "").lower().endswith(".png"):
-        try:
-            return _sample_images(args, model, info)
-        finally:
-            cleanup_distributed(info)
-    args.out = args.out or "samples.sdf"
-    args.sampler = args.sampler or "ddpm"
-    generator = MoleculeGenerator(model, source=str(args.model))
-    sizes = generator.plan(args.num, args.seed, args.num_atoms)
     try:
-        targets = generator.plan_condition(sizes, args.seed, parse_conditions(args.condition),
-                                           force=args.force_condition)
-    except ValueError as err:  # malformed NAME=VALUE, unknown property, value outside the training range
-        cleanup_distributed(info)
-        print(f"moldiff sample: {err}", file=sys.stderr)
-        return 2
-    options = {} if args.guidance_scale is None else {"guidance_scale": args.guidance_scale}
-    mine = generator.chunks_for(args.num, args.batch_size, info.rank, info.world_size)  # each rank its own chunks
-    bar = None
-    if info.is_main and not args.no_progress:
-        from tqdm.auto import tqdm
-
-        steps, _ = generator.model.sampling_defaults(args.sampler, args.steps)
-        bar = tqdm(total=len(mine) * steps, unit="step", desc=f"sampling {args.num} molecules ({args.sampler})")
-    tick = time.perf_counter()
-    results = generator.sample_chunks(sizes, args.seed, mine, batch_size=args.batch_size, targets=targets,
-                                      sampler=args.sampler, steps=args.steps,
-                                      callback=(lambda info_: bar.update(1)) if bar is not None else None, **options)
-    elapsed = time.perf_counter() - tick
-    gathered = gather_objects(results) if info.distributed else [results]
-    if info.is_main:
-        if bar is not None:
-            bar.close()
-        merged = {k: v for part in gathered for k, v in part.items()}
-        molecules = [m for k in sorted(merged) for m in merged[k]]
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix == ".xyz":
-            from moldiff.molecules.rdkit_io import write_xyz
-
-            write_xyz(molecules, out)
-        else:
-            from moldiff.molecules.rdkit_io import write_sdf
-
-            def title(i: int) -> str:
-                target = "" if targets is None else "".join(f" {n}={float(v[i]):.6g}" for n, v in targets.items())
-                return f"moldiff {args.model} seed={args.seed} #{i}{target}"
-
-            write_sdf(molecules, out, bonds=args.bonds, titles=[title(i) for i in range(len(molecules))])
-        per_molecule = elapsed / max(1, sum(len(results[k]) for k in mine))
-        print(f"wrote {len(molecules)} molecules to {out} ({per_molecule:.3f} s per molecule on rank 0, "
-              f"{info.world_size} process(es), device {info.device})", file=sys.stderr)
-    cleanup_distributed(info)
-    return 0
-
-
-def parse_conditions(items: Sequence[str] | None) -> dict[str, float] | None:
-    """``["alpha=80", "gap=0.25"]`` -> ``{"alpha": 80.0, "gap": 0.25}`` (``None`` for no items).
-
-    Raises:
-        ValueError: naming the malformed item (no ``=``, no name, a value that is not a number, or a
-            property given twice).
-    """
-    if not items:
-        return None
-    out: dict[str, float] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise ValueError(f"--condition expects NAME=VALUE (e.g. alpha=80.0), got {item!r}")
-        try:
-            number = float(value)
-        except ValueError:
-            raise ValueError(f"--condition {item}: {value.strip()!r} is not a number") from None
-        if name in out:
-            raise ValueError(f"--condition gives {name!r} twice")
-        out[name] = number
-    return out
-
-
-def _is_image_model(model) -> bool:
-    from moldiff.images.model import ImageDiffusion
-
-    return isinstance(model, ImageDiffusion)
-
-
-def _is_backbone_model(model) -> bool:
-    from moldiff.proteins.model import BackboneDiffusion
-
-    return isinstance(model, BackboneDiffusion)
-
-
-def _sample_backbones(args: argparse.Namespace, model) -> int:
-    """``moldiff sample`` for protein backbone models: PDB files and JSON sidecars in the ``--out`` folder."""
-    import time
-
-    from moldiff.proteins.contig import ContigError
-    from moldiff.proteins.model import save_designs
-    from moldiff.proteins.pdb_io import StructureError
-
-    if (args.contig is None) != (args.motif_pdb is None):
-        print("moldiff sample: --contig and --motif-pdb go together", file=sys.stderr)
-        return 2
-    out = args.out or "samples"
-    options = dict(seed=args.seed, sampler=args.sampler, steps=args.steps, temperature=args.temperature,
-                   batch_size=args.batch_size)
-    tick = time.perf_counter()
-    try:
-        if args.contig:
-            designs = model.scaffold(args.motif_pdb, args.contig, args.num, length=args.length, **options)
-        else:
-            designs = model.sample(args.length, num=args.num, **options)
-    except (ContigError, StructureError, ValueError) as err:
-        print(f"moldiff sample: {err}", file=sys.stderr)
-        return 2
-    elapsed = time.perf_counter() - tick
-    meta = {"model": str(args.model), "sampler": args.sampler or model.config.sampler,
-            "steps": args.steps or model.config.sample_steps, "temperature": args.temperature}
-    paths = save_designs(designs, out, metadata=meta)
-    rmsd = [d.motif_rmsd for d in designs if d.motif_rmsd is not None]
-    extra = f", motif RMSD max {max(rmsd):.2e} A" if rmsd else ""
-    print(f"wrote {len(paths)} backbones to {out}/ ({elapsed / len(paths):.3f} s per backbone{extra})", file=sys.stderr)
-    return 0
-
-
-def _sample_images(args: argparse.Namespace, model, info) -> int:
-    """``moldiff sample`` for image models: one PNG grid, written by rank 0."""
-    import time
-
-    from moldiff.images.grid import save_grid
-
-    def fail(message: str) -> int:
-        print(f"moldiff sample: {message}", file=sys.stderr)
-        return 2
-
-    if not _is_image_model(model):
-        return fail(f"{args.model} is not an image model; write molecules to .sdf or .xyz")
-    out = args.out or "samples.png"
-    if not out.lower().endswith(".png"):
-        return fail(f"image models write a PNG grid; got --out {out}")
-    labels = args.labels
-    if labels == "cycle":
-        labels = [k % max(model.num_classes, 1) for k in range(args.num)]
-    elif labels is not None:
-        labels = [int(v) if v.strip().lstrip("-").isdigit() else v.strip() for v in labels.split(",")]
-    if not info.is_main:
-        return 0
-    progress = {}
-
-    def step(_):  # the bar appears with the first step, after the arguments were checked
-        if "bar" not in progress:
-            from tqdm.auto import tqdm
-
-            total = (len(model.sigmas(args.steps)) - 1) * -(-args.num // args.batch_size)
-            progress["bar"] = tqdm(total=total, unit="step", desc=f"sampling {args.num} images")
-        progress["bar"].update(1)
-
-    tick = time.perf_counter()
-    try:
-        images = model.sample(args.num, seed=args.seed, sampler=args.sampler, steps=args.steps, labels=labels,
-                              guidance_scale=args.guidance_scale, batch_size=args.batch_size,
-                              callback=None if args.no_progress else step)
-    except ValueError as err:  # unknown sampler or class name, labels for an unconditional model, ...
-        return fail(str(err))
+        generator = load_pretrained(args.model, device=info.device)  # imports the model's modality only
+        if not hasattr(generator, "sample_command"):
+            print(f"moldiff sample: {args.model} is a {type(generator).__name__}, which generates nothing",
+                  file=sys.stderr)
+            return 2
+        return generator.sample_command(args, info)
     finally:
-        if "bar" in progress:
-            progress["bar"].close()
-    elapsed = time.perf_counter() - tick
-    save_grid(images.cpu(), out, nrow=args.nrow or (model.num_classes if args.labels == "cycle" else None))
-    nfe = model.nfe(args.sampler, args.steps, args.guidance_scale, guided=labels is not None)
-    print(f"wrote {args.num} images to {out} ({elapsed / args.num:.3f} s per image, {nfe} network evaluations "
-          f"per image, device {info.device})", file=sys.stderr)
-    return 0
+        cleanup_distributed(info)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -391,6 +223,7 @@ COMMANDS: list[Command] = [
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
     parser = argparse.ArgumentParser(prog="moldiff", description="Diffusion models of molecules, proteins and images.")
+    parser.add_argument("--version", action="version", version=f"moldiff {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for command in COMMANDS:
@@ -403,8 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``moldiff`` console script.
 
-    Configuration mistakes (unknown keys, wrong types, missing files) and a fresh run aimed at a
-    folder holding another run's checkpoints print one line naming the problem and exit with
+    moldiff's own errors (:class:`moldiff.errors.MoldiffError`: configuration mistakes, bad input
+    files and records, unknown names, values out of range), missing files and a fresh run aimed at
+    a folder holding another run's checkpoints print one line naming the problem and exit with
     status 2 instead of a traceback.
     """
     parser = build_parser()
@@ -417,14 +251,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if extra:
         args.overrides = list(args.overrides) + extra
-    from moldiff.train.config import ConfigError
-
     try:
         return int(args._run(args) or 0)
     except ConfigError as err:
         print(f"moldiff {args.command}: config error: {err}", file=sys.stderr)
         return 2
-    except (FileExistsError, FileNotFoundError) as err:
+    except (MoldiffError, FileExistsError, FileNotFoundError) as err:
         print(f"moldiff {args.command}: {err}", file=sys.stderr)
         return 2
 

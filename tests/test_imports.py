@@ -16,11 +16,11 @@ def test_import_moldiff_is_cheap():
 
 
 def test_the_core_the_networks_and_the_engine_import_no_optional_heavy_package():
-    code = "import moldiff.core, moldiff.nn, moldiff.testing, moldiff.train, moldiff.cli, moldiff.models.molecule"
+    code = "import moldiff.core, moldiff.nn, moldiff.testing, moldiff.train, moldiff.cli, moldiff.molecules.model"
     assert _imported(code) == []
 
 
-def test_the_core_imports_nothing_else_from_moldiff():
+def test_the_core_imports_nothing_else_from_moldiff_but_its_errors():
     probe = "import sys, moldiff.core\nprint(sorted(m for m in sys.modules if m.startswith('moldiff.') and not m.startswith('moldiff.core')))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert eval(out) == []
+    assert set(eval(out)) <= {"moldiff.errors"}

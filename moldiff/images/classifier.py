@@ -6,51 +6,66 @@ convolutional stages and a global average pool (``feature_dim`` features), then 
 to the class logits. Metrics computed in its features are "Frechet distance (moldiff classifier
 features)", never FID (see :mod:`moldiff.images.metrics`).
 
-    >>> from moldiff.images.data import IdxImageDataset                       # doctest: +SKIP
-    >>> train = IdxImageDataset("../shared/data/images/fashion_mnist", "train")  # doctest: +SKIP
-    >>> test = IdxImageDataset("../shared/data/images/fashion_mnist", "test")    # doctest: +SKIP
-    >>> clf, info = train_classifier(train, valid=test, steps=3000)           # doctest: +SKIP
-    >>> save_classifier(clf, "runs/classifiers/fashion_mnist.pt", info)       # doctest: +SKIP
+It trains through the engine like every other model (task ``image_classifier``,
+``configs/fashion_mnist_classifier.yaml``) and is saved and loaded like every other model::
+
+    moldiff train configs/fashion_mnist_classifier.yaml --out runs/fashion_mnist_classifier
+    >>> clf = moldiff.load_pretrained("runs/fashion_mnist_classifier/checkpoints/best.ckpt")   # doctest: +SKIP
+    >>> clf = moldiff.load_pretrained("fashion_mnist_classifier")                               # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .data import ImageDataset
+from moldiff.hub import load_model
+from moldiff.train.tasks import TaskBundle, register_task
+
+from .data import ImageDataset, ImageSourceConfig, collate_images, dataset_stats, load_datasets
 
 Tensor = torch.Tensor
 
-__all__ = ["ClassifierConfig", "ImageClassifier", "train_classifier", "evaluate_classifier", "save_classifier",
-           "load_classifier", "CLASSIFIER_FORMAT"]
+__all__ = ["ClassifierConfig", "ClassifierDataConfig", "ImageClassifier", "evaluate_classifier", "load_classifier",
+           "register"]
 
-CLASSIFIER_FORMAT = "moldiff-image-classifier"
+TASK_NAME = "image_classifier"
 
 
 @dataclass
 class ClassifierConfig:
-    """Architecture of an :class:`ImageClassifier`.
+    """The ``model:`` section of a classifier config: the architecture of an :class:`ImageClassifier`.
 
     Attributes:
-        in_channels: image channels.
-        num_classes: number of classes.
+        in_channels: image channels (default: from the data).
+        num_classes: number of classes (default: from the data).
         width: channels of the first stage (doubled at each of the next two) (default: 32).
         feature_dim: size of the feature vector used by the metrics (default: 128).
         dropout: dropout before the linear head, in training only (default: 0.1).
     """
 
-    in_channels: int = 1
-    num_classes: int = 10
+    in_channels: Optional[int] = None
+    num_classes: Optional[int] = None
     width: int = 32
     feature_dim: int = 128
     dropout: float = 0.1
+
+
+@dataclass
+class ClassifierDataConfig(ImageSourceConfig):
+    """The ``data:`` section of a classifier config: the images (see
+    :class:`~moldiff.images.task.ImageSourceConfig`) and the augmentation.
+
+    Attributes:
+        shift: random translations of each training batch by up to ``shift`` pixels (zero padding) (default: 2).
+    """
+
+    shift: int = 2
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -62,21 +77,28 @@ class ImageClassifier(nn.Module):
 
     Args:
         config: the architecture.
+        stats: the statistics of its training data (``class_names``, ``image_shape``, ...; saved with the
+            weights), which also give ``in_channels`` and ``num_classes`` when the config leaves them out.
+        shift: training augmentation, random translations by up to this many pixels.
 
     Shapes:
         ``x [B, C, H, W]`` floats in ``[-1, 1]`` -> logits ``[B, num_classes]``;
         :meth:`features`: ``[B, feature_dim]``.
     """
 
-    def __init__(self, config: ClassifierConfig | None = None) -> None:
+    def __init__(self, config: ClassifierConfig | None = None, stats: dict | None = None, shift: int = 0) -> None:
         super().__init__()
         self.config = config or ClassifierConfig()
+        self.stats = dict(stats or {})
+        self.shift = int(shift)
         c, w = self.config, self.config.width
-        self.body = nn.Sequential(_conv(c.in_channels, w), _conv(w, w), nn.AvgPool2d(2, ceil_mode=True),
+        in_channels = c.in_channels or (self.stats["image_shape"][0] if "image_shape" in self.stats else 1)
+        num_classes = c.num_classes or self.stats.get("num_classes", 10)
+        self.body = nn.Sequential(_conv(in_channels, w), _conv(w, w), nn.AvgPool2d(2, ceil_mode=True),
                                   _conv(w, 2 * w), _conv(2 * w, 2 * w), nn.AvgPool2d(2, ceil_mode=True),
                                   _conv(2 * w, 4 * w), _conv(4 * w, c.feature_dim))
         self.dropout = nn.Dropout(c.dropout)
-        self.head = nn.Linear(c.feature_dim, c.num_classes)
+        self.head = nn.Linear(c.feature_dim, num_classes)
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate features: the global spatial mean of the last stage, ``[B, feature_dim]``."""
@@ -84,6 +106,23 @@ class ImageClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.dropout(self.features(x)))
+
+    @property
+    def info(self) -> dict:
+        """What is known of its training data and accuracy (``class_names``, ``valid_accuracy``, ...)."""
+        return self.stats
+
+    def training_loss(self, batch, generator: torch.Generator | None = None):
+        """Cross-entropy of a batch, after a random translation by up to ``shift`` pixels (zero padding)."""
+        x, y = batch.images, batch.labels
+        if self.shift > 0:
+            h, w = x.shape[-2:]
+            x = F.pad(x, (self.shift,) * 4, value=-1.0)
+            dx, dy = torch.randint(0, 2 * self.shift + 1, (2,), generator=generator, device=x.device).tolist()
+            x = x[:, :, dy:dy + h, dx:dx + w]
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        return loss, {"accuracy": (logits.argmax(1) == y).float().mean().detach()}
 
     @torch.no_grad()
     def embed(self, images: Tensor, batch_size: int = 500) -> Tensor:
@@ -106,6 +145,8 @@ class ImageClassifier(nn.Module):
         return torch.cat(out)
 
 
+
+
 @torch.no_grad()
 def evaluate_classifier(model: ImageClassifier, dataset: ImageDataset, batch_size: int = 500) -> float:
     """Accuracy of ``model`` on a labelled dataset."""
@@ -117,91 +158,34 @@ def evaluate_classifier(model: ImageClassifier, dataset: ImageDataset, batch_siz
     return correct / max(len(dataset), 1)
 
 
-def train_classifier(train: ImageDataset, *, valid: ImageDataset | None = None, config: ClassifierConfig | None = None,
-                     steps: int = 3000, batch_size: int = 128, lr: float = 2e-3, weight_decay: float = 1e-4,
-                     shift: int = 2, seed: int = 0, device: str | torch.device = "cpu",
-                     log_every: int = 0) -> tuple[ImageClassifier, dict]:
-    """Train an :class:`ImageClassifier` with cross-entropy, AdamW and a cosine learning-rate decay.
-
-    Args:
-        train: labelled training images.
-        valid: labelled images for the reported accuracy (default: none).
-        config: architecture (default: sized from the data, :class:`ClassifierConfig` defaults otherwise).
-        steps: optimiser steps (default: 3000, about 6 epochs of Fashion-MNIST).
-        batch_size: images per step (default: 128).
-        lr: peak learning rate (default: 2e-3; 100 warm-up steps).
-        weight_decay: AdamW weight decay (default: 1e-4).
-        shift: random translations by up to ``shift`` pixels (zero padding) as augmentation (default: 2).
-        seed: seed of the initialisation, batches and augmentation.
-        device: training device.
-        log_every: print the running loss every this many steps (0: silent).
-
-    Returns:
-        ``(model in eval mode, info)`` with ``info`` = ``{"steps", "train_accuracy"`` (last 10% of
-        steps, augmented batches) ``, "valid_accuracy", "seconds", "class_names", "image_shape"}``.
-    """
-    from moldiff.train.optim import LRSchedule
-
+def build(model_cfg: ClassifierConfig, data_cfg: ClassifierDataConfig, *, rank: int = 0, world_size: int = 1,
+          seed: int = 0) -> TaskBundle:
+    """The task's ``build_fn``: labelled images, their statistics and the classifier; the evaluation
+    reports the accuracy on the validation images."""
+    train, valid = load_datasets(data_cfg)
     if train.labels is None:
-        raise ValueError("the classifier needs a labelled dataset")
-    config = config or ClassifierConfig(in_channels=train.image_shape[0], num_classes=train.num_classes)
-    torch.manual_seed(seed)
-    model = ImageClassifier(config).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = LRSchedule(steps, warmup_steps=min(100, steps // 10), decay="cosine", min_ratio=0.02)
-    g = torch.Generator().manual_seed(seed)
-    n = len(train)
-    tick = time.perf_counter()
-    hits = seen = 0
-    running = None
-    for step in range(steps):
-        schedule.apply(opt, lr, step)
-        batch = train.__getitems__(torch.randint(0, n, (batch_size,), generator=g).tolist())
-        x, y = batch.images, batch.labels
-        if shift > 0:
-            x = F.pad(x, (shift,) * 4, value=-1.0)
-            dx, dy = torch.randint(0, 2 * shift + 1, (2,), generator=g).tolist()
-            x = x[:, :, dy:dy + train.image_shape[1], dx:dx + train.image_shape[2]]
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        value = float(loss.detach())
-        running = value if running is None else 0.98 * running + 0.02 * value
-        if step >= steps - max(1, steps // 10):
-            hits += int((logits.argmax(1) == y).sum())
-            seen += y.numel()
-        if log_every and (step + 1) % log_every == 0:
-            print(f"classifier step {step + 1}/{steps}: loss {running:.4f}", flush=True)
-    model.eval()
-    info = {"steps": steps, "train_accuracy": hits / max(seen, 1), "seconds": time.perf_counter() - tick,
-            "class_names": list(train.class_names), "image_shape": list(train.image_shape)}
-    if valid is not None:
-        info["valid_accuracy"] = evaluate_classifier(model, valid)
-    return model, info
+        raise ValueError(f"the classifier needs labelled images; {data_cfg.root} has none")
+    if data_cfg.limit is not None:
+        train = train.subset(data_cfg.limit)
+    stats = dataset_stats(train, data_cfg.dataset)
+    model = ImageClassifier(model_cfg, stats, shift=data_cfg.shift)
 
+    def evaluate(ema_model: ImageClassifier, step: int, out_dir) -> dict:
+        return {"valid_accuracy": evaluate_classifier(ema_model, valid)}
 
-def save_classifier(model: ImageClassifier, path: str | os.PathLike, info: dict | None = None) -> Path:
-    """Save weights, architecture and ``info`` (accuracies, class names) to one file, atomically."""
-    from moldiff.train.checkpoint import atomic_save
-
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return atomic_save({"format": CLASSIFIER_FORMAT, "config": asdict(model.config), "info": dict(info or {}),
-                        "model": state}, path)
+    return TaskBundle(model=model, train_dataset=train, collate_fn=collate_images, dataset_stats=stats,
+                      eval_fn=evaluate if valid is not None else None, valid_dataset=None)
 
 
 def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu") -> ImageClassifier:
-    """Load a classifier written by :func:`save_classifier`, in eval mode; its ``info`` dict is attached
-    as ``model.info``. ``path`` may also name a shipped classifier (``"fashion_mnist_classifier"``)."""
-    from moldiff.models.pretrained import pretrained_path
+    """A trained classifier (a checkpoint, an exported file or a shipped name such as
+    ``"fashion_mnist_classifier"``) in eval mode; its training-data statistics are ``model.info``."""
+    model = load_model(path, device=device)
+    if not isinstance(model, ImageClassifier):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not an image classifier")
+    return model
 
-    path = pretrained_path(path)
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != CLASSIFIER_FORMAT:
-        raise ValueError(f"{path} is not a moldiff image classifier file")
-    model = ImageClassifier(ClassifierConfig(**blob["config"]))
-    model.load_state_dict(blob["model"])
-    model.info = blob.get("info", {})
-    return model.to(device).eval()
+
+def register() -> None:
+    """Register ``image_classifier`` (called by :func:`moldiff.train.tasks.get_task` through the entry point)."""
+    register_task(TASK_NAME, ClassifierConfig, ClassifierDataConfig, build, model_fn=ImageClassifier)

@@ -313,3 +313,78 @@ class ImageFolderDataset(ImageDataset):
             labels = np.array([index[q[0]] for q in parts], dtype=np.int64)
         super().__init__(torch.from_numpy(np.stack(arrays)), labels, class_names)
         self.root, self.files = root, files
+
+
+# ------------------------------------------------------------------------------------------------
+# datasets named by a config
+# ------------------------------------------------------------------------------------------------
+
+_IDX_CLASSES = {"fashion_mnist": FASHION_MNIST_CLASSES, "mnist": MNIST_CLASSES, "idx": None}
+
+
+@dataclass
+class ImageSourceConfig:
+    """Where a model's images come from (the image part of a ``data:`` section).
+
+    Attributes:
+        dataset: ``"fashion_mnist"``, ``"mnist"`` or ``"idx"`` (MNIST-format idx files, class names
+            as given) or ``"folder"`` (PNG files; labels from sub-folders) (default: ``"fashion_mnist"``).
+        root: folder of the idx files or of the PNGs; ``~`` and ``$VARS`` are expanded, relative
+            paths are relative to the working directory (default: ``../shared/data/images/fashion_mnist``).
+        split: idx split used for training: ``"train"`` or ``"test"`` (default: ``"train"``).
+        valid_split: idx split for the validation loss and the evaluation metrics (``None``: none)
+            (default: ``"test"``).
+        valid_root: folder datasets: a second folder of validation PNGs (default: none).
+        image_size: folder datasets: resize images to this square size (default: keep).
+        channels: folder datasets: 1 or 3 (default: from the images).
+        class_names: names of the labels of an ``idx`` dataset (default: ``"0"``, ``"1"``, ...).
+        limit: train on the first ``limit`` images only (default: all).
+    """
+
+    dataset: str = "fashion_mnist"
+    root: str = "../shared/data/images/fashion_mnist"
+    split: str = "train"
+    valid_split: Optional[str] = "test"
+    valid_root: Optional[str] = None
+    image_size: Optional[int] = None
+    channels: Optional[int] = None
+    class_names: Optional[list[str]] = None
+    limit: Optional[int] = None
+
+
+def _path(p: str) -> Path:
+    return Path(os.path.expandvars(os.path.expanduser(p)))
+
+
+def load_datasets(data: ImageSourceConfig) -> tuple[ImageDataset, ImageDataset | None]:
+    """``(train_dataset, valid_dataset or None)`` for a data config."""
+    if data.dataset in _IDX_CLASSES:
+        names = data.class_names or _IDX_CLASSES[data.dataset]
+        train = IdxImageDataset(_path(data.root), data.split, names)
+        valid = IdxImageDataset(_path(data.root), data.valid_split, names) if data.valid_split else None
+    elif data.dataset == "folder":
+        train = ImageFolderDataset(_path(data.root), channels=data.channels, size=data.image_size)
+        valid = None
+        if data.valid_root:
+            valid = ImageFolderDataset(_path(data.valid_root), channels=train.image_shape[0],
+                                       size=data.image_size or train.image_shape[1:])
+    else:
+        raise ValueError(f"unknown image dataset {data.dataset!r}; expected one of "
+                         f"{sorted(_IDX_CLASSES) + ['folder']}")
+    return train, valid
+
+
+def dataset_stats(train: ImageDataset, name: str) -> dict:
+    """Statistics an image model needs to sample without its data (and a description of the data)."""
+    hist = torch.bincount(train.images.reshape(-1), minlength=256).double()  # exact moments, no float copy
+    levels = torch.arange(256, dtype=torch.float64) / 127.5 - 1
+    mean = float((hist * levels).sum() / hist.sum())
+    return {
+        "image_shape": list(train.image_shape),
+        "num_classes": train.num_classes,
+        "class_names": list(train.class_names),
+        "dataset": name,
+        "num_images": len(train),
+        "pixel_mean": mean,
+        "pixel_std": float(((hist * (levels - mean) ** 2).sum() / hist.sum()).sqrt()),
+    }

@@ -16,14 +16,23 @@ learns ``D(x, sigma, y)`` and ``D(x, sigma, null)``; in sampling
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
-from moldiff.core import (DiffusionSettings, EuclideanSpace, classifier_free_guidance, count_denoiser_calls,
-                          denoising_loss, get_sampler, initial_noise)
+from moldiff.core import (
+    DiffusionSettings,
+    EuclideanSpace,
+    classifier_free_guidance,
+    count_denoiser_calls,
+    denoising_loss,
+    get_sampler,
+    initial_noise,
+)
 from moldiff.nn.unet import UNet
+
+from .metrics import image_bits_per_dim
 
 Tensor = torch.Tensor
 
@@ -221,8 +230,6 @@ class ImageDiffusion(nn.Module):
         ``bpd = -log p(y) / (D ln 2) + 7``; see there). Conditional models give ``-log2 p(x | y)``
         per dimension with ``labels``, else the unconditional (null-label) density.
         """
-        from .metrics import image_bits_per_dim
-
         device = next(self.parameters()).device
         y = self._labels(labels, images.shape[0], device)
         out = []

@@ -12,7 +12,10 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
+from .dataset import training_smiles
 from .metrics import METRIC_KEYS, evaluate_molecules
+from .qm9 import QM9Dataset
+from .sdf import SDFDataset
 
 __all__ = ["evaluate_dataset", "evaluate_sdf", "format_report", "resolve_training_smiles"]
 
@@ -32,9 +35,6 @@ def resolve_training_smiles(spec: Any, cache_dir: str | os.PathLike | None = Non
     if spec is None:
         return None
     if isinstance(spec, str) and spec.lower() == "qm9":
-        from ..data.molecule_dataset import training_smiles
-        from ..data.qm9 import QM9Dataset
-
         return training_smiles(QM9Dataset("train", cache_dir=cache_dir), cache_dir=cache_dir)
     if isinstance(spec, (str, os.PathLike)):
         path = Path(spec)
@@ -67,8 +67,6 @@ def evaluate_sdf(
         The metrics dict plus ``source``, ``bonds``, ``skipped`` (``{reason: count}``) and
         ``seconds``.
     """
-    from ..data.sdf import SDFDataset
-
     start = time.perf_counter()
     dataset = SDFDataset(path, on_error=on_error)
     result = evaluate_molecules(
@@ -92,7 +90,7 @@ def evaluate_dataset(
     Args:
         name: ``"qm9"``, or ``"sdf"`` with ``source`` an SDF file or folder.
         split: QM9 split (``"train"``, ``"valid"``, ``"test"``, ``"all"``); ignored for SDF.
-        source: QM9 source (default ``"qm9pack"``, see :func:`moldiff.data.qm9.load_qm9`) or the
+        source: QM9 source (default ``"qm9pack"``, see :func:`moldiff.molecules.qm9.load_qm9`) or the
             SDF path.
         training_smiles: for novelty, see :func:`resolve_training_smiles`.
         bonds: ``"edm"`` or ``"rdkit"``. (default: ``"edm"``)
@@ -109,14 +107,10 @@ def evaluate_dataset(
     """
     start = time.perf_counter()
     if name == "qm9":
-        from ..data.qm9 import QM9Dataset
-
         dataset = QM9Dataset(split, source="qm9pack" if source is None else source)
     elif name == "sdf":
         if source is None:
             raise ValueError("evaluate_dataset('sdf') needs source=<SDF file or folder>")
-        from ..data.sdf import SDFDataset
-
         dataset, split = SDFDataset(source), "all"
     else:
         raise ValueError(f"unknown dataset {name!r}; use 'qm9' or 'sdf'")

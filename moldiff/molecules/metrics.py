@@ -11,7 +11,7 @@ The protocol is EDM's (Hoogeboom et al., 2022), applied to atoms and coordinates
 4. **Uniqueness** = distinct SMILES / valid; ``validity_x_uniqueness`` = validity * uniqueness.
 5. **Novelty** = distinct SMILES absent from the training SMILES / distinct SMILES. The training
    SMILES must be made by the same pipeline from the training molecules (EDM uses the SMILES of the
-   whole sanitized molecule there, see :func:`molecule_smiles`); :func:`moldiff.data.training_smiles`
+   whole sanitized molecule there, see :func:`molecule_smiles`); :func:`moldiff.molecules.training_smiles`
    builds and caches them.
 
 EDM's validity calls a cloud of loose atoms valid (each atom becomes a small molecule with implicit
@@ -208,7 +208,7 @@ def evaluate_molecules(
             conformer (their bonds are ignored and re-perceived from the coordinates), or
             ``MoleculeGraph`` objects / a ``PackedMolecules`` batch.
         training_smiles: SMILES of the training set made by the same pipeline (see
-            :func:`moldiff.data.training_smiles`); without them ``novelty`` is ``None``.
+            :func:`moldiff.molecules.training_smiles`); without them ``novelty`` is ``None``.
         bonds: bond perception, ``"edm"`` (the benchmark protocol) or ``"rdkit"``. (default: ``"edm"``)
         progress: show a progress bar. (default: False)
 

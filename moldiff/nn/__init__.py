@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from moldiff._lazy import lazy_exports
 
-from .egnn import EGNNDenoiser, EquivariantBlock, EquivariantUpdate, GCL
+from .egnn import GCL, EGNNDenoiser, EquivariantBlock, EquivariantUpdate
 from .embeddings import (
     BesselBasis,
     DistanceSinusoidEmbedding,

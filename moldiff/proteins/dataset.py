@@ -30,6 +30,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from moldiff.hub import shared_data_dir
+
 from .pdb_io import STRUCTURE_SUFFIXES, Backbone, StructureError, read_backbone
 
 __all__ = ["DEFAULT_CATH", "default_cath_path", "in_holdout", "iter_structures", "BackboneDataset", "BackboneBatch",
@@ -40,10 +42,8 @@ DEFAULT_CATH = "../shared/data/proteins/cath_domains_1000.tar.gz"
 
 
 def default_cath_path() -> Path:
-    """The CATH archive in the shared data folder (:func:`moldiff.data.cache.shared_data_dir`:
+    """The CATH archive in the shared data folder (:func:`moldiff.hub.shared_data_dir`:
     ``$MOLDIFF_DATA_DIR/proteins/...`` when set, else :data:`DEFAULT_CATH`)."""
-    from moldiff.data.cache import shared_data_dir
-
     return shared_data_dir() / "proteins" / Path(DEFAULT_CATH).name
 
 

@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from . import geometry as geo
+from .dataset import BackboneDataset
 
 __all__ = ["backbone_statistics", "evaluate_backbones", "evaluate_folder", "format_report", "pairwise_tm_scores",
            "DESIGNABILITY_NOTE"]
@@ -166,8 +167,6 @@ def evaluate_folder(path: str | os.PathLike, reference: str | os.PathLike | None
             for samples, not rejected.
         tm_score: see :func:`evaluate_backbones`.
     """
-    from .dataset import BackboneDataset
-
     samples = BackboneDataset(path, "all", on_error=on_error, max_ca_gap=float("inf"))
     ref = BackboneDataset(reference, "holdout", limit=max_reference)
     result = evaluate_backbones([b.ca for b in samples], [b.ca for b in ref], tm_score=tm_score)

@@ -44,14 +44,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from moldiff.core import (DiffusionSettings, GraphSpace, denoising_loss, edm_preconditioning, get_sampler, initial_noise,
-                          inpainting, zero_com_space)
+from moldiff.core import (
+    DiffusionSettings,
+    GraphSpace,
+    denoising_loss,
+    edm_preconditioning,
+    get_sampler,
+    initial_noise,
+    inpainting,
+    zero_com_space,
+)
 from moldiff.nn.egnn import EGNNDenoiser
 from moldiff.nn.embeddings import GaussianRBF
 from moldiff.nn.graph import knn_edges, sequence_edges
 
 from .contig import Contig, ContigError, ContigLayout, parse_contig
 from .geometry import dihedral_angle, kabsch_rmsd
+from .pdb_io import read_backbone, write_design
 
 Tensor = torch.Tensor
 
@@ -308,8 +317,6 @@ def save_designs(designs: Sequence[Design], out_dir: str | os.PathLike, *, prefi
     """Write each design as ``<prefix>_<index>.pdb`` with a JSON sidecar (see
     :func:`moldiff.proteins.pdb_io.write_design`); ``metadata`` (model, sampler, ...) goes into
     every sidecar. Returns the PDB paths."""
-    from .pdb_io import write_design
-
     paths = []
     for d in designs:
         meta = {**(metadata or {}), **d.metadata()}
@@ -320,8 +327,6 @@ def save_designs(designs: Sequence[Design], out_dir: str | os.PathLike, *, prefi
 
 def _read_motif(motif_pdb, contig: Contig) -> np.ndarray:
     """CA coordinates ``[M, 3]`` of the contig's motif residues, in contig order."""
-    from .pdb_io import read_backbone
-
     chains = {}
     rows = []
     for seg in contig.motif_segments:

@@ -1,6 +1,6 @@
 """The ``backbones`` training task: CATH domains or a folder of structures -> :class:`BackboneDiffusion`.
 
-Registered lazily with the engine (:data:`moldiff.train.tasks.LAZY_TASKS`), so
+Declared as an entry point (``moldiff.tasks``), so
 ``moldiff train configs/cath_ca.yaml`` needs nothing else. The validation set is the fixed held-out
 split of :mod:`moldiff.proteins.dataset`; the evaluation hook samples chains from the EMA model
 with fixed seeds and reports the backbone metrics of :mod:`moldiff.proteins.evaluate` against it.
@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from moldiff.train.tasks import TaskBundle, register_task
+
 from .dataset import BackboneDataset, collate_backbones
+from .evaluate import evaluate_backbones
+from .generator import BackboneGenerator
 from .model import BackboneDiffusion, BackboneModelConfig, save_designs
 
 __all__ = ["BackboneDataConfig", "load_datasets", "dataset_stats", "build", "register"]
@@ -67,8 +71,6 @@ def dataset_stats(train: BackboneDataset) -> dict:
 
 def _eval_fn(data: BackboneDataConfig, valid: BackboneDataset | None):
     def evaluate(model: BackboneDiffusion, step: int, out_dir) -> dict:
-        from .evaluate import evaluate_backbones
-
         lengths = [data.eval_lengths[i % len(data.eval_lengths)] for i in range(data.eval_samples)]
         designs = model.sample(lengths, seed=1234, steps=data.eval_steps)
         if out_dir is not None:
@@ -83,8 +85,6 @@ def _eval_fn(data: BackboneDataConfig, valid: BackboneDataset | None):
 def build(model_cfg: BackboneModelConfig, data_cfg: BackboneDataConfig, *, rank: int = 0, world_size: int = 1,
           seed: int = 0):
     """The task's ``build_fn``: datasets, statistics, model and evaluation hook."""
-    from moldiff.train.tasks import TaskBundle
-
     train, valid = load_datasets(data_cfg)
     stats = dataset_stats(train)
     model = BackboneDiffusion(model_cfg, stats)
@@ -94,6 +94,6 @@ def build(model_cfg: BackboneModelConfig, data_cfg: BackboneDataConfig, *, rank:
 
 
 def register() -> None:
-    from moldiff.train.tasks import register_task
-
-    register_task(TASK_NAME, BackboneModelConfig, BackboneDataConfig, build, model_fn=BackboneDiffusion)
+    """Register ``backbones`` (called by :func:`moldiff.train.tasks.get_task` through the entry point)."""
+    register_task(TASK_NAME, BackboneModelConfig, BackboneDataConfig, build, model_fn=BackboneDiffusion,
+                  generator_fn=BackboneGenerator)

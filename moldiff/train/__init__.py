@@ -14,6 +14,7 @@ from moldiff._lazy import lazy_exports
 
 _EXPORTS = {
     "ConfigError": "config",
+    "CheckpointError": "checkpoint",
     "TrainConfig": "config",
     "ExperimentConfig": "config",
     "from_dict": "config",
@@ -23,11 +24,13 @@ _EXPORTS = {
     "experiment_from_dict": "config",
     "TaskBundle": "tasks",
     "TaskSpec": "tasks",
-    "LAZY_TASKS": "tasks",
+    "ENTRY_POINT_GROUP": "tasks",
     "register_task": "tasks",
     "get_task": "tasks",
     "available_tasks": "tasks",
-    "build_model": "tasks",
+    "build_model": "checkpoint",
+    "atomic_write": "checkpoint",
+    "atomic_save": "checkpoint",
     "Trainer": "loop",
     "TrainResult": "loop",
     "train": "loop",

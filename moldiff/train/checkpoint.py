@@ -11,30 +11,39 @@ A checkpoint is a single ``torch.save`` dictionary::
      "best_metric": float | None, "skipped_steps": int, "world_size": int}
 
 It holds only tensors and plain Python values, so :func:`load_checkpoint` reads it with
-``torch.load(weights_only=True)``. Files are written to ``<path>.tmp`` and renamed with
+``torch.load(weights_only=True)``. Files are written to a temporary file beside them and renamed with
 ``os.replace``, so a crash while writing never damages the previous file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
 import shutil
-import warnings
-import contextlib
 import socket
+import tempfile
+import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+
+from moldiff.errors import CheckpointError
+
+from .config import from_dict
+from .tasks import get_task
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "WEIGHTS_FORMAT",
     "CheckpointError",
+    "atomic_write",
     "atomic_save",
+    "save_npz_atomic",
+    "build_model",
     "load_checkpoint",
     "CheckpointManager",
     "capture_rng_state",
@@ -51,46 +60,73 @@ WEIGHTS_FORMAT = "moldiff-weights"
 CHECKPOINT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
-    """A file is not a moldiff checkpoint, or is of an unsupported version."""
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)``, flush the file to disk, then rename it onto ``path``.
 
-
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``<path>.tmp``, flush it to disk, then rename over ``path``.
-
-    If anything fails before the rename, the temporary file is removed and ``path`` keeps its old
-    content.
+    The temporary file has a unique name in the same folder, so concurrent writers never share one;
+    if anything fails before the rename it is removed and ``path`` keeps its old content.
 
     Args:
-        obj: anything ``torch.save`` accepts.
-        path: destination file.
+        path: the final file.
+        write: a function that writes the whole file at the path it is given.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+        write(Path(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary shared files
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` through :func:`atomic_write`: a crash while writing never damages ``path``.
+
+    Args:
+        obj: anything ``torch.save`` accepts.
+        path: destination file.
+    """
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+
+    return atomic_write(path, write)
+
+
+def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    """Save arrays as an uncompressed ``.npz`` (fast to load) through :func:`atomic_write`."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    return atomic_write(path, write)
+
+
 def _atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + ".tmp")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+
+
+#: The file format of image classifiers saved before they trained through the engine (moldiff 0.1.0's
+#: ``save_classifier``): ``{"format", "config" (architecture), "info" (data facts), "model" (weights)}``.
+_LEGACY_CLASSIFIER_FORMAT = "moldiff-image-classifier"
+
+
+def _from_legacy_classifier(blob: dict) -> dict:
+    """An old image-classifier file as the exported weights file of task ``image_classifier`` it now is."""
+    return {"format": WEIGHTS_FORMAT, "version": CHECKPOINT_VERSION, "task": "image_classifier",
+            "step": int(blob.get("info", {}).get("steps", 0)), "config": {"model": dict(blob["config"])},
+            "dataset_stats": dict(blob.get("info", {})), "sampling_state": {}, "model": blob["model"], "aliases": {}}
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -109,6 +145,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise
     except Exception as err:  # truncated file, foreign pickle, ...
         raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {err}") from err
+    if isinstance(state, dict) and state.get("format") == _LEGACY_CLASSIFIER_FORMAT:
+        state = _from_legacy_classifier(state)
     if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, WEIGHTS_FORMAT):
         raise CheckpointError(f"{str(path)!r} is not a moldiff checkpoint (no 'format' entry)")
     if int(state.get("version", 0)) > CHECKPOINT_VERSION:
@@ -286,6 +324,26 @@ def _unique_tensors(state: dict) -> tuple[dict, dict]:
     return unique, aliases
 
 
+def build_model(task: str, model_config: Any, dataset_stats: dict) -> torch.nn.Module:
+    """Rebuild a task's model without its data (for loading a trained checkpoint).
+
+    Args:
+        task: registered task name.
+        model_config: the task's model config (dataclass instance or plain dict, as stored in a
+            checkpoint).
+        dataset_stats: the statistics stored in the checkpoint.
+
+    Raises:
+        NotImplementedError: when the task registered no ``model_fn``.
+    """
+    spec = get_task(task)
+    if spec.model_fn is None:
+        raise NotImplementedError(f"task {task!r} registered no model_fn, so its model cannot be rebuilt without data")
+    if isinstance(model_config, dict):
+        model_config = from_dict(spec.model_config_cls, model_config, "model")
+    return spec.model_fn(model_config, dataset_stats)
+
+
 def load_trained_model(path: str | Path, ema: bool = True, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild a task's model from a checkpoint or an exported weights file, without its data.
 
@@ -303,8 +361,6 @@ def load_trained_model(path: str | Path, ema: bool = True, device: str | torch.d
 def model_from_checkpoint(ckpt: dict, ema: bool = True, device: str | torch.device = "cpu") -> torch.nn.Module:
     """:func:`load_trained_model` for a checkpoint already read with :func:`load_checkpoint` (for
     callers that also need its config or statistics)."""
-    from .tasks import build_model
-
     model = build_model(ckpt["task"], ckpt["config"]["model"], ckpt.get("dataset_stats", {}))
     model.load_state_dict(trained_weights(ckpt, ema=ema))
     return model.to(device).eval()

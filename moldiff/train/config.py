@@ -32,6 +32,10 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from moldiff.errors import ConfigError
+
+from .tasks import get_task
+
 __all__ = [
     "ConfigError",
     "TrainConfig",
@@ -45,10 +49,6 @@ __all__ = [
     "load_config",
     "experiment_from_dict",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or of the wrong type. The message names the key."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -426,7 +426,6 @@ def experiment_from_dict(data: dict) -> ExperimentConfig:
     Raises:
         ConfigError: for an unknown section, a missing or unknown task, or any error in a section.
     """
-    from .tasks import get_task  # lazy: task modules register on first use
 
     if not isinstance(data, dict):
         raise ConfigError(f"an experiment config must be a mapping, got {_describe(data)}")

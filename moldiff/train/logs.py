@@ -8,13 +8,14 @@ read them back with :func:`read_log`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -119,3 +120,40 @@ class ProgressBar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+@contextlib.contextmanager
+def step_progress(total: int, desc: str, enabled: bool = True, callback: Callable | None = None,
+                  unit: str = "step") -> Iterator[Callable | None]:
+    """A progress bar over sampler steps (or any counted work), for ``with`` blocks.
+
+    Yields the callback to hand to a sampler, ``tick(info=None, n=1)``: it advances the bar by ``n``
+    and then calls ``callback`` (if any) with ``info``. The bar appears at the first tick, so a call that
+    fails while checking its arguments prints no bar; it is closed when the block ends.
+
+    Args:
+        total: ticks expected.
+        desc: the bar's label.
+        enabled: false gives back ``callback`` itself and shows nothing.
+        callback: an inner callback to chain.
+        unit: the unit shown (default: ``"step"``).
+    """
+    if not enabled:
+        yield callback
+        return
+    state: dict = {}
+
+    def tick(info=None, n: int = 1):
+        if "bar" not in state:
+            from tqdm.auto import tqdm
+
+            state["bar"] = tqdm(total=total, unit=unit, desc=desc)
+        state["bar"].update(n)
+        if callback is not None:
+            callback(info)
+
+    try:
+        yield tick
+    finally:
+        if "bar" in state:
+            state["bar"].close()

@@ -41,11 +41,31 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointManager, atomic_save,
-                         capture_rng_state, load_checkpoint, restore_rng_state, run_lock, trained_weights)
+from moldiff.pretrained import pretrained_path
+
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    CheckpointManager,
+    atomic_save,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    run_lock,
+    trained_weights,
+)
 from .config import ExperimentConfig, TrainConfig, save_yaml, to_dict
-from .distributed import (DistInfo, ShardedBatchSampler, all_reduce_max, all_reduce_sum, barrier,
-                          broadcast_object, cleanup_distributed, gather_objects, init_distributed)
+from .distributed import (
+    DistInfo,
+    ShardedBatchSampler,
+    all_reduce_max,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    cleanup_distributed,
+    gather_objects,
+    init_distributed,
+)
 from .ema import EMA
 from .logs import JsonlLogger, ProgressBar, peak_memory_mb
 from .optim import GradClipper, LRSchedule, build_optimizer, grad_norm
@@ -500,7 +520,7 @@ class Trainer:
         """Set the model and its EMA to trained weights (``train.init_from``) before a fresh run.
 
         Args:
-            source: a pretrained name (see :mod:`moldiff.models.pretrained`) or a checkpoint /
+            source: a pretrained name (see :mod:`moldiff.pretrained`) or a checkpoint /
                 exported weights file of this run's task whose weights fit this model exactly.
 
         Returns:
@@ -510,8 +530,6 @@ class Trainer:
             ValueError: the file belongs to another task, or its weights do not fit the model
                 (the message names the missing, unexpected or reshaped entries).
         """
-        from moldiff.models.pretrained import pretrained_path  # name -> file table only (torch-only module)
-
         path = pretrained_path(source)
         ckpt = load_checkpoint(path, map_location="cpu")
         if ckpt.get("task") != self.config.task:

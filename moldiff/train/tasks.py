@@ -15,30 +15,33 @@ The engine knows nothing about molecules, proteins or images. A *task* tells it 
 * optionally a validation dataset and an evaluation hook ``eval_fn(model, step, out_dir) -> dict``
   that the engine calls with the EMA model.
 
-Tasks register with :func:`register_task`. So that ``import moldiff`` stays cheap, a task module is
-only imported when its name is first looked up: :data:`LAZY_TASKS` maps a name to
-``"module.path:function"``, and that function calls :func:`register_task`. To add a task, write such
-a function and add one line to :data:`LAZY_TASKS`.
+Tasks register with :func:`register_task`. So that ``import moldiff`` stays cheap and the engine
+imports no modality, a task module is only imported when its name is first looked up: packages
+declare ``name = "module.path:register"`` in the entry-point group :data:`ENTRY_POINT_GROUP`
+(``[project.entry-points."moldiff.tasks"]`` in ``pyproject.toml``, where moldiff declares its own),
+and that function calls :func:`register_task`. To add a task, write such a function and declare it
+there (or call :func:`register_task` yourself before training).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
+import importlib.metadata
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
 
+from moldiff.errors import ConfigError
+
 __all__ = [
     "TaskBundle",
     "TaskSpec",
-    "LAZY_TASKS",
+    "ENTRY_POINT_GROUP",
     "register_task",
     "get_task",
     "available_tasks",
-    "build_model",
 ]
 
 
@@ -79,7 +82,13 @@ class TaskSpec:
         data_config_cls: dataclass of the ``data:`` section.
         build_fn: ``build_fn(model_cfg, data_cfg, *, rank, world_size, seed) -> TaskBundle``.
         model_fn: optional ``model_fn(model_cfg, dataset_stats) -> nn.Module`` that rebuilds the model
-            without any data, used to load trained checkpoints (:func:`build_model`).
+            without any data, used to load trained checkpoints
+            (:func:`moldiff.train.checkpoint.build_model`).
+        generator_fn: optional ``generator_fn(model, source) -> generator`` wrapping a trained model
+            into its modality's generator (the object :func:`moldiff.load_pretrained` returns, with
+            ``sample(num, *, seed, sampler, steps, batch_size, progress, device, ...)`` and
+            ``sample_command(args, dist_info) -> int`` for ``moldiff sample``); ``None`` for models that
+            generate nothing (predictors, classifiers).
     """
 
     name: str
@@ -87,22 +96,20 @@ class TaskSpec:
     data_config_cls: type
     build_fn: Callable[..., TaskBundle]
     model_fn: Optional[Callable[[Any, dict], torch.nn.Module]] = None
+    generator_fn: Optional[Callable[[torch.nn.Module, str], Any]] = None
 
 
-#: Tasks imported on first use: ``name -> "module.path:function"``; the function registers the task.
-LAZY_TASKS: dict[str, str] = {
-    "gaussian_mixture": "moldiff.train.toy_task:register",
-    "molecules": "moldiff.models.molecule_task:register",
-    "property_predictor": "moldiff.models.property_predictor:register",
-    "images": "moldiff.images.task:register",
-    "backbones": "moldiff.proteins.task:register",
-}
+#: The entry-point group where packages declare their tasks: ``name = "module.path:register"`` in
+#: ``[project.entry-points."moldiff.tasks"]`` of their ``pyproject.toml``; ``register()`` calls
+#: :func:`register_task`. moldiff declares its own tasks there too, so the engine imports no modality.
+ENTRY_POINT_GROUP = "moldiff.tasks"
 
 _REGISTRY: dict[str, TaskSpec] = {}
 
 
 def register_task(name: str, model_config_cls: type, data_config_cls: type, build_fn: Callable[..., TaskBundle],
-                  *, model_fn: Callable[[Any, dict], torch.nn.Module] | None = None, overwrite: bool = False) -> TaskSpec:
+                  *, model_fn: Callable[[Any, dict], torch.nn.Module] | None = None,
+                  generator_fn: Callable[[torch.nn.Module, str], Any] | None = None, overwrite: bool = False) -> TaskSpec:
     """Register a task under ``name``.
 
     Args:
@@ -112,6 +119,8 @@ def register_task(name: str, model_config_cls: type, data_config_cls: type, buil
         build_fn: ``build_fn(model_cfg, data_cfg, *, rank, world_size, seed) -> TaskBundle``.
         model_fn: optional ``model_fn(model_cfg, dataset_stats) -> nn.Module`` (no data needed); a model
             class whose constructor takes ``(config, stats)`` serves as it is.
+        generator_fn: optional ``generator_fn(model, source) -> generator`` (see :class:`TaskSpec`); a
+            generator class whose constructor takes ``(model, source)`` serves as it is.
         overwrite: replace an existing registration of the same name (default: false).
 
     Returns:
@@ -125,55 +134,38 @@ def register_task(name: str, model_config_cls: type, data_config_cls: type, buil
         if existing.build_fn is build_fn:
             return existing
         raise ValueError(f"task {name!r} is already registered; pass overwrite=True to replace it")
-    spec = TaskSpec(name, model_config_cls, data_config_cls, build_fn, model_fn)
+    spec = TaskSpec(name, model_config_cls, data_config_cls, build_fn, model_fn, generator_fn)
     _REGISTRY[name] = spec
     return spec
 
 
+def _declared_tasks() -> dict[str, importlib.metadata.EntryPoint]:
+    """Tasks declared in the :data:`ENTRY_POINT_GROUP` entry points of the installed packages."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def available_tasks() -> list[str]:
-    """Names of all registered and lazily registrable tasks, sorted."""
-    return sorted(set(_REGISTRY) | set(LAZY_TASKS))
+    """Names of all registered and declared tasks, sorted."""
+    return sorted(set(_REGISTRY) | set(_declared_tasks()))
 
 
 def get_task(name: str) -> TaskSpec:
-    """Look up a task, importing its module first if it is only listed in :data:`LAZY_TASKS`.
+    """Look up a task, importing its module first if it is only declared as an entry point.
 
     Raises:
         ConfigError: for an unknown name (the message lists the known ones).
     """
-    if name not in _REGISTRY and name in LAZY_TASKS:
-        target = LAZY_TASKS[name]
-        module_name, _, func_name = target.partition(":")
-        register = getattr(importlib.import_module(module_name), func_name or "register")
-        register()
-        if name not in _REGISTRY:
-            raise RuntimeError(f"{target} did not register task {name!r}")
     if name not in _REGISTRY:
-        from .config import ConfigError
-
-        close = difflib.get_close_matches(name, available_tasks(), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(f"unknown task '{name}' ({hint}known tasks: {', '.join(available_tasks())})")
+        declared = _declared_tasks()
+        if name in declared:
+            declared[name].load()()
+            if name not in _REGISTRY:
+                raise RuntimeError(f"{declared[name].value} did not register task {name!r}")
+        else:
+            known = sorted(set(_REGISTRY) | set(declared))
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            installed = "" if declared else (f"; no package declares '{ENTRY_POINT_GROUP}' entry points: is moldiff "
+                                             f"installed (pip install -e .)?")
+            raise ConfigError(f"unknown task '{name}' ({hint}known tasks: {', '.join(known) or 'none'}){installed}")
     return _REGISTRY[name]
-
-
-def build_model(task: str, model_config: Any, dataset_stats: dict) -> torch.nn.Module:
-    """Rebuild a task's model without its data (for loading a trained checkpoint).
-
-    Args:
-        task: registered task name.
-        model_config: the task's model config (dataclass instance or plain dict, as stored in a
-            checkpoint).
-        dataset_stats: the statistics stored in the checkpoint.
-
-    Raises:
-        NotImplementedError: when the task registered no ``model_fn``.
-    """
-    from .config import from_dict
-
-    spec = get_task(task)
-    if spec.model_fn is None:
-        raise NotImplementedError(f"task {task!r} registered no model_fn, so its model cannot be rebuilt without data")
-    if isinstance(model_config, dict):
-        model_config = from_dict(spec.model_config_cls, model_config, "model")
-    return spec.model_fn(model_config, dataset_stats)

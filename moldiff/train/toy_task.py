@@ -268,5 +268,5 @@ def build_gaussian_mixture(model_cfg: ToyModelConfig, data_cfg: ToyDataConfig, *
 
 
 def register() -> None:
-    """Register ``gaussian_mixture`` (called lazily by :func:`moldiff.train.tasks.get_task`)."""
+    """Register ``gaussian_mixture`` (called by :func:`moldiff.train.tasks.get_task` through the entry point)."""
     register_task(TASK_NAME, ToyModelConfig, ToyDataConfig, build_gaussian_mixture, model_fn=_model_from_stats)

@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from moldiff.images.data import (FASHION_MNIST_CLASSES, IdxFormatError, IdxImageDataset, ImageBatch, ImageFolderDataset,
-                                 collate_images, read_idx, to_float, to_uint8, write_idx)
+from moldiff.images.data import (
+    FASHION_MNIST_CLASSES,
+    IdxFormatError,
+    IdxImageDataset,
+    ImageBatch,
+    ImageFolderDataset,
+    collate_images,
+    read_idx,
+    to_float,
+    to_uint8,
+    write_idx,
+)
 
 from .conftest import write_png_folder
 

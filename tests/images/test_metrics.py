@@ -5,9 +5,17 @@ import math
 import pytest
 import torch
 
-from moldiff.images.metrics import (classifier_accuracy, dequantisation_offset, dequantize, feature_statistics,
-                                    frechet_distance, frechet_distance_from_features, image_bits_per_dim, knn_radii,
-                                    precision_recall)
+from moldiff.images.metrics import (
+    classifier_accuracy,
+    dequantisation_offset,
+    dequantize,
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_from_features,
+    image_bits_per_dim,
+    knn_radii,
+    precision_recall,
+)
 from moldiff.testing import DenseGaussianOracle
 
 

@@ -11,13 +11,13 @@ from PIL import Image
 import moldiff
 from moldiff.images.classifier import ImageClassifier
 from moldiff.images.model import ImageDiffusion
-from moldiff.models.pretrained import pretrained_path
+from moldiff.pretrained import pretrained_path
 
 
 def test_the_shipped_files_are_small_and_load_offline():
     assert pretrained_path("fashion_mnist").stat().st_size < 20 * 2**20
     assert pretrained_path("fashion_mnist_classifier").stat().st_size < 5 * 2**20
-    model = moldiff.load_pretrained("fashion_mnist")
+    model = moldiff.load_pretrained("fashion_mnist").model
     classifier = moldiff.load_pretrained("fashion_mnist_classifier")
     assert isinstance(model, ImageDiffusion) and model.conditional and model.num_classes == 10
     assert isinstance(classifier, ImageClassifier) and classifier.info["class_names"][0] == "T-shirt/top"
@@ -56,17 +56,21 @@ def test_cli_samples_a_png_grid_from_the_shipped_model(tmp_path):
         assert grid.mode == "L" and grid.size[0] > 28 * 4
 
 
-def test_load_pretrained_tells_files_apart_by_their_format_tag(tmp_path):
-    """A classifier saved under any name loads as a classifier; a foreign file is refused by name."""
-    import pytest
-
-    from moldiff.images.classifier import ClassifierConfig, save_classifier
+def test_a_classifier_in_the_old_file_format_loads_with_the_same_outputs(tmp_path):
+    """Classifiers saved by moldiff 0.1.0's own format ("moldiff-image-classifier") load through the one
+    loader as task ``image_classifier``; a foreign file is refused by name."""
+    from moldiff.images.classifier import ClassifierConfig
     from moldiff.train.checkpoint import CheckpointError
 
-    path = save_classifier(ImageClassifier(ClassifierConfig(width=4, feature_dim=8)), tmp_path / "mine.pt",
-                           info={"class_names": ["a", "b"]})
-    loaded = moldiff.load_pretrained(path)
+    torch.manual_seed(0)
+    original = ImageClassifier(ClassifierConfig(in_channels=1, num_classes=2, width=4, feature_dim=8)).eval()
+    torch.save({"format": "moldiff-image-classifier", "model": original.state_dict(), "info": {"class_names": ["a", "b"]},
+                "config": {"in_channels": 1, "num_classes": 2, "width": 4, "feature_dim": 8, "dropout": 0.1}},
+               tmp_path / "mine.pt")
+    loaded = moldiff.load_pretrained(tmp_path / "mine.pt")
     assert isinstance(loaded, ImageClassifier) and loaded.info["class_names"] == ["a", "b"]
+    x = torch.rand(3, 1, 12, 12) * 2 - 1
+    assert torch.equal(loaded.embed(x), original.embed(x)) and torch.equal(loaded.predict(x), original.predict(x))
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="foreign.pt"):
         moldiff.load_pretrained(tmp_path / "foreign.pt")

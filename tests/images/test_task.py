@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from moldiff.cli import main
-from moldiff.images.classifier import load_classifier, save_classifier, train_classifier
+from moldiff.images.classifier import ClassifierConfig, ClassifierDataConfig, ImageClassifier, load_classifier
 from moldiff.images.data import ImageFolderDataset
 from moldiff.images.model import ImageDiffusion
 from moldiff.images.task import ImageDataConfig
@@ -29,15 +29,22 @@ def test_the_shipped_config_reads_and_names_the_task():
 def test_train_evaluate_reload_and_sample_a_png_grid(tmp_path, capsys):
     write_png_folder(tmp_path / "data", {"circle": 6, "square": 6})
     data = ImageFolderDataset(tmp_path / "data")
-    classifier, info = train_classifier(data, valid=data, steps=3, batch_size=8)
-    save_classifier(classifier, tmp_path / "clf.pt", info)
-    assert torch.equal(load_classifier(tmp_path / "clf.pt").embed(data.images[:2].float() / 127.5 - 1),
-                       classifier.embed(data.images[:2].float() / 127.5 - 1))
+    # the feature classifier trains through the engine like any model, and loads from its checkpoint
+    clf_cfg = ExperimentConfig(
+        task="image_classifier", model=ClassifierConfig(width=8, feature_dim=16),
+        data=ClassifierDataConfig(dataset="folder", root=str(tmp_path / "data"), valid_root=str(tmp_path / "data")),
+        train=TrainConfig(steps=3, batch_size=8, log_every=1, ckpt_every=3, eval_every=3, eval_batches=0,
+                          device="cpu", progress=False, best_metric="valid_accuracy", best_mode="max", ema_decay=0.0))
+    clf_run = Trainer(clf_cfg, out_dir=tmp_path / "clf").fit()
+    assert 0.0 <= read_log(tmp_path / "clf" / "log.jsonl", kind="eval")[-1]["valid_accuracy"] <= 1.0
+    classifier = load_classifier(clf_run.last_checkpoint)
+    assert isinstance(classifier, ImageClassifier) and classifier.info["class_names"] == ["circle", "square"]
+    assert classifier.embed(data.images[:2].float() / 127.5 - 1).shape == (2, 16)
 
     cfg = ExperimentConfig(
         task="images", model=tiny_config(class_conditional=True),
         data=ImageDataConfig(dataset="folder", root=str(tmp_path / "data"), valid_root=str(tmp_path / "data"),
-                             eval_samples=4, eval_steps=2, eval_classifier=str(tmp_path / "clf.pt"), eval_reference=12),
+                             eval_samples=4, eval_steps=2, eval_classifier=str(clf_run.last_checkpoint), eval_reference=12),
         train=TrainConfig(steps=3, batch_size=4, log_every=1, ckpt_every=3, eval_every=0, eval_batches=1,
                           device="cpu", progress=False, best_metric=None))
     result = Trainer(cfg, out_dir=tmp_path / "run").fit()

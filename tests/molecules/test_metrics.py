@@ -83,7 +83,7 @@ def test_training_smiles_pipeline_is_whole_molecule(acetaldehyde):
 
 
 def test_graph_batches_and_records_are_accepted(acetaldehyde):
-    from moldiff.data.molecule_graph import MoleculeGraph, collate_molecules
+    from moldiff.molecules.graph import MoleculeGraph, collate_molecules
     from moldiff.molecules.rdkit_io import XYZMolecule
 
     z, pos = acetaldehyde

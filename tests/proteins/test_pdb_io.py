@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 from moldiff.proteins.dataset import BackboneDataset, collate_backbones, in_holdout, iter_structures
-from moldiff.proteins.pdb_io import (ChainBreakError, MissingCAError, NonStandardResidueError, read_backbone,
-                                     write_design)
+from moldiff.proteins.pdb_io import (
+    ChainBreakError,
+    MissingCAError,
+    NonStandardResidueError,
+    read_backbone,
+    write_design,
+)
 
 from .conftest import pdb_text
 

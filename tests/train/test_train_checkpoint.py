@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from moldiff.train.checkpoint import (CheckpointError, CheckpointManager, atomic_save, capture_rng_state,
-                                      load_checkpoint, restore_rng_state)
+from moldiff.train.checkpoint import (
+    CheckpointError,
+    CheckpointManager,
+    atomic_save,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+)
 
 
 def _state(step: int) -> dict:

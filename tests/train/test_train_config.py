@@ -10,8 +10,16 @@ import pytest
 import yaml
 
 from moldiff.cli import main
-from moldiff.train.config import (ConfigError, ExperimentConfig, TrainConfig, apply_overrides, experiment_from_dict,
-                                  from_dict, load_config, to_dict)
+from moldiff.train.config import (
+    ConfigError,
+    ExperimentConfig,
+    TrainConfig,
+    apply_overrides,
+    experiment_from_dict,
+    from_dict,
+    load_config,
+    to_dict,
+)
 
 REPO_CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "toy_gaussian_mixture.yaml")
 

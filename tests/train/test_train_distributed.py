@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_regression_task import regression_config
 
 from moldiff.train.checkpoint import load_checkpoint
 from moldiff.train.distributed import ShardedBatchSampler
 from moldiff.train.logs import read_log
 from moldiff.train.loop import Trainer
-
-from train_regression_task import regression_config
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from train_regression_task import regression_config
 
 from moldiff.train.checkpoint import export_ema, load_checkpoint, load_trained_model
 from moldiff.train.ema import EMA, ema_decay_at
@@ -17,8 +18,6 @@ from moldiff.train.logs import read_log
 from moldiff.train.loop import Trainer
 from moldiff.train.optim import GradClipper, LRSchedule
 from moldiff.train.tasks import TaskBundle
-
-from train_regression_task import regression_config
 
 TRAIN_FIELDS = {"step", "loss", "grad_norm", "lr", "ema_decay", "items_per_s", "peak_mem_mb", "skipped_steps", "loss_std"}
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import sys
 
 import torch
+from train_regression_task import regression_config
 
 from moldiff.train.distributed import cleanup_distributed, init_distributed
 from moldiff.train.loop import Trainer
-
-from train_regression_task import regression_config
 
 
 def main(out_dir: str, batch_size: int, steps: int) -> None:

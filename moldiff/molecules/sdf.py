@@ -21,9 +21,9 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from ..molecules.elements import atomic_number, element_symbol, vocabulary_from_atomic_numbers
-from ..molecules.rdkit_io import MoleculeRecordError, SDFRecord, SkippedRecord, read_sdf_records
-from .molecule_dataset import MoleculeDataset
+from .dataset import MoleculeDataset
+from .elements import atomic_number, element_symbol, vocabulary_from_atomic_numbers
+from .rdkit_io import MoleculeRecordError, SDFRecord, SkippedRecord, read_sdf_records
 
 __all__ = ["SDFDataset", "find_sdf_files"]
 

@@ -4,7 +4,7 @@ EDM's protocol for conditional generation (Hoogeboom et al. 2022, "Equivariant D
 Molecule Generation in 3D", Sec. 5.3 and App.) judges a conditional generator by a property
 predictor trained on the *other* half of the QM9 training split: an EGNN (7 layers x 128 features)
 that sees atom types and positions only, trained with an L1 loss on ``(y - mean) / MAD``. The halves
-come from :func:`moldiff.models.molecule_task.training_half_rows` (``data.half: predictor``).
+come from :func:`moldiff.molecules.training_data.training_half_rows` (``data.half: predictor``).
 
 * :class:`PropertyPredictor`: EGNN blocks of :class:`~moldiff.nn.egnn.EGNNDenoiser`, an invariant
   readout (node MLP, sum per molecule, graph MLP, as EDM's predictor) and the stored mean / MAD;
@@ -28,6 +28,14 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 from torch import nn
+
+from moldiff.core import gradient_guidance
+from moldiff.molecules.elements import atomic_number
+from moldiff.molecules.graph import collate_molecules
+from moldiff.nn.egnn import EGNNDenoiser
+from moldiff.train.tasks import TaskBundle, register_task
+
+from .training_data import DatasetRows, MoleculeDataConfig, load_datasets
 
 Tensor = torch.Tensor
 
@@ -70,7 +78,7 @@ class PredictorDataConfig:
     """The ``data:`` section of a ``property_predictor`` config (QM9 only).
 
     Attributes:
-        source: QM9 source (see :class:`moldiff.models.molecule_task.MoleculeDataConfig`).
+        source: QM9 source (see :class:`moldiff.molecules.training_data.MoleculeDataConfig`).
         split: QM9 split that is halved (EDM: ``"train"``).
         half: ``"predictor"`` (EDM: the predictor trains on the first half), ``"generator"`` or
             ``None`` (the whole split).
@@ -138,8 +146,6 @@ class PropertyPredictor(nn.Module):
 
     def __init__(self, config: PropertyPredictorConfig, stats: dict) -> None:
         super().__init__()
-        from moldiff.nn.egnn import EGNNDenoiser
-
         self.config, self.stats = config, stats
         self.properties = list(config.properties)
         self.atom_types = list(stats["atom_types"])
@@ -169,7 +175,7 @@ class PropertyPredictor(nn.Module):
         return (values - self.mean.to(values)) / self.mad.to(values)
 
     def predict(self, pos: Tensor, atom_types: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-        """Properties ``[B, P]`` in physical units (:data:`moldiff.data.qm9.QM9_PROPERTIES`) from
+        """Properties ``[B, P]`` in physical units (:data:`moldiff.molecules.qm9.QM9_PROPERTIES`) from
         positions ``[N, 3]`` and vocabulary indices ``[N]``."""
         onehot = nn.functional.one_hot(atom_types, len(self.atom_types)).to(pos.dtype)
         return self(pos, onehot, batch, num_graphs) * self.mad.to(pos) + self.mean.to(pos)
@@ -214,8 +220,6 @@ def predictor_stats(train, properties: list[str]) -> dict:
     """Statistics of a predictor's training data: vocabulary, mean and mean absolute deviation (EDM's
     ``compute_mean_mad``; EDM takes them from the validation split, here from the training data),
     value ranges and the :class:`AtomCountBaseline` table."""
-    from moldiff.molecules.elements import atomic_number
-
     values = {p: np.asarray(train.property(p), dtype=np.float64) for p in properties}
     return {
         "atom_types": list(train.vocabulary),
@@ -241,7 +245,7 @@ GUIDANCE_MAX_STEP = 1.0
 def predictor_guidance(predictor: PropertyPredictor, model, targets: dict[str, Tensor], scale: float = 1.0,
                        tau: float = 1.0, sigma_max: float | None = GUIDANCE_SIGMA_MAX,
                        through_denoiser: bool = True, max_step: float | None = GUIDANCE_MAX_STEP) -> Callable:
-    """Gradient guidance of a :class:`~moldiff.models.molecule.MoleculeDiffusion` by a property
+    """Gradient guidance of a :class:`~moldiff.molecules.model.MoleculeDiffusion` by a property
     predictor, for ``sample_states(..., guidance=...)``.
 
     The predicted clean state is decoded into positions and a *soft* one-hot (the one-hot block
@@ -270,8 +274,6 @@ def predictor_guidance(predictor: PropertyPredictor, model, targets: dict[str, T
     Returns:
         ``guidance(denoiser, space, extra_args) -> denoiser``.
     """
-    from moldiff.core import gradient_guidance
-
     if list(predictor.atom_types) != list(model.atom_types):
         raise ValueError(f"the predictor's atom types {predictor.atom_types} differ from the model's {model.atom_types}")
     unknown = [n for n in targets if n not in predictor.properties]
@@ -314,11 +316,6 @@ def predictor_guidance(predictor: PropertyPredictor, model, targets: dict[str, T
 
 def build(model_cfg: PropertyPredictorConfig, data_cfg: PredictorDataConfig, *, rank: int = 0, world_size: int = 1,
           seed: int = 0):
-    from moldiff.data.molecule_graph import collate_molecules
-    from moldiff.train.tasks import TaskBundle
-
-    from .molecule_task import DatasetRows, MoleculeDataConfig, load_datasets
-
     data = MoleculeDataConfig(dataset="qm9", source=data_cfg.source, split=data_cfg.split, half=data_cfg.half,
                               valid_split=data_cfg.valid_split, remove_hydrogens=data_cfg.remove_hydrogens)
     train, valid = load_datasets(data, list(model_cfg.properties))
@@ -331,6 +328,5 @@ def build(model_cfg: PropertyPredictorConfig, data_cfg: PredictorDataConfig, *, 
 
 
 def register() -> None:
-    from moldiff.train.tasks import register_task
-
+    """Register ``property_predictor`` (called by :func:`moldiff.train.tasks.get_task` through the entry point)."""
     register_task("property_predictor", PropertyPredictorConfig, PredictorDataConfig, build, model_fn=PropertyPredictor)

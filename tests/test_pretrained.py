@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import moldiff
-from moldiff.models.pretrained import PRETRAINED_DIR, pretrained_path
+from moldiff.pretrained import PRETRAINED_DIR, pretrained_path
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,7 +95,7 @@ def test_the_shipped_backbone_model_samples_chains_and_writes_pdb(tmp_path):
     from moldiff.proteins import save_designs
 
     model = moldiff.load_pretrained("cath_ca")
-    designs = model.sample(40, seed=0, num=2, steps=10)
+    designs = model.sample(2, length=40, seed=0, steps=10)
     assert [d.ca.shape for d in designs] == [(40, 3), (40, 3)]
     assert np.isfinite(np.stack([d.ca for d in designs])).all()
     save_designs(designs, tmp_path)
@@ -107,7 +107,7 @@ def test_the_shipped_backbone_model_makes_connected_chains():
     """Physical chains from the default sampler: consecutive CA atoms 3.8 A apart (the broken first
     model had a CA-CA spread of 1 A and a chain break in a third of its bonds)."""
     model = moldiff.load_pretrained("cath_ca")
-    designs = model.sample(60, seed=0, num=4)
+    designs = model.sample(4, length=60, seed=0)
     ca_ca = np.concatenate([np.linalg.norm(np.diff(d.ca, axis=0), axis=1) for d in designs])
     assert abs(np.median(ca_ca) - 3.8) < 0.05
     assert np.mean(np.abs(ca_ca - 3.8) < 0.3) > 0.9
@@ -115,7 +115,7 @@ def test_the_shipped_backbone_model_makes_connected_chains():
 
 
 def test_chunks_for_splits_a_job_over_ranks_without_gaps_or_overlap():
-    from moldiff.models.pretrained import MoleculeGenerator
+    from moldiff.molecules.generator import MoleculeGenerator
 
     for num, batch_size, world in [(1000, 250, 2), (7, 2, 3), (5, 10, 4), (0, 3, 2)]:
         parts = [list(MoleculeGenerator.chunks_for(num, batch_size, rank, world)) for rank in range(world)]

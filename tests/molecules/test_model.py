@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from moldiff.core import molecule_space
-from moldiff.data.molecule_graph import MoleculeGraph, collate_molecules
-from moldiff.models.molecule import MoleculeDiffusion, MoleculeModelConfig
+from moldiff.molecules.graph import MoleculeGraph, collate_molecules
+from moldiff.molecules.model import MoleculeDiffusion, MoleculeModelConfig
 from moldiff.testing import assert_equivariant
 
 STATS = {

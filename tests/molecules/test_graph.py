@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from moldiff.data.molecule_dataset import MoleculeDataset
-from moldiff.data.molecule_graph import MoleculeGraph, PackedMolecules, collate_molecules
+from moldiff.molecules.dataset import MoleculeDataset
+from moldiff.molecules.graph import MoleculeGraph, PackedMolecules, collate_molecules
 
 
 def make_dataset():

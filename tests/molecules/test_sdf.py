@@ -4,8 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from moldiff.data.sdf import SDFDataset
 from moldiff.molecules.rdkit_io import MoleculeRecordError
+from moldiff.molecules.sdf import SDFDataset
 
 DRUG_LIKE = "molecules/drug_like_3d.sdf.gz"
 ATOM = "{:10.4f}{:10.4f}{:10.4f} {:<3s} 0  0  0  0  0  0  0  0  0  0  0  0\n"

@@ -1,12 +1,8 @@
-"""Pretrained models shipped inside the package, and the user-facing molecule generator.
+"""The molecule generator: what :func:`moldiff.load_pretrained` returns for a molecule model.
 
 >>> import moldiff
->>> model = moldiff.load_pretrained("qm9")          # doctest: +SKIP
->>> mols = model.sample(100, seed=0)                 # doctest: +SKIP   list of rdkit.Chem.Mol
-
-A shipped model is one small file in ``moldiff/pretrained/`` written by
-:func:`moldiff.train.checkpoint.export_ema`: EMA weights (fp16), the full config and the dataset
-statistics needed to sample. Any training checkpoint (``*.ckpt``) loads the same way.
+>>> gen = moldiff.load_pretrained("qm9")            # doctest: +SKIP
+>>> mols = gen.sample(100, seed=0)                   # doctest: +SKIP   list of rdkit.Chem.Mol
 """
 
 from __future__ import annotations
@@ -14,45 +10,23 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from .property_predictor import GUIDANCE_MAX_STEP, GUIDANCE_SIGMA_MAX
+from moldiff.core import get_sampler
+from moldiff.errors import InputError
+from moldiff.hub import load_model, load_pretrained
+from moldiff.train.distributed import gather_objects
+from moldiff.train.logs import step_progress
 
-PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
-
-#: name -> (file in moldiff/pretrained, one-line description)
-PRETRAINED: dict[str, tuple[str, str]] = {
-    "qm9": ("qm9.pt", "EDM-style EGNN (4 x 64) trained on QM9 with explicit hydrogens on a 2-core CPU"),
-    "qm9_alpha": ("qm9_alpha.pt", "QM9 generator conditioned on polarisability alpha (4 x 64 EGNN, classifier-free "
-                  "guidance), trained on the generator half of EDM's split on a 2-core CPU"),
-    "qm9_alpha_predictor": ("qm9_alpha_predictor.pt", "EGNN predictor of alpha (4 x 64) trained on the predictor half "
-                            "of EDM's split on a CPU: the judge of EDM's Table 3 protocol (not a generative model)"),
-    "qm9_alpha_guide": ("qm9_alpha_guide.pt", "EGNN predictor of alpha (4 x 64) trained on the generator half on a CPU, "
-                        "independent of the judge: for gradient guidance of qm9_alpha (predictor=...)"),
-    "cath_ca": ("cath_ca.pt", "C-alpha backbone EGNN (kNN + sequence edges, chiral features) trained on CATH domains on a CPU"),
-    "fashion_mnist": ("fashion_mnist.pt", "class-conditional U-Net (1.2 M parameters, EDM preconditioning) trained on "
-                      "Fashion-MNIST on a CPU"),
-    "fashion_mnist_classifier": ("fashion_mnist_classifier.pt", "CNN classifier of Fashion-MNIST whose features the "
-                                 "image metrics use (moldiff.images.classifier; not a generative model)"),
-}
-
-
-def pretrained_path(name_or_path: str | os.PathLike) -> Path:
-    """The file behind a pretrained name, or the path itself."""
-    if str(name_or_path) in PRETRAINED:
-        path = PRETRAINED_DIR / PRETRAINED[str(name_or_path)][0]
-        if not path.is_file():
-            raise FileNotFoundError(f"pretrained model {name_or_path!r} is not installed (expected {path})")
-        return path
-    path = Path(name_or_path)
-    if not path.is_file():
-        known = ", ".join(sorted(PRETRAINED))
-        raise FileNotFoundError(f"{name_or_path!r} is neither a pretrained model ({known}) nor a checkpoint file")
-    return path
+from .model import sample_context, split_molecules
+from .predictor import GUIDANCE_MAX_STEP, GUIDANCE_SIGMA_MAX, predictor_guidance
+from .qm9 import QM9_PROPERTIES
+from .rdkit_io import build_molecule, write_sdf, write_xyz
 
 
 def _chunk_seed(seed: int, chunk: int) -> int:
@@ -61,7 +35,7 @@ def _chunk_seed(seed: int, chunk: int) -> int:
 
 
 class MoleculeGenerator:
-    """Samples molecules from a trained :class:`~moldiff.models.molecule.MoleculeDiffusion`.
+    """Samples molecules from a trained :class:`~moldiff.molecules.model.MoleculeDiffusion`.
 
     Molecules are produced in chunks of ``batch_size``; chunk ``k`` draws its noise from a
     generator seeded by ``(seed, k)``, so the output depends only on ``seed`` and ``batch_size``,
@@ -87,7 +61,7 @@ class MoleculeGenerator:
     def plan(self, num: int, seed: int = 0, num_atoms: int | Sequence[int] | None = None) -> torch.Tensor:
         """Sizes of the ``num`` molecules to sample, ``[num]`` (drawn from ``p(N)`` unless given)."""
         if num < 1:
-            raise ValueError(f"num must be at least 1, got {num}")
+            raise InputError(f"num must be at least 1, got {num}")
         if num_atoms is None:
             g = torch.Generator().manual_seed(_chunk_seed(seed, -1))
             return self.model.sample_num_atoms(num, generator=g).cpu()
@@ -95,9 +69,9 @@ class MoleculeGenerator:
         if sizes.numel() == 1:
             sizes = sizes.expand(num).clone()
         if sizes.numel() != num:
-            raise ValueError(f"num_atoms has {sizes.numel()} entries for {num} molecules")
+            raise InputError(f"num_atoms has {sizes.numel()} entries for {num} molecules")
         if bool((sizes < 2).any()):
-            raise ValueError("every molecule needs at least 2 atoms")
+            raise InputError("every molecule needs at least 2 atoms")
         return sizes
 
     def plan_condition(self, sizes: torch.Tensor, seed: int = 0, condition: dict | None = None, *, force: bool = False,
@@ -114,17 +88,15 @@ class MoleculeGenerator:
             seed: random seed of the draw from ``p(c | N)``.
             condition: ``{name: value or [num] values}``, or ``None``.
             force: accept values outside the training range.
-            predictor: optional :class:`~moldiff.models.property_predictor.PropertyPredictor`.
+            predictor: optional :class:`~moldiff.molecules.predictor.PropertyPredictor`.
 
         Returns:
             ``None`` when nothing is conditioned on.
 
         Raises:
-            ValueError: an unknown or missing property, a wrong number of values, or a value outside
+            InputError: an unknown or missing property, a wrong number of values, or a value outside
                 the training range (unless ``force``).
         """
-        from .molecule_task import sample_context
-
         names = list(self.model.config.context)
         ranges = dict(self.model.stats.get("context_range", {}))
         if predictor is not None:
@@ -132,33 +104,31 @@ class MoleculeGenerator:
         if condition is None:
             if not names:
                 if predictor is not None:
-                    raise ValueError(f"gradient guidance needs targets: pass condition= for {predictor.properties}")
+                    raise InputError(f"gradient guidance needs targets: pass condition= for {predictor.properties}")
                 return None
             if "context_given_n" not in self.model.stats:
-                raise ValueError(f"this model's statistics hold no p(c | N) to draw {names} from; pass condition=")
+                raise InputError(f"this model's statistics hold no p(c | N) to draw {names} from; pass condition=")
             g = torch.Generator().manual_seed(_chunk_seed(seed, -2))
             return sample_context(self.model.stats, names, sizes, generator=g)
         allowed = set(names) | (set(predictor.properties) if predictor is not None else set())
         if not allowed:
-            raise ValueError("this model is unconditional: it takes no condition (pass predictor= for gradient guidance)")
+            raise InputError("this model is unconditional: it takes no condition (pass predictor= for gradient guidance)")
         unknown = [n for n in condition if n not in allowed]
         missing = [n for n in names if n not in condition]
         if unknown or missing:
-            raise ValueError(f"this model is conditioned on {names or 'nothing'}"
+            raise InputError(f"this model is conditioned on {names or 'nothing'}"
                              + (f" and the predictor predicts {predictor.properties}" if predictor is not None else "")
                              + (f"; unknown {unknown}" if unknown else "") + (f"; missing {missing}" if missing else ""))
         out = {}
         for name, value in condition.items():
             v = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
             if v.numel() not in (1, len(sizes)):
-                raise ValueError(f"condition {name!r} has {v.numel()} values for {len(sizes)} molecules")
+                raise InputError(f"condition {name!r} has {v.numel()} values for {len(sizes)} molecules")
             lo, hi = ranges[name]
             outside = v[(v < lo) | (v > hi)]
             if outside.numel() and not force:
-                from moldiff.data.qm9 import QM9_PROPERTIES
-
                 unit = QM9_PROPERTIES.get(name, ("",))[0]
-                raise ValueError(f"{name}={float(outside[0]):g} is outside this model's training range of {name}, "
+                raise InputError(f"{name}={float(outside[0]):g} is outside this model's training range of {name}, "
                                  f"[{lo:g}, {hi:g}] {unit}; pass force=True (--force-condition) to sample anyway")
             out[name] = v.expand(len(sizes)).clone()
         return out
@@ -176,18 +146,14 @@ class MoleculeGenerator:
             condition: the chunk's slice of :meth:`plan_condition` (already checked).
             predictor, predictor_scale, predictor_tau, predictor_sigma_max, predictor_max_step: gradient
                 guidance towards ``condition`` by a property predictor (``scale``, ``tau``, ``sigma_max`` and ``max_step`` of
-                :func:`~moldiff.models.property_predictor.predictor_guidance`).
+                :func:`~moldiff.molecules.predictor.predictor_guidance`).
             options: sampler options and ``guidance_scale`` (classifier-free guidance).
         """
-        from .molecule_task import split_molecules
-
         if condition is not None:
             context = {n: v for n, v in condition.items() if n in self.model.config.context}
             if context:
                 options["context"] = context
             if predictor is not None:
-                from .property_predictor import predictor_guidance
-
                 targets = {n: v for n, v in condition.items() if n in predictor.properties}
                 options["guidance"] = predictor_guidance(predictor.to(self.device).eval(), self.model, targets,
                                                          predictor_scale, predictor_tau, predictor_sigma_max,
@@ -232,30 +198,27 @@ class MoleculeGenerator:
                 on_chunk(len(out[k]))
         return out
 
-    def sample_arrays(self, num: int, seed: int = 0, *, sampler: str = "ddpm", steps: int | None = None,
+    def sample_arrays(self, num: int, *, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
                       num_atoms: int | Sequence[int] | None = None, batch_size: int = 250, progress: bool = False,
-                      condition: dict | None = None, force: bool = False, predictor=None,
-                      **options) -> list[tuple[Any, Any]]:
+                      device: str | torch.device | None = None, condition: dict | None = None, force: bool = False,
+                      predictor=None, **options) -> list[tuple[Any, Any]]:
         """``num`` molecules as ``(atomic_numbers, positions)`` numpy pairs (see :meth:`sample`)."""
         if condition is None and "context" in options:  # the older spelling of condition=
             condition = options.pop("context")
+        if device is not None:
+            self.to(device)
         sizes = self.plan(num, seed, num_atoms)
         targets = self.plan_condition(sizes, seed, condition, force=force, predictor=predictor)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=num, unit="mol", desc=f"sampling ({sampler})")
-        chunks = self.sample_chunks(sizes, seed, self.chunks_for(num, batch_size), batch_size=batch_size,
-                                    targets=targets, sampler=sampler, steps=steps, predictor=predictor,
-                                    on_chunk=bar.update if bar is not None else None, **options)
-        if bar is not None:
-            bar.close()
+        with step_progress(num, f"sampling ({sampler})", progress, unit="mol") as tick:
+            chunks = self.sample_chunks(sizes, seed, self.chunks_for(num, batch_size), batch_size=batch_size,
+                                        targets=targets, sampler=sampler, steps=steps, predictor=predictor,
+                                        on_chunk=(lambda n: tick(n=n)) if tick else None, **options)
         return [mol for k in sorted(chunks) for mol in chunks[k]]
 
-    def sample(self, num: int, seed: int = 0, *, sampler: str = "ddpm", steps: int | None = None,
-               num_atoms: int | Sequence[int] | None = None, bonds: str = "edm", batch_size: int = 250,
-               progress: bool = False, condition: dict | None = None, guidance_scale: float = 1.0,
+    def sample(self, num: int, *, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
+               batch_size: int = 250, progress: bool = False, device: str | torch.device | None = None,
+               num_atoms: int | Sequence[int] | None = None, bonds: str = "edm",
+               condition: dict | None = None, guidance_scale: float = 1.0,
                force: bool = False, predictor=None, predictor_scale: float = 1.0, predictor_tau: float = 1.0,
                predictor_sigma_max: float | None = GUIDANCE_SIGMA_MAX, predictor_max_step: float | None = GUIDANCE_MAX_STEP,
                **options) -> list:
@@ -275,13 +238,14 @@ class MoleculeGenerator:
             bonds: ``"edm"`` (EDM's distance tables) or ``"rdkit"`` (RDKit's bond perception).
             batch_size: molecules per chunk.
             progress: show a progress bar.
+            device: run on this device (default: where the model is).
             condition: conditional models: ``{property: value}`` (one value for all, or one per
-                molecule) in the units of :data:`moldiff.data.qm9.QM9_PROPERTIES`; ``None`` draws
+                molecule) in the units of :data:`moldiff.molecules.qm9.QM9_PROPERTIES`; ``None`` draws
                 the targets from ``p(c | N)`` of the training data (EDM's protocol).
             guidance_scale: classifier-free guidance weight ``w`` (1: the conditional model, 0: the
                 unconditional one, > 1: stronger conditioning).
             force: accept condition values outside the training range (refused by default).
-            predictor: a :class:`~moldiff.models.property_predictor.PropertyPredictor` for gradient
+            predictor: a :class:`~moldiff.molecules.predictor.PropertyPredictor` for gradient
                 guidance towards ``condition`` (works with unconditional models too).
             predictor_scale: gradient-guidance strength.
             predictor_tau: width of the guidance likelihood on the predictor's normalised scale.
@@ -294,15 +258,75 @@ class MoleculeGenerator:
             ``num`` RDKit molecules (bonds perceived as asked; not sanitised, so unstable samples are
             kept and can be inspected).
         """
-        from moldiff.molecules.rdkit_io import build_molecule
-
         if predictor is not None:
             options.update(predictor_scale=predictor_scale, predictor_tau=predictor_tau,
                            predictor_sigma_max=predictor_sigma_max, predictor_max_step=predictor_max_step)
-        arrays = self.sample_arrays(num, seed, sampler=sampler, steps=steps, num_atoms=num_atoms, batch_size=batch_size,
-                                    progress=progress, condition=condition, force=force, predictor=predictor,
+        arrays = self.sample_arrays(num, seed=seed, sampler=sampler, steps=steps, num_atoms=num_atoms,
+                                    batch_size=batch_size, progress=progress, device=device, condition=condition, force=force, predictor=predictor,
                                     guidance_scale=guidance_scale, **options)
         return [build_molecule(z, p, bonds=bonds) for z, p in arrays]
+
+
+    def sample_command(self, args, info) -> int:
+        """``moldiff sample`` for molecule models: one SDF (or XYZ) file; under torchrun every rank samples
+        its own chunks (:meth:`chunks_for`) and rank 0 writes them all."""
+        out = Path(args.out or "samples.sdf")
+        sampler = args.sampler or "ddpm"
+        get_sampler(sampler)  # an unknown name stops here, before anything is sampled
+        sizes = self.plan(args.num, args.seed, args.num_atoms)
+        targets = self.plan_condition(sizes, args.seed, parse_conditions(args.condition), force=args.force_condition)
+        options = {} if args.guidance_scale is None else {"guidance_scale": args.guidance_scale}
+        mine = self.chunks_for(args.num, args.batch_size, info.rank, info.world_size)  # each rank its own chunks
+        steps, _ = self.model.sampling_defaults(sampler, args.steps)
+        tick = time.perf_counter()
+        with step_progress(len(mine) * steps, f"sampling {args.num} molecules ({sampler})",
+                           info.is_main and not args.no_progress) as callback:
+            results = self.sample_chunks(sizes, args.seed, mine, batch_size=args.batch_size, targets=targets,
+                                         sampler=sampler, steps=args.steps, callback=callback, **options)
+        elapsed = time.perf_counter() - tick
+        gathered = gather_objects(results) if info.distributed else [results]
+        if not info.is_main:
+            return 0
+        merged = {k: v for part in gathered for k, v in part.items()}
+        molecules = [m for k in sorted(merged) for m in merged[k]]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".xyz":
+            write_xyz(molecules, out)
+        else:
+            def title(i: int) -> str:
+                target = "" if targets is None else "".join(f" {n}={float(v[i]):.6g}" for n, v in targets.items())
+                return f"moldiff {args.model} seed={args.seed} #{i}{target}"
+
+            write_sdf(molecules, out, bonds=args.bonds, titles=[title(i) for i in range(len(molecules))])
+        per_molecule = elapsed / max(1, sum(len(results[k]) for k in mine))
+        print(f"wrote {len(molecules)} molecules to {out} ({per_molecule:.3f} s per molecule on rank 0, "
+              f"{info.world_size} process(es), device {info.device})", file=sys.stderr)
+        return 0
+
+
+def parse_conditions(items: Sequence[str] | None) -> dict[str, float] | None:
+    """``["alpha=80", "gap=0.25"]`` -> ``{"alpha": 80.0, "gap": 0.25}`` (``None`` for no items).
+
+    Raises:
+        InputError: naming the malformed item (no ``=``, no name, a value that is not a number, or a
+            property given twice).
+    """
+    if not items:
+        return None
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise InputError(f"--condition expects NAME=VALUE (e.g. alpha=80.0), got {item!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise InputError(f"--condition {item}: {value.strip()!r} is not a number") from None
+        if name in out:
+            raise InputError(f"--condition gives {name!r} twice")
+        out[name] = number
+    return out
 
 
 def _sample_shard(job: tuple) -> tuple[dict, float]:
@@ -347,38 +371,3 @@ def sample_in_processes(model: str | os.PathLike, sizes: torch.Tensor, seed: int
         shards = pool.map(_sample_shard, jobs)
     chunks = {k: mols for part, _ in shards for k, mols in part.items()}
     return [mol for k in sorted(chunks) for mol in chunks[k]], sum(seconds for _, seconds in shards)
-
-
-def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True):
-    """The trained network behind a pretrained name or a checkpoint path (EMA weights by default)."""
-    from moldiff.train.checkpoint import load_trained_model
-
-    return load_trained_model(pretrained_path(name_or_path), ema=ema, device=device)
-
-
-def load_pretrained(name_or_path: str | os.PathLike = "qm9", device: str | torch.device = "cpu"):
-    """A shipped model (``"qm9"``, ``"qm9_alpha"``, ``"cath_ca"``, ``"fashion_mnist"``) or a checkpoint
-    file, ready to sample (``"fashion_mnist_classifier"`` gives the image metrics' classifier,
-    ``"qm9_alpha_predictor"`` the property predictor that judges ``qm9_alpha``, ``"qm9_alpha_guide"``
-    an independent one for its gradient guidance).
-
-    Returns:
-        For molecule models a :class:`MoleculeGenerator` (``.sample`` returns RDKit molecules);
-        other models (protein backbones, images, property predictors) are returned as they are.
-    """
-    from .molecule import MoleculeDiffusion
-
-    from moldiff.train.checkpoint import CheckpointError
-
-    try:
-        model = load_model(name_or_path, device=device)
-    except CheckpointError as not_a_model:  # an image classifier file (its own format tag), or not ours
-        from moldiff.images.classifier import load_classifier
-
-        try:
-            return load_classifier(name_or_path, device=device)
-        except ValueError:
-            raise not_a_model from None
-    if isinstance(model, MoleculeDiffusion):
-        return MoleculeGenerator(model, source=str(name_or_path))
-    return model

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from moldiff.cli import main as cli_main
-from moldiff.cli import parse_conditions
-from moldiff.data.molecule_graph import collate_molecules
-from moldiff.models.molecule import MoleculeDiffusion, MoleculeModelConfig
-from moldiff.models.molecule_task import context_histograms, sample_context, training_half_rows
-from moldiff.models.pretrained import MoleculeGenerator
-from moldiff.models.property_predictor import AtomCountBaseline, PropertyPredictor, PropertyPredictorConfig
+from moldiff.molecules.generator import parse_conditions
+from moldiff.molecules.generator import MoleculeGenerator
+from moldiff.molecules.graph import collate_molecules
+from moldiff.molecules.model import MoleculeDiffusion, MoleculeModelConfig, sample_context
+from moldiff.molecules.predictor import AtomCountBaseline, PropertyPredictor, PropertyPredictorConfig
+from moldiff.molecules.training_data import context_histograms, training_half_rows
 from moldiff.testing import random_rotation
 from moldiff.testing.equivariance import random_permutation_within_graphs
 
@@ -90,7 +90,7 @@ def test_halves_are_disjoint_cover_the_split_and_follow_edms_recipe():
 
 @needs_qm9
 def test_the_molecules_task_trains_on_the_generator_half():
-    from moldiff.models.molecule_task import MoleculeDataConfig, load_datasets
+    from moldiff.molecules.training_data import MoleculeDataConfig, load_datasets
 
     halves = {h: load_datasets(MoleculeDataConfig(half=h, valid_split=None), ["alpha"])[0] for h in ("predictor", "generator")}
     ids = {h: {int(d[i].index) for i in range(0, len(d), 97)} for h, d in halves.items()}
@@ -122,8 +122,8 @@ def test_the_predictor_is_e3_and_permutation_invariant():
 
 @needs_qm9
 def test_a_briefly_trained_predictor_beats_the_mean_on_its_molecules():
-    from moldiff.models.molecule_task import MoleculeDataConfig, load_datasets
-    from moldiff.models.property_predictor import predictor_stats
+    from moldiff.molecules.predictor import predictor_stats
+    from moldiff.molecules.training_data import MoleculeDataConfig, load_datasets
 
     train = load_datasets(MoleculeDataConfig(half="predictor", valid_split=None), ["alpha"])[0]
     molecules = [train[i] for i in range(256)]
@@ -189,8 +189,8 @@ def test_the_condition_reaches_the_network():
 
 
 def test_the_training_evaluation_scores_a_conditional_model_on_targets_from_p_c_given_n(tmp_path, monkeypatch):
-    from moldiff.models import molecule_task
-    from moldiff.models.molecule_task import MoleculeDataConfig
+    from moldiff.molecules import task as molecule_task
+    from moldiff.molecules.training_data import MoleculeDataConfig
 
     model = _generator().model.eval()
     seen = []

@@ -19,11 +19,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from moldiff.core import (DiffusionDenoiser, denoising_loss, get_sampler, initial_noise, make_schedule, molecule_space,
-                          sampling_sigmas)
+from moldiff.core import (
+    DiffusionDenoiser,
+    classifier_free_guidance,
+    denoising_loss,
+    get_sampler,
+    initial_noise,
+    make_schedule,
+    molecule_space,
+    sampling_sigmas,
+)
+from moldiff.nn.e3nn_denoiser import E3nnDenoiser
+from moldiff.nn.egnn import EGNNDenoiser
 
 Tensor = torch.Tensor
 
@@ -140,14 +151,10 @@ class MoleculeDiffusion(nn.Module):
         num_context = len(config.context)
         in_features = self.feature_width + 1 + num_context
         if config.network == "egnn":
-            from moldiff.nn.egnn import EGNNDenoiser
-
             net = EGNNDenoiser(in_features, self.feature_width, hidden=config.hidden, layers=config.layers,
                                attention=config.attention, coords_range=config.coords_range, edges=config.edges,
                                cutoff=config.cutoff, knn=config.knn, normalization_factor=config.normalization_factor)
         elif config.network == "e3nn":
-            from moldiff.nn.e3nn_denoiser import E3nnDenoiser
-
             net = E3nnDenoiser(in_features, self.feature_width, irreps_hidden=config.e3nn_irreps, layers=config.layers,
                                edges=config.edges, cutoff=config.cutoff, knn=config.knn)
         else:
@@ -243,13 +250,11 @@ class MoleculeDiffusion(nn.Module):
             guidance_scale: classifier-free guidance weight (1: plain conditional sampling).
             guidance: optional ``guidance(denoiser, space, extra_args) -> denoiser`` wrapping the
                 (classifier-free guided) denoiser, e.g. gradient guidance by a property predictor
-                (:func:`moldiff.models.property_predictor.predictor_guidance`).
+                (:func:`moldiff.molecules.predictor.predictor_guidance`).
 
         Returns:
             ``(pos [N, 3] Angstrom, atom_types [N] vocabulary indices, batch [N])``.
         """
-        from moldiff.core import classifier_free_guidance
-
         device = device or next(self.parameters()).device
         sizes = torch.as_tensor(num_atoms, dtype=torch.long).cpu()
         if bool((sizes < 2).any()):
@@ -276,3 +281,46 @@ class MoleculeDiffusion(nn.Module):
                                  extra_args=extra, **sampler_options)
         pos, types = self.decode(x)
         return pos, types, batch
+
+
+def sample_context(stats: dict, names: list[str], sizes: torch.Tensor, generator: torch.Generator | None = None
+                   ) -> dict[str, torch.Tensor]:
+    """Targets drawn from ``p(c | N)`` for molecules of the given sizes, as EDM's
+    ``DistributionProperty.sample``: a bin by its count, then uniformly inside it; several properties
+    are drawn independently given ``N``. Sizes never seen in training use the nearest seen size.
+
+    Args:
+        stats: a conditional model's statistics (``context_given_n``, see :func:`dataset_stats`).
+        names: properties to draw.
+        sizes: ``[B]`` molecule sizes.
+        generator: random source.
+
+    Returns:
+        ``{name: [B] float32}`` in the property's units.
+    """
+    out = {}
+    for name in names:
+        table = stats["context_given_n"][name]
+        seen = np.array(sorted(int(k) for k in table))
+        values = torch.empty(len(sizes), dtype=torch.float64)
+        for i, n in enumerate(sizes.tolist()):
+            entry = table[int(seen[np.abs(seen - n).argmin()])]
+            counts = torch.tensor(entry["counts"], dtype=torch.float64)
+            k = int(torch.multinomial(counts, 1, generator=generator))
+            lo, hi = entry["range"]
+            u = float(torch.rand(1, generator=generator, dtype=torch.float64))
+            values[i] = lo + (k + u) / len(counts) * (hi - lo)
+        out[name] = values.float()
+    return out
+
+
+def split_molecules(model: MoleculeDiffusion, pos: torch.Tensor, types: torch.Tensor, batch: torch.Tensor):
+    """Per-molecule ``(atomic_numbers [n], positions [n, 3])`` numpy pairs from a packed sample."""
+    z = model.atomic_numbers.cpu()[types.cpu()].numpy()
+    p = pos.detach().cpu().double().numpy()
+    counts = torch.bincount(batch.cpu()).tolist()
+    out, start = [], 0
+    for n in counts:
+        out.append((z[start:start + n], p[start:start + n]))
+        start += n
+    return out

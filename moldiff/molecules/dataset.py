@@ -2,8 +2,8 @@
 
 Molecule ``i`` owns atoms ``offsets[i]:offsets[i+1]`` of the concatenated per-atom arrays, so
 memory is proportional to the number of atoms (no padding). Items are
-:class:`~moldiff.data.molecule_graph.MoleculeGraph`; batch them with
-:func:`~moldiff.data.molecule_graph.collate_molecules` (``dataset.loader(...)`` does it for you).
+:class:`~moldiff.molecules.graph.MoleculeGraph`; batch them with
+:func:`~moldiff.molecules.graph.collate_molecules` (``dataset.loader(...)`` does it for you).
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..molecules.elements import element_symbol, vocabulary_index
-from .cache import atomic_write
-from .cache import cache_dir as _cache_dir
-from .molecule_graph import MoleculeGraph, collate_molecules
+from moldiff.hub import cache_dir as _cache_dir
+from moldiff.train.checkpoint import atomic_write
+
+from . import bonds
+from .elements import element_symbol, vocabulary_index
+from .graph import MoleculeGraph, collate_molecules
+from .metrics import molecule_smiles
 
 __all__ = ["MoleculeDataset", "training_smiles"]
 
@@ -135,15 +138,13 @@ class MoleculeDataset(Dataset):
         )
 
     def loader(self, batch_size: int, shuffle: bool = False, **kwargs) -> DataLoader:
-        """A ``DataLoader`` yielding :class:`~moldiff.data.molecule_graph.PackedMolecules`."""
+        """A ``DataLoader`` yielding :class:`~moldiff.molecules.graph.PackedMolecules`."""
         return DataLoader(self, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_molecules, **kwargs)
 
 
 def _smiles_pipeline_version() -> str:
     """Identifies the SMILES pipeline (bond tables + RDKit version) in cache file names."""
     import rdkit
-
-    from ..molecules import bonds
 
     text = repr((bonds.BOND_LENGTHS_PM, bonds.EDM_MARGINS_PM, rdkit.__version__))
     return hashlib.sha1(text.encode()).hexdigest()[:10]
@@ -163,14 +164,12 @@ def training_smiles(
 
     Args:
         dataset: the training set (e.g. ``QM9Dataset("train")``).
-        cache_dir: cache folder (default: see :func:`moldiff.data.cache.cache_dir`).
+        cache_dir: cache folder (default: see :func:`moldiff.hub.cache_dir`).
         progress: show a progress bar while computing.
 
     Returns:
         The set of SMILES.
     """
-    from ..molecules.metrics import molecule_smiles
-
     path: Path | None = None
     if getattr(dataset, "cache_key", None):
         path = _cache_dir(cache_dir) / f"smiles_{dataset.cache_key}_{_smiles_pipeline_version()}.txt"

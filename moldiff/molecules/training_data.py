@@ -1,19 +1,19 @@
-"""The ``molecules`` training task: QM9 or a user's SDF files -> :class:`MoleculeDiffusion`.
-
-Registered lazily with the engine (:data:`moldiff.train.tasks.LAZY_TASKS`), so ``moldiff train
-configs/qm9_small.yaml`` needs nothing else.
+"""Training data of the molecule models: the ``data:`` section of a molecule config, QM9 or SDF
+datasets, EDM's halves of the QM9 training split, and the statistics saved with a model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
-from .molecule import MoleculeDiffusion, MoleculeModelConfig
+from .elements import atomic_number
+from .graph import collate_molecules
+from .qm9 import QM9Dataset, load_qm9
+from .sdf import SDFDataset
 
 
 @dataclass
@@ -83,7 +83,7 @@ class DatasetRows(torch.utils.data.Dataset):
     """A view of some rows of a molecule dataset, with the statistics :func:`dataset_stats` reads.
 
     Args:
-        dataset: a :class:`~moldiff.data.molecule_dataset.MoleculeDataset` (or another view).
+        dataset: a :class:`~moldiff.molecules.dataset.MoleculeDataset` (or another view).
         rows: row indices into it.
     """
 
@@ -112,8 +112,6 @@ class DatasetRows(torch.utils.data.Dataset):
         return np.asarray(self.dataset.property(name))[self.rows]
 
     def loader(self, batch_size: int, shuffle: bool = False, **kwargs):
-        from moldiff.data.molecule_graph import collate_molecules
-
         return torch.utils.data.DataLoader(self, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_molecules,
                                            **kwargs)
 
@@ -121,8 +119,6 @@ class DatasetRows(torch.utils.data.Dataset):
 def load_datasets(data: MoleculeDataConfig, context: list[str]):
     """``(train_dataset, valid_dataset or None)`` for a data config."""
     if data.dataset == "qm9":
-        from moldiff.data.qm9 import QM9Dataset, load_qm9
-
         arrays = load_qm9(data.source)
         train = QM9Dataset(data.split, data.source, properties=context, remove_hydrogens=data.remove_hydrogens, arrays=arrays)
         if data.half is not None:
@@ -136,8 +132,6 @@ def load_datasets(data: MoleculeDataConfig, context: list[str]):
             raise ValueError("conditioning on properties needs a dataset with properties (QM9)")
         if data.half is not None:
             raise ValueError("data.half (EDM's halves of the QM9 training split) needs dataset: qm9")
-        from moldiff.data.sdf import SDFDataset
-
         train = SDFDataset(data.source, on_error=data.on_error, remove_hydrogens=data.remove_hydrogens)
         valid = None
     else:
@@ -147,8 +141,6 @@ def load_datasets(data: MoleculeDataConfig, context: list[str]):
 
 def dataset_stats(train, context: list[str]) -> dict:
     """Statistics a molecule model needs to sample without its data."""
-    from moldiff.molecules.elements import atomic_number
-
     stats = {
         "atom_types": list(train.vocabulary),
         "atomic_numbers": [atomic_number(s) for s in train.vocabulary],
@@ -179,88 +171,3 @@ def context_histograms(num_atoms: np.ndarray, values: np.ndarray, bins: int = 10
         idx = np.minimum(((v - lo) / (hi - lo + 1e-12) * bins).astype(np.int64), bins - 1)
         out[int(n)] = {"range": [lo, hi], "counts": np.bincount(idx, minlength=bins).tolist()}
     return out
-
-
-def sample_context(stats: dict, names: list[str], sizes: torch.Tensor, generator: torch.Generator | None = None
-                   ) -> dict[str, torch.Tensor]:
-    """Targets drawn from ``p(c | N)`` for molecules of the given sizes, as EDM's
-    ``DistributionProperty.sample``: a bin by its count, then uniformly inside it; several properties
-    are drawn independently given ``N``. Sizes never seen in training use the nearest seen size.
-
-    Args:
-        stats: a conditional model's statistics (``context_given_n``, see :func:`dataset_stats`).
-        names: properties to draw.
-        sizes: ``[B]`` molecule sizes.
-        generator: random source.
-
-    Returns:
-        ``{name: [B] float32}`` in the property's units.
-    """
-    out = {}
-    for name in names:
-        table = stats["context_given_n"][name]
-        seen = np.array(sorted(int(k) for k in table))
-        values = torch.empty(len(sizes), dtype=torch.float64)
-        for i, n in enumerate(sizes.tolist()):
-            entry = table[int(seen[np.abs(seen - n).argmin()])]
-            counts = torch.tensor(entry["counts"], dtype=torch.float64)
-            k = int(torch.multinomial(counts, 1, generator=generator))
-            lo, hi = entry["range"]
-            u = float(torch.rand(1, generator=generator, dtype=torch.float64))
-            values[i] = lo + (k + u) / len(counts) * (hi - lo)
-        out[name] = values.float()
-    return out
-
-
-def _eval_fn(data: MoleculeDataConfig):
-    def evaluate(model: MoleculeDiffusion, step: int, out_dir) -> dict:
-        from moldiff.molecules.metrics import evaluate_molecules
-
-        g = torch.Generator(device="cpu").manual_seed(1234)
-        device = next(model.parameters()).device
-        sizes = model.sample_num_atoms(data.eval_samples, generator=g)
-        # A conditional model is scored on targets drawn from p(c | N), as it is sampled by default.
-        context = sample_context(model.stats, list(model.config.context), sizes, g) if model.config.context else None
-        pos, types, batch = model.sample_states(sizes, sampler=data.eval_sampler, steps=data.eval_steps, context=context,
-                                                generator=torch.Generator(device=device).manual_seed(1234))
-        mols = split_molecules(model, pos, types, batch)
-        metrics = evaluate_molecules(mols)
-        if out_dir is not None:
-            from moldiff.molecules.rdkit_io import write_sdf
-
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-            write_sdf(mols, Path(out_dir) / f"samples_step{step:08d}.sdf")
-        return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-
-    return evaluate
-
-
-def split_molecules(model: MoleculeDiffusion, pos: torch.Tensor, types: torch.Tensor, batch: torch.Tensor):
-    """Per-molecule ``(atomic_numbers [n], positions [n, 3])`` numpy pairs from a packed sample."""
-    z = model.atomic_numbers.cpu()[types.cpu()].numpy()
-    p = pos.detach().cpu().double().numpy()
-    counts = torch.bincount(batch.cpu()).tolist()
-    out, start = [], 0
-    for n in counts:
-        out.append((z[start:start + n], p[start:start + n]))
-        start += n
-    return out
-
-
-def build(model_cfg: MoleculeModelConfig, data_cfg: MoleculeDataConfig, *, rank: int = 0, world_size: int = 1, seed: int = 0):
-    from moldiff.data.molecule_graph import collate_molecules
-    from moldiff.train.tasks import TaskBundle
-
-    train, valid = load_datasets(data_cfg, list(model_cfg.context))
-    stats = dataset_stats(train, list(model_cfg.context))
-    if data_cfg.limit is not None:
-        train = DatasetRows(train, np.arange(min(data_cfg.limit, len(train))))
-    model = MoleculeDiffusion(model_cfg, stats)
-    return TaskBundle(model=model, train_dataset=train, collate_fn=collate_molecules, dataset_stats=stats,
-                      eval_fn=_eval_fn(data_cfg) if data_cfg.eval_samples > 0 else None, valid_dataset=valid)
-
-
-def register() -> None:
-    from moldiff.train.tasks import register_task
-
-    register_task("molecules", MoleculeModelConfig, MoleculeDataConfig, build, model_fn=MoleculeDiffusion)

@@ -42,11 +42,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..molecules.elements import QM9_ATOM_TYPES, atomic_number
-from ..molecules.rdkit_io import parse_float
-from .cache import cache_dir as _cache_dir
-from .cache import save_npz_atomic
-from .molecule_dataset import MoleculeDataset
+from moldiff.hub import cache_dir as _cache_dir
+from moldiff.train.checkpoint import save_npz_atomic
+
+from .dataset import MoleculeDataset
+from .elements import QM9_ATOM_TYPES, atomic_number
+from .rdkit_io import parse_float
 
 __all__ = [
     "HARTREE_TO_EV",
@@ -523,7 +524,7 @@ class QM9Dataset(MoleculeDataset):
     @property
     def smiles(self) -> np.ndarray:
         """The GDB-17 SMILES QM9 ships with each molecule, ``[M]`` (not those of the metrics'
-        pipeline; see :func:`moldiff.data.training_smiles`)."""
+        pipeline; see :func:`moldiff.molecules.training_smiles`)."""
         if "smiles" not in self._raw:
             raise KeyError(f"the source {self.source} has no SMILES")
         return self._raw["smiles"][self._data_rows]

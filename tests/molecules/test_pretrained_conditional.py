@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import moldiff
-from moldiff.models.pretrained import pretrained_path
+from moldiff.pretrained import pretrained_path
 
 needs_qm9 = pytest.mark.skipif(find_spec("qm9pack") is None, reason="qm9pack is not installed (pip install 'moldiff[qm9]')")
 
@@ -42,8 +42,8 @@ def test_the_shipped_generator_follows_its_condition():
 
 @needs_qm9
 def test_the_shipped_predictor_is_far_better_than_the_atom_count_on_the_generators_half():
-    from moldiff.data.qm9 import QM9Dataset
-    from moldiff.models.molecule_task import training_half_rows
+    from moldiff.molecules.qm9 import QM9Dataset
+    from moldiff.molecules.training_data import training_half_rows
 
     predictor = moldiff.load_pretrained("qm9_alpha_predictor")
     train = QM9Dataset("train", properties=["alpha"])

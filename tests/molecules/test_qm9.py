@@ -4,7 +4,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from moldiff.data.qm9 import (
+from moldiff.molecules.qm9 import (
     EDM_SPLIT_SIZES,
     QM9_PROPERTIES,
     QM9Dataset,

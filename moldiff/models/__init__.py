@@ -1,1 +1,0 @@
-"""moldiff.models"""

@@ -1,0 +1,51 @@
+"""The models shipped inside the package: one small weights file each, and this index.
+
+Each file is what :func:`moldiff.train.checkpoint.export_ema` writes (EMA weights, the full config
+and the dataset statistics needed to sample), so a shipped model loads like any exported file.
+:func:`moldiff.hub.load_pretrained` loads one by name. This module imports nothing from moldiff, so
+the training engine can resolve a name (``train.init_from=qm9``) without loading any modality.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["PRETRAINED", "PRETRAINED_DIR", "pretrained_path"]
+
+PRETRAINED_DIR = Path(__file__).resolve().parent
+
+#: name -> (file in moldiff/pretrained, one-line description)
+PRETRAINED: dict[str, tuple[str, str]] = {
+    "qm9": ("qm9.pt", "EDM-style EGNN (4 x 64) trained on QM9 with explicit hydrogens on a 2-core CPU"),
+    "qm9_alpha": ("qm9_alpha.pt", "QM9 generator conditioned on polarisability alpha (4 x 64 EGNN, classifier-free "
+                  "guidance), trained on the generator half of EDM's split on a 2-core CPU"),
+    "qm9_alpha_predictor": ("qm9_alpha_predictor.pt", "EGNN predictor of alpha (4 x 64) trained on the predictor half "
+                            "of EDM's split on a CPU: the judge of EDM's Table 3 protocol (not a generative model)"),
+    "qm9_alpha_guide": ("qm9_alpha_guide.pt", "EGNN predictor of alpha (4 x 64) trained on the generator half on a CPU, "
+                        "independent of the judge: for gradient guidance of qm9_alpha (predictor=...)"),
+    "cath_ca": ("cath_ca.pt", "C-alpha backbone EGNN (kNN + sequence edges, chiral features) trained on CATH domains on a CPU"),
+    "fashion_mnist": ("fashion_mnist.pt", "class-conditional U-Net (1.2 M parameters, EDM preconditioning) trained on "
+                      "Fashion-MNIST on a CPU"),
+    "fashion_mnist_classifier": ("fashion_mnist_classifier.pt", "CNN classifier of Fashion-MNIST whose features the "
+                                 "image metrics use (moldiff.images.classifier; not a generative model)"),
+}
+
+
+def pretrained_path(name_or_path: str | os.PathLike) -> Path:
+    """The file behind a pretrained name, or the path itself.
+
+    Raises:
+        FileNotFoundError: a shipped name whose file is not installed, or a path that is no file
+            (the message lists the shipped names).
+    """
+    if str(name_or_path) in PRETRAINED:
+        path = PRETRAINED_DIR / PRETRAINED[str(name_or_path)][0]
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained model {name_or_path!r} is not installed (expected {path})")
+        return path
+    path = Path(name_or_path)
+    if not path.is_file():
+        known = ", ".join(sorted(PRETRAINED))
+        raise FileNotFoundError(f"{name_or_path!r} is neither a pretrained model ({known}) nor a checkpoint file")
+    return path
