@@ -3,15 +3,23 @@
 Every weighting is written as a weight ``w(lambda)`` on the per-item eps mean-squared error, with
 ``lambda = log SNR`` (Kingma & Gao 2023, "Understanding Diffusion Objectives", Eq. 8): the x0-, v-,
 min-SNR and EDM losses are the same objective up to this weight, whatever the network predicts.
+
+The joint loss of a :class:`~moldiff.core.joint.JointSpace` (:func:`joint_loss`) is a sum over
+blocks of per-item terms: the mean squared error of the clean prediction for continuous blocks and
+the mean cross-entropy of the predicted classes for categorical blocks, each with a weight and an
+optional time weighting ``w(t)`` (:func:`clipped_snr_weight`, :func:`velocity_weight`,
+:func:`masking_elbo_weight`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 
+from .categorical import CategoricalSchedule
+from .joint import JointSpace, schedule_rates
 from .parameterisation import DiffusionDenoiser
 from .schedules import NoiseSchedule
 from .spaces import StateSpace
@@ -174,3 +182,149 @@ def diffusion_vlb_estimate(denoiser: DiffusionDenoiser, x0: Tensor, space: State
     sigma = space.per_item(schedule.sigma(t).to(x0.dtype))
     _, eps_hat = denoiser.predict(alpha * x0 + sigma * eps, t, space=space, **(extra_args or {}))
     return num_steps * vlb_diffusion_term(eps, eps_hat, schedule.log_snr(s), schedule.log_snr(t), space)
+
+
+# ------------------------------------------------------------------------------------------------
+# Joint (continuous + categorical) objectives
+# ------------------------------------------------------------------------------------------------
+
+TimeWeight = Callable[[Tensor], Tensor]
+
+
+def clipped_snr_weight(schedule: NoiseSchedule, low: float = 0.05, high: float = 1.5) -> TimeWeight:
+    """EQGAT-diff's time weighting (Le et al. 2024, "Navigating the Design Space of Equivariant
+    Diffusion-Based Generative Models for De Novo 3D Molecule Generation"): ``w(t) = clip(SNR(t), low,
+    high)`` with ``SNR = alpha^2 / sigma^2`` of ``schedule`` (the same weight on every part there).
+
+    Returns:
+        ``w(t [B]) -> [B]`` float64.
+    """
+    return lambda t: torch.exp(schedule.log_snr(torch.as_tensor(t, dtype=torch.float64))).clamp(low, high)
+
+
+def velocity_weight(schedule: NoiseSchedule, max_weight: float | None = None) -> TimeWeight:
+    """``w(t) = (alpha_dot - sigma_dot alpha / sigma)^2``: the clean-prediction MSE times ``w`` is the
+    velocity MSE ``|v_hat - v|^2`` of flow matching (Lipman et al. 2023), since
+    ``v_hat - v = (alpha_dot - sigma_dot alpha / sigma) (x0_hat - x0)`` for the same ``x_t``
+    (``1 / t^2`` for the linear interpolant). ``max_weight`` caps it near ``t = 0``.
+
+    Returns:
+        ``w(t [B]) -> [B]`` float64.
+    """
+    def weight(t: Tensor) -> Tensor:
+        a, s, da, ds = schedule_rates(schedule, t)
+        w = (da - ds * a / s) ** 2
+        return w if max_weight is None else w.clamp(max=max_weight)
+
+    return weight
+
+
+def masking_elbo_weight(schedule: CategoricalSchedule, max_weight: float | None = None) -> TimeWeight:
+    """``w(t) = -alpha'(t) / (1 - alpha(t))`` (``1 / t`` for the linear schedule): with the
+    cross-entropy counted on masked variables only (``only_noised=True``), the categorical part
+    becomes the continuous-time ELBO of masked diffusion per variable (Shi et al. 2024, MD4;
+    Sahoo et al. 2024, MDLM). ``max_weight`` caps it near ``t = 0``.
+
+    Returns:
+        ``w(t [B]) -> [B]`` float64.
+    """
+    def weight(t: Tensor) -> Tensor:
+        t = torch.as_tensor(t, dtype=torch.float64)
+        w = -schedule.alpha_derivative(t) / (1 - schedule.alpha(t))
+        return w if max_weight is None else w.clamp(max=max_weight)
+
+    return weight
+
+
+def joint_loss_terms(pred: Mapping[str, Tensor], clean: Mapping[str, Tensor], noisy: Mapping[str, Tensor],
+                     space: JointSpace, *, only_noised: bool = True) -> dict[str, Tensor]:
+    """Unweighted per-item loss of every block, ``{name: [B]}``.
+
+    * continuous block: ``mean ||P x0_hat - x0||^2`` over the item's entries (``P`` the block's
+      projection, e.g. zero CoM; the mean as in :func:`denoising_loss`);
+    * categorical block: ``mean_v -log softmax(logits_v)[x0_v]`` over the item's variables (nats);
+      with ``only_noised`` and the masking prior, unmasked variables count 0 (but still count in
+      the mean).
+
+    Args:
+        pred: the denoiser's output at ``(noisy, t)``.
+        clean: the clean state ``x_0``.
+        noisy: the noised state ``x_t`` it was given.
+        space: the batch's joint space.
+        only_noised: see above (default: True).
+    """
+    terms = {}
+    for name, block in space.blocks.items():
+        if name in space.categorical:
+            ce = block.cross_entropy(pred[name], clean[name], noisy[name] if only_noised else None)
+            terms[name] = block.mean_per_item(ce)
+        else:
+            x0 = block.project(clean[name])
+            terms[name] = block.mean_per_item((block.project(pred[name].to(x0.dtype)) - x0) ** 2)
+    return terms
+
+
+def joint_loss(denoiser: Callable, clean: Mapping[str, Tensor], space: JointSpace, *,
+               generator: torch.Generator | None = None, t: Tensor | None = None,
+               weights: Mapping[str, float] | None = None,
+               time_weight: TimeWeight | Mapping[str, TimeWeight] | None = None,
+               extra_args: dict | None = None, self_condition_prob: float = 0.0,
+               t_min: float = 0.0, t_max: float = 1.0, only_noised: bool = True) -> tuple[Tensor, dict[str, Tensor]]:
+    """Per-item training loss of a joint model: noise, predict, and sum the weighted block terms.
+
+    ``loss_b = sum_name weights[name] * w_name(t_b) * term_name_b`` with the terms of
+    :func:`joint_loss_terms` (MSE of the clean prediction for continuous blocks, cross-entropy for
+    categorical ones, as Campbell et al. 2024 pair a regression loss on structure with a
+    cross-entropy on sequence).
+
+    Args:
+        denoiser: ``denoiser(state, t, **extra_args) -> {name: x0_hat or logits}`` (the joint
+            samplers' contract; ``t`` is ``[B]`` in ``space.dtype``).
+        clean: the clean batch ``{name: x0}`` (categorical blocks: class indices ``[M]``).
+        space: the batch's :class:`~moldiff.core.joint.JointSpace`.
+        generator: random source for times, noise and the self-conditioning coin.
+        t: optional per-item times ``[B]`` (default: uniform on ``[t_min, t_max]``).
+        weights: ``{name: weight}`` per block (default: 1 each).
+        time_weight: one ``w(t) -> [B]`` for every block, or ``{name: w}`` (blocks not named get 1)
+            (default: none), e.g. :func:`clipped_snr_weight`.
+        extra_args: further keyword arguments of the denoiser (batch vectors, pair index, context).
+        self_condition_prob: probability that a batch is trained with self-conditioning (Chen et al.
+            2023, "Analog Bits"): the denoiser is first called with ``self_condition=None``, then
+            again with its detached output as ``self_condition``; the keyword is passed only when
+            this is positive (default: 0).
+        only_noised: count only masked variables of masking-prior blocks (default: True).
+
+    Returns:
+        ``(loss [B], terms)``: the weighted per-item loss (average it for the training loss) and the
+        unweighted per-block terms ``{name: [B]}`` for logging.
+    """
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(space.names))
+    if isinstance(time_weight, Mapping):
+        unknown += sorted(set(time_weight) - set(space.names))
+    if unknown:
+        raise ValueError(f"loss weights given for unknown blocks {unknown}; blocks are {space.names}")
+    if t is None:
+        u = torch.rand(space.num_items, generator=generator, device=space.device, dtype=torch.float64)
+        t = t_min + (t_max - t_min) * u
+    t = torch.as_tensor(t, dtype=torch.float64, device=space.device)
+    noisy = space.noise(clean, t, generator)
+    kwargs = dict(extra_args or {})
+    t_in = t.to(space.dtype)
+    if self_condition_prob > 0:
+        coin = torch.rand(1, generator=generator, device=generator.device if generator is not None else "cpu")
+        previous = None
+        if float(coin) < self_condition_prob:
+            with torch.no_grad():
+                previous = {k: v.detach() for k, v in denoiser(noisy, t_in, **kwargs, self_condition=None).items()}
+        kwargs["self_condition"] = previous
+    pred = denoiser(noisy, t_in, **kwargs)
+    terms = joint_loss_terms(pred, clean, noisy, space, only_noised=only_noised)
+    total = None
+    for name, term in terms.items():
+        w = weights.get(name, 1.0)
+        tw = time_weight.get(name) if isinstance(time_weight, Mapping) else time_weight
+        if tw is not None:
+            w = w * tw(t).to(term.dtype)
+        total = w * term if total is None else total + w * term
+    return total, terms

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .schedules import NoiseSchedule
+from .spaces import EuclideanSpace
 
 Tensor = torch.Tensor
 
@@ -110,8 +111,6 @@ class DiffusionDenoiser(nn.Module):
     def _space(self, x: Tensor, cond: dict):
         if self.space_fn is not None:
             return self.space_fn(x, **cond)
-        from .spaces import EuclideanSpace
-
         return EuclideanSpace.like(x)
 
     def predict(self, x_t: Tensor, t: Tensor, space=None, **cond) -> tuple[Tensor, Tensor]:

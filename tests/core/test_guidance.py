@@ -1,7 +1,14 @@
 import torch
 
-from moldiff.core import (EDMSchedule, classifier_free_guidance, get_sampler, gradient_guidance, initial_noise, inpainting,
-                          sampling_sigmas)
+from moldiff.core import (
+    EDMSchedule,
+    classifier_free_guidance,
+    get_sampler,
+    gradient_guidance,
+    initial_noise,
+    inpainting,
+    sampling_sigmas,
+)
 from moldiff.testing.gaussian import DenseGaussianOracle
 
 from .helpers import com, dense_problem, graph_problem

@@ -1,9 +1,21 @@
 import pytest
 import torch
 
-from moldiff.core import (DiffusionDenoiser, DiscreteVPSchedule, EDMSchedule, EuclideanSpace, FlowSchedule, VPSchedule,
-                          convert_prediction, denoising_loss, edm_preconditioning, loss_weight, prediction_from_x0,
-                          sample_times, x0_from_prediction)
+from moldiff.core import (
+    DiffusionDenoiser,
+    DiscreteVPSchedule,
+    EDMSchedule,
+    EuclideanSpace,
+    FlowSchedule,
+    VPSchedule,
+    convert_prediction,
+    denoising_loss,
+    edm_preconditioning,
+    loss_weight,
+    prediction_from_x0,
+    sample_times,
+    x0_from_prediction,
+)
 
 from .helpers import dense_problem
 

@@ -4,8 +4,16 @@
 import pytest
 import torch
 
-from moldiff.core import (EDMSchedule, EuclideanSpace, SAMPLERS, count_denoiser_calls, get_sampler, initial_noise,
-                          karras_sigmas, sampling_sigmas)
+from moldiff.core import (
+    SAMPLERS,
+    EDMSchedule,
+    EuclideanSpace,
+    count_denoiser_calls,
+    get_sampler,
+    initial_noise,
+    karras_sigmas,
+    sampling_sigmas,
+)
 from moldiff.testing.gaussian import assert_convergence_order, observed_orders, sampler_errors
 
 from .helpers import com, dense_problem, graph_problem

@@ -3,8 +3,16 @@ import math
 import pytest
 import torch
 
-from moldiff.core import (DiscreteVPSchedule, EDMSchedule, FlowSchedule, VESchedule, VPSchedule, make_schedule,
-                          sampling_sigmas, TIME_GRIDS)
+from moldiff.core import (
+    TIME_GRIDS,
+    DiscreteVPSchedule,
+    EDMSchedule,
+    FlowSchedule,
+    VESchedule,
+    VPSchedule,
+    make_schedule,
+    sampling_sigmas,
+)
 
 SCHEDULES = {
     "vp_linear": VPSchedule("linear"),
