@@ -48,7 +48,7 @@ def main(argv=None) -> dict:
     from moldiff.molecules.metrics import evaluate_molecules
 
     generator = load_pretrained(args.model)
-    steps, _ = generator.model.sampling_defaults(args.sampler, args.steps)
+    _, steps, _ = generator.model.sampling_defaults(args.sampler, args.steps)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     if args.processes > 1:
         from moldiff.molecules.generator import sample_in_processes
@@ -59,7 +59,7 @@ def main(argv=None) -> dict:
                                              batch_size=args.batch_size, sampler=args.sampler, steps=steps)
         threads = 1
     else:
-        molecules = generator.sample_arrays(args.num, args.seed, sampler=args.sampler, steps=steps,
+        molecules = generator.sample_arrays(args.num, seed=args.seed, sampler=args.sampler, steps=steps,
                                             batch_size=args.batch_size, progress=True)
         cpu = time.process_time() - cpu0
         threads = torch.get_num_threads()

@@ -81,11 +81,11 @@ def main(argv=None) -> dict:
     schedule = generator.model.schedule
     rows = []
     for sampler in args.samplers:
-        _, grid = generator.model.sampling_defaults(sampler, grid=args.grid)
+        _, _, grid = generator.model.sampling_defaults(sampler, grid=args.grid)
         for budget in args.nfe:
             steps, nfe = steps_for_budget(sampler, budget, schedule, grid)
             wall0, cpu0 = time.perf_counter(), time.process_time()
-            molecules = generator.sample_arrays(args.num, args.seed, sampler=sampler, steps=steps, grid=grid,
+            molecules = generator.sample_arrays(args.num, seed=args.seed, sampler=sampler, steps=steps, grid=grid,
                                                 batch_size=args.batch_size)
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             metrics = evaluate_molecules(molecules)

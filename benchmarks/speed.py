@@ -219,7 +219,7 @@ def bench_sampling(args, model, molecules, bf16: bool) -> dict:
 
     sizes = torch.tensor([m.num_atoms for m in molecules])
     num, steps, measured = len(molecules), args.steps, args.measure_steps or args.steps
-    _, grid = model.sampling_defaults(args.sampler, grid=args.grid)
+    _, _, grid = model.sampling_defaults(args.sampler, grid=args.grid)
     marks = []
 
     def callback(_info):

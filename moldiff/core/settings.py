@@ -19,7 +19,10 @@ import torch
 from .parameterisation import DiffusionDenoiser
 from .schedules import make_schedule, sampling_sigmas
 
-__all__ = ["DiffusionSettings"]
+__all__ = ["DiffusionSettings", "ANCESTRAL_SAMPLERS"]
+
+#: Names of DDPM's ancestral sampler (see :meth:`DiffusionSettings.sampling_defaults`).
+ANCESTRAL_SAMPLERS = ("ddpm", "ancestral")
 
 
 @dataclass
@@ -63,6 +66,23 @@ class DiffusionSettings:
         return {"weighting": self.weighting, "noise_sampler": self.noise_sampler, "noise_kwargs": self.noise_options,
                 "weighting_kwargs": {"sigma_data": self.sigma_data}}
 
-    def sigmas(self, schedule, steps: Optional[int] = None, grid: Optional[str] = None) -> torch.Tensor:
-        """The sampler's noise levels ``[steps + 1]`` (this config's defaults where not given)."""
-        return sampling_sigmas(schedule, steps or self.sample_steps, grid or self.sample_grid)
+    def sampling_defaults(self, schedule, sampler: Optional[str] = None, steps: Optional[int] = None,
+                          grid: Optional[str] = None) -> tuple[str, int, str]:
+        """``(sampler, steps, grid)`` with this config's defaults where not given.
+
+        The one exception, stated here once for every modality: the ancestral sampler (``"ddpm"``) of a
+        discrete-time schedule (one with ``num_steps``, e.g. EDM's ``polynomial``) defaults to the
+        schedule's own ``T`` steps on a grid uniform in ``t``, the faithful reproduction of DDPM / EDM
+        sampling; every other sampler takes ``sample_steps`` on ``sample_grid``.
+        """
+        sampler = sampler or self.sampler
+        num_steps = getattr(schedule, "num_steps", None)
+        if sampler in ANCESTRAL_SAMPLERS and num_steps:
+            return sampler, steps or int(num_steps), grid or "uniform"
+        return sampler, steps or self.sample_steps, grid or self.sample_grid
+
+    def sigmas(self, schedule, steps: Optional[int] = None, grid: Optional[str] = None,
+               sampler: Optional[str] = None) -> torch.Tensor:
+        """The sampler's noise levels ``[steps + 1]`` (the defaults of :meth:`sampling_defaults` where not given)."""
+        _, steps, grid = self.sampling_defaults(schedule, sampler, steps, grid)
+        return sampling_sigmas(schedule, steps, grid)

@@ -277,7 +277,7 @@ class MoleculeGenerator:
         targets = self.plan_condition(sizes, args.seed, parse_conditions(args.condition), force=args.force_condition)
         options = {} if args.guidance_scale is None else {"guidance_scale": args.guidance_scale}
         mine = self.chunks_for(args.num, args.batch_size, info.rank, info.world_size)  # each rank its own chunks
-        steps, _ = self.model.sampling_defaults(sampler, args.steps)
+        _, steps, _ = self.model.sampling_defaults(sampler, args.steps)
         tick = time.perf_counter()
         with step_progress(len(mine) * steps, f"sampling {args.num} molecules ({sampler})",
                            info.is_main and not args.no_progress) as callback:

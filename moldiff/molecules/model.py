@@ -17,22 +17,22 @@ loss) comes from :mod:`moldiff.core`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from moldiff.core import (
-    DiffusionDenoiser,
+    DiffusionSettings,
     classifier_free_guidance,
     denoising_loss,
     get_sampler,
     initial_noise,
-    make_schedule,
     molecule_space,
     sampling_sigmas,
 )
+from moldiff.errors import ConfigError
 from moldiff.nn.e3nn_denoiser import E3nnDenoiser
 from moldiff.nn.egnn import EGNNDenoiser
 
@@ -40,8 +40,9 @@ Tensor = torch.Tensor
 
 
 @dataclass
-class MoleculeModelConfig:
-    """The ``model:`` section of a molecule config.
+class MoleculeModelConfig(DiffusionSettings):
+    """The ``model:`` section of a molecule config: the network's keys, and the diffusion's keys of
+    :class:`moldiff.core.DiffusionSettings` with EDM's values as defaults.
 
     Attributes:
         network: ``"egnn"`` (EDM's EGNN) or ``"e3nn"`` (tensor-product denoiser).
@@ -54,50 +55,60 @@ class MoleculeModelConfig:
         edges: ``"full"``, ``"radius"`` or ``"knn"`` graphs.
         cutoff: radius in Angstrom for ``edges="radius"``.
         knn: neighbours for ``edges="knn"``.
-        schedule: a :func:`moldiff.core.make_schedule` name (EDM: ``"polynomial"``).
-        schedule_steps: ``T`` of a discrete schedule (EDM: 1000).
-        schedule_power: power of the polynomial schedule (EDM: 2).
-        precision: precision of the polynomial schedule (EDM: 1e-5).
-        prediction: ``"eps"``, ``"x0"``, ``"v"`` or ``"edm"`` (EDM: eps).
+        schedule: a :data:`moldiff.core.SCHEDULES` name (EDM: ``"polynomial"``, whose defaults are
+            EDM's ``T = 1000``, power 2, precision 1e-5; set them in ``schedule_options``).
+        prediction: ``"eps"``, ``"x0"``, ``"v"``, ``"score"`` or ``"edm"`` (EDM: eps).
         weighting: loss weighting of :func:`moldiff.core.loss_weight` (EDM: ``"eps"``).
         noise_sampler: training noise levels (EDM: ``"discrete"``, integer ``t`` in ``0..T``).
+        sampler: default sampler (EDM's ancestral ``"ddpm"``, with ``T`` steps on a uniform grid;
+            any other sampler defaults to ``sample_steps`` = 50 on the ``karras`` grid).
         norm_values: ``[norm_x, norm_h, norm_z]`` (EDM: ``[1, 4, 10]``).
         include_charges: append ``Z / norm_z`` to the features (EDM QM9: true).
         context: names of properties the model is conditioned on (empty: unconditional).
         context_dropout: probability of dropping the context in training (classifier-free guidance).
         e3nn_irreps: hidden irreps of the e3nn denoiser.
+
+    Configs written before these keys moved to :class:`~moldiff.core.DiffusionSettings` name the
+    schedule's parameters ``schedule_steps``, ``schedule_power`` and ``precision``; they still load
+    (:meth:`upgrade_legacy`).
     """
 
-    network: str = "egnn"
+    network: Literal["egnn", "e3nn"] = "egnn"
     hidden: int = 256
     layers: int = 9
     attention: bool = True
     coords_range: float = 15.0
     normalization_factor: float = 1.0
-    edges: str = "full"
+    edges: Literal["full", "radius", "knn"] = "full"
     cutoff: Optional[float] = None
     knn: Optional[int] = None
     schedule: str = "polynomial"
-    schedule_steps: int = 1000
-    schedule_power: float = 2.0
-    precision: float = 1e-5
     prediction: str = "eps"
     weighting: str = "eps"
     noise_sampler: str = "discrete"
+    sampler: str = "ddpm"
+    sample_steps: int = 50
+    sample_grid: str = "karras"
     norm_values: list[float] = field(default_factory=lambda: [1.0, 4.0, 10.0])
     include_charges: bool = True
     context: list[str] = field(default_factory=list)
     context_dropout: float = 0.0
     e3nn_irreps: str = "32x0e + 8x1o + 4x2e"
 
-
-def build_schedule(cfg: MoleculeModelConfig):
-    """The noise schedule named by a molecule config."""
-    if cfg.schedule == "polynomial":
-        return make_schedule("polynomial", num_steps=cfg.schedule_steps, power=cfg.schedule_power, precision=cfg.precision)
-    if cfg.schedule in ("ddpm_linear", "ddpm_cosine"):
-        return make_schedule(cfg.schedule, num_steps=cfg.schedule_steps)
-    return make_schedule(cfg.schedule)
+    @classmethod
+    def upgrade_legacy(cls, data: dict) -> dict:
+        """Move the keys of older configs into ``schedule_options``: ``schedule_steps`` (``num_steps`` of
+        the discrete schedules), ``schedule_power`` and ``precision`` (of ``polynomial``)."""
+        legacy = {key: data.pop(key) for key in ("schedule_steps", "schedule_power", "precision") if key in data}
+        if not legacy:
+            return data
+        if "schedule_options" in data:
+            raise ConfigError(f"model: give schedule_options or the older keys {sorted(legacy)}, not both")
+        schedule = data.get("schedule", "polynomial")
+        names = {"polynomial": {"schedule_steps": "num_steps", "schedule_power": "power", "precision": "precision"},
+                 "ddpm_linear": {"schedule_steps": "num_steps"}, "ddpm_cosine": {"schedule_steps": "num_steps"}}
+        data["schedule_options"] = {new: legacy[old] for old, new in names.get(schedule, {}).items() if old in legacy}
+        return data
 
 
 class _StateNetwork(nn.Module):
@@ -160,9 +171,8 @@ class MoleculeDiffusion(nn.Module):
         else:
             raise ValueError(f"unknown network {config.network!r}; expected 'egnn' or 'e3nn'")
         self.network = _StateNetwork(net, num_context)
-        self.schedule = build_schedule(config)
-        self.denoiser = DiffusionDenoiser(self.network, self.schedule, config.prediction,
-                                          space_fn=_space_fn(self.feature_width))
+        self.schedule = config.build_schedule()
+        self.denoiser = config.build_denoiser(self.network, self.schedule, space_fn=_space_fn(self.feature_width))
         hist = {int(k): float(v) for k, v in stats["num_atoms_histogram"].items()}
         sizes = sorted(hist)
         self.register_buffer("_sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
@@ -214,8 +224,8 @@ class MoleculeDiffusion(nn.Module):
                 keep = torch.rand(batch.num_graphs, 1, generator=generator, device=x0.device) >= self.config.context_dropout
                 context = context * keep
             extra["context"] = context
-        per_item = denoising_loss(self.denoiser, x0, space, generator=generator, weighting=self.config.weighting,
-                                  noise_sampler=self.config.noise_sampler, extra_args=extra)
+        per_item = denoising_loss(self.denoiser, x0, space, generator=generator, extra_args=extra,
+                                  **self.config.loss_options())
         loss = per_item.mean()
         return loss, {"eps_mse": loss.detach()}
 
@@ -228,14 +238,15 @@ class MoleculeDiffusion(nn.Module):
         idx = torch.multinomial(self._size_probs, num, replacement=True, generator=generator)
         return self._sizes[idx]
 
-    def sampling_defaults(self, sampler: str, steps: int | None = None, grid: str | None = None) -> tuple[int, str]:
-        """``(steps, grid)`` filled in where not given: EDM's ``T`` steps on a grid uniform in ``t``
-        for the ancestral sampler (a faithful reproduction), 50 steps on Karras et al.'s grid otherwise."""
-        ancestral = sampler in ("ddpm", "ancestral")
-        return (steps or (self.config.schedule_steps if ancestral else 50), grid or ("uniform" if ancestral else "karras"))
+    def sampling_defaults(self, sampler: str | None = None, steps: int | None = None,
+                          grid: str | None = None) -> tuple[str, int, str]:
+        """``(sampler, steps, grid)`` where not given (:meth:`moldiff.core.DiffusionSettings.sampling_defaults`):
+        EDM's ancestral sampler with ``T`` steps on a grid uniform in ``t`` (a faithful reproduction);
+        any other sampler 50 steps on Karras et al.'s grid."""
+        return self.config.sampling_defaults(self.schedule, sampler, steps, grid)
 
     @torch.no_grad()
-    def sample_states(self, num_atoms: Sequence[int] | Tensor, *, sampler: str = "ddpm", steps: int | None = None,
+    def sample_states(self, num_atoms: Sequence[int] | Tensor, *, sampler: str | None = None, steps: int | None = None,
                       grid: str | None = None, generator: torch.Generator | None = None, context=None,
                       guidance_scale: float = 1.0, guidance: Callable | None = None, callback: Callable | None = None,
                       device=None, dtype=torch.float32, **sampler_options) -> tuple[Tensor, Tensor, Tensor]:
@@ -243,8 +254,8 @@ class MoleculeDiffusion(nn.Module):
 
         Args:
             num_atoms: size of each molecule, ``[B]``.
-            sampler: any name of :data:`moldiff.core.SAMPLERS`.
-            steps: sampler steps (default: ``T`` = ``schedule_steps`` for ``ddpm``, else 50).
+            sampler: any name of :data:`moldiff.core.SAMPLERS` (default: the config's, ``ddpm``).
+            steps: sampler steps (default: the schedule's ``T`` for ``ddpm``, else 50).
             grid: time grid (default: ``"uniform"`` in ``t`` for ``ddpm`` as EDM, else ``"karras"``).
             context: property values (dict name -> value or ``[B]`` tensor) for conditional models.
             guidance_scale: classifier-free guidance weight (1: plain conditional sampling).
@@ -262,7 +273,7 @@ class MoleculeDiffusion(nn.Module):
         num_graphs = sizes.numel()
         batch = torch.repeat_interleave(torch.arange(num_graphs), sizes).to(device)
         space = molecule_space(batch, self.feature_width, num_graphs, dtype=dtype)
-        steps, grid = self.sampling_defaults(sampler, steps, grid)
+        sampler, steps, grid = self.sampling_defaults(sampler, steps, grid)
         sigmas = sampling_sigmas(self.schedule, steps, grid)
         extra = {"batch": batch, "num_graphs": num_graphs}
         denoiser: Callable = self.denoiser

@@ -299,7 +299,8 @@ def from_dict(cls: type, data: dict | None, path: str = "") -> Any:
         path: dotted prefix used in error messages, e.g. ``"train"`` (default: ``""``).
 
     Returns:
-        An instance of ``cls``. Missing fields take their defaults.
+        An instance of ``cls``. Missing fields take their defaults. A class with an ``upgrade_legacy(data)
+        -> data`` classmethod first rewrites older spellings of its keys.
 
     Raises:
         ConfigError: for an unknown key (with the closest valid name), a missing required field,
@@ -310,6 +311,8 @@ def from_dict(cls: type, data: dict | None, path: str = "") -> Any:
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{path or '<root>'}: expected a mapping of {cls.__name__} fields, got {_describe(data)}")
+    if hasattr(cls, "upgrade_legacy"):  # a config class that renamed keys reads its older files too
+        data = cls.upgrade_legacy(dict(data))
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}

@@ -49,7 +49,7 @@ PRED_STATS = {
 
 def _generator(context=("alpha",)) -> MoleculeGenerator:
     torch.manual_seed(0)
-    cfg = MoleculeModelConfig(hidden=16, layers=2, schedule_steps=100, context=list(context), context_dropout=0.1)
+    cfg = MoleculeModelConfig(hidden=16, layers=2, schedule_options={"num_steps": 100}, context=list(context), context_dropout=0.1)
     return MoleculeGenerator(MoleculeDiffusion(cfg, GEN_STATS))
 
 

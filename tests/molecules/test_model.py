@@ -75,7 +75,7 @@ def test_training_reduces_the_loss_on_a_tiny_set():
 
 def test_sampling_gives_packed_molecules_of_the_requested_sizes_with_zero_com():
     torch.manual_seed(0)
-    model = MoleculeDiffusion(MoleculeModelConfig(hidden=16, layers=2, schedule_steps=100), STATS).eval()
+    model = MoleculeDiffusion(MoleculeModelConfig(hidden=16, layers=2, schedule_options={"num_steps": 100}), STATS).eval()
     positions = molecule_space(torch.repeat_interleave(torch.arange(3), torch.tensor([3, 5, 9])), 6).blocks[0]
     com = []
     pos, types, batch = model.sample_states([3, 5, 9], sampler="ddpm", generator=torch.Generator().manual_seed(0),
@@ -92,3 +92,32 @@ def test_one_molecule_per_size_below_two_atoms_is_refused():
     model = MoleculeDiffusion(MoleculeModelConfig(hidden=8, layers=1), STATS)
     with pytest.raises(ValueError, match="at least 2 atoms"):
         model.sample_states([1, 4])
+
+
+def test_the_molecule_config_shares_the_diffusion_keys_and_reads_older_files():
+    """The diffusion half of the molecule config is moldiff.core.DiffusionSettings, as for images and backbones;
+    the keys older configs and checkpoints used (schedule_steps, schedule_power, precision) still load, into
+    the same schedule; strings that name a choice are checked when the config is read."""
+    import pytest
+
+    from moldiff.core import DiffusionSettings
+    from moldiff.errors import ConfigError
+    from moldiff.train.config import from_dict
+
+    assert issubclass(MoleculeModelConfig, DiffusionSettings)
+    old = from_dict(MoleculeModelConfig, {"hidden": 16, "layers": 2, "schedule": "polynomial", "schedule_steps": 500,
+                                          "schedule_power": 3.0, "precision": 1e-4}, "model")
+    new = from_dict(MoleculeModelConfig, {"hidden": 16, "layers": 2,
+                                          "schedule_options": {"num_steps": 500, "power": 3.0, "precision": 1e-4}}, "model")
+    assert old == new
+    a, b = old.build_schedule(), new.build_schedule()
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    assert a.num_steps == 500 and torch.equal(a.alpha(t), b.alpha(t))
+    from moldiff.core import make_schedule
+
+    linear = from_dict(MoleculeModelConfig, {"schedule": "ddpm_linear", "schedule_steps": 200}).build_schedule()
+    assert torch.equal(linear.alpha(t), make_schedule("ddpm_linear", num_steps=200).alpha(t))
+    with pytest.raises(ConfigError, match="model.network: expected one of 'egnn', 'e3nn'"):
+        from_dict(MoleculeModelConfig, {"network": "egn"}, "model")
+    with pytest.raises(ConfigError, match="model.edges"):
+        from_dict(MoleculeModelConfig, {"edges": "radious"}, "model")
