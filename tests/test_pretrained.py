@@ -122,3 +122,14 @@ def test_chunks_for_splits_a_job_over_ranks_without_gaps_or_overlap():
         flat = sorted(k for part in parts for k in part)
         assert flat == list(range(-(-num // batch_size)))  # every chunk once
         assert all(k % world == rank for rank, part in enumerate(parts) for k in part)
+
+
+def test_a_misspelt_sampler_gets_one_line_before_anything_is_sampled(tmp_path, capsys):
+    from moldiff.cli import main
+
+    for model in ("qm9", "cath_ca", "fashion_mnist"):
+        out = tmp_path / ("x.png" if model == "fashion_mnist" else "x.sdf" if model == "qm9" else "x")
+        assert main(["sample", "--model", model, "--num", "2", "--sampler", "hen", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "unknown sampler 'hen'" in err[0] and err[0].startswith("moldiff sample:"), err
+        assert not out.exists()

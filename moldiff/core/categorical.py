@@ -58,6 +58,8 @@ import math
 
 import torch
 
+from moldiff.errors import UnknownNameError
+
 Tensor = torch.Tensor
 
 PRIORS = ("masking", "uniform", "marginal")
@@ -84,7 +86,7 @@ class CategoricalSchedule:
 
     def __init__(self, kind: str = "linear", power: float = 1.0) -> None:
         if kind not in self.KINDS:
-            raise ValueError(f"unknown categorical schedule {kind!r}; choose from {self.KINDS}")
+            raise UnknownNameError(f"unknown categorical schedule {kind!r}; choose from {self.KINDS}")
         if power <= 0:
             raise ValueError(f"power must be positive, got {power}")
         self.kind = kind
@@ -149,7 +151,7 @@ class CategoricalSpace:
     def __init__(self, num_classes: int, item_index: Tensor, num_items: int | None = None, *,
                  prior: str = "masking", marginal: Tensor | None = None, edge_index: Tensor | None = None) -> None:
         if prior not in PRIORS:
-            raise ValueError(f"unknown categorical prior {prior!r}; choose from {PRIORS}")
+            raise UnknownNameError(f"unknown categorical prior {prior!r}; choose from {PRIORS}")
         if item_index.dim() != 1:
             raise ValueError(f"item_index must be a 1-D index vector, got shape {tuple(item_index.shape)}")
         self.num_classes = int(num_classes)
@@ -291,7 +293,7 @@ class CategoricalSpace:
             ``[M, S]`` rows summing to one, at least float32.
         """
         if method not in METHODS:
-            raise ValueError(f"unknown categorical step {method!r}; choose from {METHODS}")
+            raise UnknownNameError(f"unknown categorical step {method!r}; choose from {METHODS}")
         alpha, alpha_next = float(alpha), float(alpha_next)
         if alpha_next < alpha:
             raise ValueError(f"a sampling step must not add noise: alpha {alpha} -> {alpha_next}")

@@ -48,6 +48,8 @@ from typing import Mapping, Union
 
 import torch
 
+from moldiff.errors import UnknownNameError
+
 from .categorical import CategoricalSchedule, CategoricalSpace
 from .schedules import FlowSchedule, NoiseSchedule
 from .spaces import StateSpace
@@ -240,7 +242,7 @@ class JointSpace:
             eta: Campbell et al.'s categorical stochasticity (``"euler"`` only).
         """
         if method not in STEP_METHODS:
-            raise ValueError(f"unknown step method {method!r}; choose from {STEP_METHODS}")
+            raise UnknownNameError(f"unknown step method {method!r}; choose from {STEP_METHODS}")
         t, t_next = float(t), float(t_next)
         out = {}
         for name, block in self.blocks.items():

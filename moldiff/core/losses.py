@@ -18,6 +18,8 @@ from typing import Callable, Mapping
 
 import torch
 
+from moldiff.errors import UnknownNameError
+
 from .categorical import CategoricalSchedule
 from .joint import JointSpace, schedule_rates
 from .parameterisation import DiffusionDenoiser
@@ -25,6 +27,11 @@ from .schedules import NoiseSchedule
 from .spaces import StateSpace
 
 Tensor = torch.Tensor
+
+#: Training noise-level distributions of :func:`sample_times`.
+NOISE_SAMPLERS = ("uniform", "discrete", "lognormal", "log_snr_uniform")
+#: Loss weightings of :func:`loss_weight`.
+WEIGHTINGS = ("eps", "x0", "v", "truncated_snr", "min_snr", "edm", "sigmoid")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -61,7 +68,7 @@ def sample_times(schedule: NoiseSchedule, num_items: int, kind: str = "uniform",
         hi = float(schedule.log_snr(torch.tensor(t_min, dtype=torch.float64)))
         lo = float(schedule.log_snr(torch.tensor(t_max, dtype=torch.float64)))
         return schedule.t_from_log_snr(lo + (hi - lo) * u).clamp(t_min, t_max)
-    raise ValueError(f"unknown noise sampler {kind!r}; choose from 'uniform', 'discrete', 'lognormal', 'log_snr_uniform'")
+    raise UnknownNameError(f"unknown noise sampler {kind!r}; choose from {', '.join(map(repr, NOISE_SAMPLERS))}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -96,7 +103,7 @@ def loss_weight(log_snr: Tensor, kind: str = "eps", *, gamma: float = 5.0, sigma
         return 1.0 + torch.exp(-log_snr) / sigma_data**2
     if kind == "sigmoid":
         return torch.sigmoid(bias - log_snr)
-    raise ValueError(f"unknown loss weighting {kind!r}; choose from 'eps', 'x0', 'v', 'truncated_snr', 'min_snr', 'edm', 'sigmoid'")
+    raise UnknownNameError(f"unknown loss weighting {kind!r}; choose from {', '.join(map(repr, WEIGHTINGS))}")
 
 
 def denoising_loss(denoiser: DiffusionDenoiser, x0: Tensor, space: StateSpace, *,

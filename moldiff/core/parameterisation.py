@@ -24,6 +24,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from moldiff.errors import UnknownNameError
+
 from .schedules import NoiseSchedule
 from .spaces import EuclideanSpace
 
@@ -45,7 +47,7 @@ def x0_from_prediction(pred: Tensor, kind: str, x_t: Tensor, alpha: Tensor, sigm
         return (alpha * x_t - sigma * pred) / (alpha**2 + sigma**2)
     if kind == "score":
         return (x_t + sigma**2 * pred) / alpha
-    raise ValueError(f"unknown prediction kind {kind!r}; expected one of {PREDICTIONS[:-1]}")
+    raise UnknownNameError(f"unknown prediction kind {kind!r}; expected one of {PREDICTIONS[:-1]}")
 
 
 def prediction_from_x0(x0: Tensor, kind: str, x_t: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
@@ -59,7 +61,7 @@ def prediction_from_x0(x0: Tensor, kind: str, x_t: Tensor, alpha: Tensor, sigma:
         return alpha * eps - sigma * x0
     if kind == "score":
         return -eps / sigma
-    raise ValueError(f"unknown prediction kind {kind!r}; expected one of {PREDICTIONS[:-1]}")
+    raise UnknownNameError(f"unknown prediction kind {kind!r}; expected one of {PREDICTIONS[:-1]}")
 
 
 def convert_prediction(pred: Tensor, source: str, target: str, x_t: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
@@ -101,7 +103,7 @@ class DiffusionDenoiser(nn.Module):
                  space_fn: Callable | None = None, sigma_data: float = 0.5) -> None:
         super().__init__()
         if prediction not in PREDICTIONS:
-            raise ValueError(f"unknown prediction kind {prediction!r}; expected one of {PREDICTIONS}")
+            raise UnknownNameError(f"unknown prediction kind {prediction!r}; expected one of {PREDICTIONS}")
         self.network = network
         self.schedule = schedule
         self.prediction = prediction

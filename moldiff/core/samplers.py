@@ -44,6 +44,8 @@ from typing import Callable
 
 import torch
 
+from moldiff.errors import UnknownNameError
+
 from .joint import JointSpace
 from .schedules import NoiseSchedule
 from .spaces import StateSpace
@@ -235,7 +237,7 @@ def sample_pc(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace, 
     Langevin corrections (:func:`langevin_correct`), then one predictor step (``"euler_maruyama"``
     or ``"ddpm"``) to the next level."""
     if predictor not in ("euler_maruyama", "ddpm"):
-        raise ValueError(f"unknown predictor {predictor!r}; expected 'euler_maruyama' or 'ddpm'")
+        raise UnknownNameError(f"unknown predictor {predictor!r}; expected 'euler_maruyama' or 'ddpm'")
     step_fn = sample_euler_maruyama if predictor == "euler_maruyama" else sample_ddpm
     levels = _levels(sigmas)
     x = space.project(x)
@@ -427,7 +429,7 @@ def get_sampler(name: str) -> Callable:
         return SAMPLERS[name]
     if name in JOINT_SAMPLERS:
         return JOINT_SAMPLERS[name]
-    raise ValueError(f"unknown sampler {name!r}; choose from {sorted(SAMPLERS)} or, for a JointSpace, "
+    raise UnknownNameError(f"unknown sampler {name!r}; choose from {sorted(SAMPLERS)} or, for a JointSpace, "
                      f"{sorted(JOINT_SAMPLERS)}")
 
 

@@ -21,6 +21,8 @@ import math
 
 import torch
 
+from moldiff.errors import UnknownNameError
+
 Tensor = torch.Tensor
 
 
@@ -115,7 +117,7 @@ class VPSchedule(NoiseSchedule):
     def __init__(self, kind: str = "linear", beta_min: float = 0.1, beta_max: float = 20.0,
                  cosine_s: float = 0.008, t_min: float = 1e-3, t_max: float = 1.0) -> None:
         if kind not in ("linear", "cosine"):
-            raise ValueError(f"unknown VP schedule kind {kind!r}; expected 'linear' or 'cosine'")
+            raise UnknownNameError(f"unknown VP schedule kind {kind!r}; expected 'linear' or 'cosine'")
         self.kind = kind
         self.beta_min, self.beta_max, self.cosine_s = float(beta_min), float(beta_max), float(cosine_s)
         self.t_min = float(t_min)
@@ -363,7 +365,7 @@ def sampling_sigmas(schedule: NoiseSchedule, num_steps: int, grid: str = "karras
         ``[num_steps + 1]`` float64 tensor (``[num_steps]`` without the zero).
     """
     if grid not in TIME_GRIDS:
-        raise ValueError(f"unknown time grid {grid!r}; choose from {sorted(TIME_GRIDS)}")
+        raise UnknownNameError(f"unknown time grid {grid!r}; choose from {sorted(TIME_GRIDS)}")
     if num_steps < 1:
         raise ValueError(f"num_steps must be at least 1, got {num_steps}")
     if num_steps == 1:
@@ -390,5 +392,5 @@ SCHEDULES = {
 def make_schedule(name: str, **kwargs) -> NoiseSchedule:
     """Build a schedule by name (see ``SCHEDULES``), e.g. ``make_schedule("polynomial", power=2)``."""
     if name not in SCHEDULES:
-        raise ValueError(f"unknown noise schedule {name!r}; choose from {sorted(SCHEDULES)}")
+        raise UnknownNameError(f"unknown noise schedule {name!r}; choose from {sorted(SCHEDULES)}")
     return SCHEDULES[name](**kwargs)

@@ -16,8 +16,12 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .parameterisation import DiffusionDenoiser
-from .schedules import make_schedule, sampling_sigmas
+from moldiff.errors import ConfigError
+
+from .losses import NOISE_SAMPLERS, WEIGHTINGS
+from .parameterisation import PREDICTIONS, DiffusionDenoiser
+from .samplers import SAMPLERS
+from .schedules import SCHEDULES, TIME_GRIDS, make_schedule, sampling_sigmas
 
 __all__ = ["DiffusionSettings", "ANCESTRAL_SAMPLERS"]
 
@@ -52,6 +56,13 @@ class DiffusionSettings:
     sampler: str = "dpmpp_2m"
     sample_steps: int = 20
     sample_grid: str = "karras"
+
+    def __post_init__(self) -> None:
+        choices = {"schedule": SCHEDULES, "prediction": PREDICTIONS, "weighting": WEIGHTINGS,
+                   "noise_sampler": NOISE_SAMPLERS, "sampler": SAMPLERS, "sample_grid": TIME_GRIDS}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key}: expected one of {', '.join(map(repr, allowed))}, got {getattr(self, key)!r}")
 
     def build_schedule(self):
         """The noise schedule, ``make_schedule(schedule, **schedule_options)``."""

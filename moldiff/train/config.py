@@ -329,6 +329,9 @@ def from_dict(cls: type, data: dict | None, path: str = "") -> Any:
         return cls(**kwargs)
     except ConfigError as err:
         if path and not str(err).startswith(path):
+            key, sep, rest = str(err).partition(": ")
+            if sep and key in fields:  # "sampler: expected ..." from the class names its own field
+                raise ConfigError(f"{path}.{key}: {rest}") from None
             raise ConfigError(f"{path}: {err}") from None
         raise
 

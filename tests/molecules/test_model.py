@@ -121,3 +121,7 @@ def test_the_molecule_config_shares_the_diffusion_keys_and_reads_older_files():
         from_dict(MoleculeModelConfig, {"network": "egn"}, "model")
     with pytest.raises(ConfigError, match="model.edges"):
         from_dict(MoleculeModelConfig, {"edges": "radious"}, "model")
+    for key, wrong in [("sampler", "hen"), ("weighting", "epss"), ("prediction", "x_0"), ("schedule", "polynomal"),
+                       ("noise_sampler", "lognormall"), ("sample_grid", "karas")]:
+        with pytest.raises(ConfigError, match=f"model.{key}: expected one of .*got '{wrong}'"):
+            from_dict(MoleculeModelConfig, {key: wrong}, "model")
