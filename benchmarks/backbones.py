@@ -52,6 +52,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", default=None, help="also write the JSON summary to this file")
     args = parser.parse_args(argv)
+    from moldiff.hub import data_path
+
+    try:  # before anything slow: a missing archive is one line, not a traceback minutes later
+        args.reference = data_path(args.reference, "proteins/cath_domains_1000.tar.gz", option="--reference")
+    except FileNotFoundError as err:
+        raise SystemExit(f"benchmarks/backbones.py: {err}") from None
 
     import torch
 

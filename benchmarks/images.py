@@ -34,18 +34,18 @@ import torch
 
 def _load_data(ckpt: dict, data_root: str | None):
     """``(train, test, dataset name)`` of the data config an image model was trained with."""
-    from moldiff.hub import shared_data_dir
+    from moldiff.hub import data_path
     from moldiff.images.data import load_datasets
     from moldiff.images.task import ImageDataConfig
     from moldiff.train.config import from_dict
 
     data = from_dict(ImageDataConfig, ckpt["config"].get("data", {}), "data")
-    if data_root is not None:
-        data.root = data_root
-    elif not Path(data.root).exists():  # the training run's relative path; else the shared data folder
-        shared = shared_data_dir() / "images" / data.dataset
-        if shared.exists():
-            data.root = str(shared)
+    if data_root is not None or not Path(data.root).exists():  # the training run's path; else the shared folder
+        try:
+            data.root = str(data_path(data_root, f"images/{data.dataset}", option="--data"))
+        except FileNotFoundError as err:
+            also = "" if data_root is not None else f" (nor is the model's data.root {data.root} there)"
+            raise SystemExit(f"benchmarks/images.py: {err}{also}") from None
     if data.dataset == "folder":
         raise SystemExit("benchmarks/images.py needs a dataset with a train and a test split (idx files)")
     data.split, data.valid_split = "train", "test"

@@ -30,8 +30,8 @@ condition is used but too loosely.
 
 Gap, HOMO and LUMO are reported in meV (QM9 stores Hartree), as EDM.
 
-    python benchmarks/qm9_conditional.py --generator runs/qm9_alpha/best.ckpt \\
-        --predictor runs/qm9_predictor_alpha/best.ckpt --num 1000 --sampler ddpm --guidance-scale 2
+    python benchmarks/qm9_conditional.py --generator runs/qm9_alpha/checkpoints/best.ckpt \\
+        --predictor runs/qm9_predictor_alpha/checkpoints/best.ckpt --num 1000 --sampler ddpm --guidance-scale 2
     python benchmarks/qm9_conditional.py --generator G --predictor P --num 4 --steps 4 --num-real 32   # smoke test
     python benchmarks/qm9_conditional.py --generator G --predictor P --processes 2     # the same molecules on 2 cores
     python benchmarks/qm9_conditional.py --generator qm9_alpha --predictor qm9_alpha_predictor --processes 2 \

@@ -8,6 +8,7 @@ QM9 training split) plus connected validity, and times the sampling.
     python benchmarks/qm9_pretrained.py --sampler dpmpp_2m --steps 50     # a fast sampler
     python benchmarks/qm9_pretrained.py --model runs/qm9_small/checkpoints/best.ckpt --num 200
     python benchmarks/qm9_pretrained.py --processes 2                      # the same 1,000 molecules on 2 cores
+    python benchmarks/qm9_pretrained.py --sampler dpmpp_2m --steps 50 --precision bf16   # bf16 network
 
 The last line of output is one JSON object with every figure.
 """
@@ -42,6 +43,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--processes", type=int, default=1,
                         help="sample in this many one-thread processes (chunk k in process k mod N: the same molecules "
                              "as one process); CPU time is summed over them")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                        help="the network's precision (moldiff.precision; default: fp32)")
     args = parser.parse_args(argv)
 
     from moldiff.hub import load_pretrained
@@ -56,11 +59,12 @@ def main(argv=None) -> dict:
         sizes = generator.plan(args.num, args.seed)
         molecules, cpu = sample_in_processes(args.model, sizes, args.seed, processes=args.processes,
                                              targets=generator.plan_condition(sizes, args.seed, None),
-                                             batch_size=args.batch_size, sampler=args.sampler, steps=steps)
+                                             batch_size=args.batch_size, sampler=args.sampler, steps=steps,
+                                             precision=args.precision)
         threads = 1
     else:
         molecules = generator.sample_arrays(args.num, seed=args.seed, sampler=args.sampler, steps=steps,
-                                            batch_size=args.batch_size, progress=True)
+                                            batch_size=args.batch_size, progress=True, precision=args.precision)
         cpu = time.process_time() - cpu0
         threads = torch.get_num_threads()
     wall = time.perf_counter() - wall0
@@ -76,6 +80,7 @@ def main(argv=None) -> dict:
         write_sdf(molecules, args.out)
     result = {
         "model": args.model, "sampler": args.sampler, "steps": steps, "num_molecules": args.num, "seed": args.seed,
+        "precision": args.precision,
         "seconds_per_molecule_wall": wall / args.num, "seconds_per_molecule_cpu": cpu / args.num,
         "threads": threads, "processes": args.processes, "device": "cpu", "cores": os.cpu_count(),
         **{k: (None if v is None else float(v)) for k, v in metrics.items()},

@@ -44,9 +44,11 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="run folder for logs and checkpoints (default: train.out_dir, else runs/<config name>)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from the newest checkpoint in the run folder (starts fresh if there is none)")
+                        help="continue from the newest checkpoint in the run folder (starts fresh if there is none) "
+                             "with the saved run's config (the folder's config.yaml) and only the overrides given now; "
+                             "one line names each key where the config file and the saved run differ")
     parser.add_argument("--resume-from", metavar="CKPT", default=None,
-                        help="continue from this checkpoint file")
+                        help="continue from this checkpoint file (the config is chosen as for --resume)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -55,7 +57,7 @@ def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from moldiff.train.config import load_config
-    from moldiff.train.loop import train
+    from moldiff.train.loop import plan_resume, train
 
     overrides = list(args.overrides)
     if args.no_progress:
@@ -63,8 +65,19 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     out_dir = args.out or config.train.out_dir or str(Path("runs") / Path(args.config).stem)
     resume = args.resume_from if args.resume_from else bool(args.resume)
-    result = train(config, out_dir=out_dir, resume=resume)
-    if result.last_log and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+    speaks = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for all
+    plan = None
+    if resume:
+        # A resumed run continues the saved run's config; only the overrides given now change it.
+        plan = plan_resume(args.config, overrides, out_dir, checkpoint=args.resume_from)
+        config = plan.config
+        if speaks:
+            if plan.saved_from is None:
+                print(f"moldiff train: no checkpoint in {out_dir} yet: starting a fresh run", file=sys.stderr)
+            for line in plan.messages():
+                print(f"moldiff train: {line}", file=sys.stderr)
+    result = train(config, out_dir=out_dir, resume=resume, resume_plan=plan)
+    if result.last_log and speaks:
         state = "stopped by signal (continue with --resume)" if result.stopped else "done"
         print(f"{state}: step {result.step}, loss {result.last_log.get('loss')}, "
               f"checkpoint {result.last_checkpoint}, skipped steps {result.skipped_steps}", file=sys.stderr)
@@ -83,7 +96,7 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
                         help="number of molecules, images or backbones (default: 100); under torchrun write "
                              "-n or --num-samples, since torchrun reads --num as its own --numa-binding")
     parser.add_argument("--out", default=None,
-                        help="output file: .sdf, .sdf.gz or .xyz for molecules (default: samples.sdf), "
+                        help="output file: .sdf, .sdf.gz, .xyz or .xyz.gz for molecules (default: samples.sdf), "
                              ".png (a grid) for image models (default: samples.png), a folder for protein backbone "
                              "models (default: samples/)")
     parser.add_argument("--sampler", default=None,
@@ -97,6 +110,10 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=250, help="molecules or images sampled together (default: 250)")
     parser.add_argument("--bonds", choices=("edm", "rdkit"), default="edm", help="bond perception for the SDF (default: edm)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                        help="the network's precision: fp32, bf16 (autocast; coordinates, the sampler's state and "
+                             "the schedule stay fp32) or auto (bf16 where the CPU or GPU multiplies bf16 matrices "
+                             "natively) (default: fp32)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     conditional = parser.add_argument_group("conditional molecule models")
     conditional.add_argument("--condition", action="append", default=None, metavar="NAME=VALUE",
@@ -123,6 +140,7 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _sample(args: argparse.Namespace) -> int:
     from moldiff.hub import load_pretrained
+    from moldiff.precision import precision_autocast
     from moldiff.train.distributed import cleanup_distributed, init_distributed
 
     if args.num < 1:
@@ -134,7 +152,8 @@ def _sample(args: argparse.Namespace) -> int:
             print(f"moldiff sample: {args.model} is a {type(generator).__name__}, which generates nothing",
                   file=sys.stderr)
             return 2
-        return generator.sample_command(args, info)
+        with precision_autocast(args.precision, info.device):
+            return generator.sample_command(args, info)
     finally:
         cleanup_distributed(info)
 
@@ -144,29 +163,38 @@ def _sample(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------
 
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", nargs="?", default=None, help="SDF file (.sdf, .sdf.gz) or folder of generated molecules")
+    parser.add_argument("path", nargs="?", default=None,
+                        help="generated molecules: a file as moldiff sample writes it (.sdf, .sdf.gz or .xyz) or a "
+                             "folder of such files")
     parser.add_argument("--dataset", default=None, help="evaluate real molecules instead: qm9")
     parser.add_argument("--split", default="test", help="dataset split: train, valid, test or all (default: test)")
     parser.add_argument("--training-smiles", default=None, metavar="qm9|FILE",
                         help="reference SMILES for novelty: 'qm9' (QM9 training split, cached) or a file, one per line")
-    parser.add_argument("--bonds", choices=("edm", "rdkit"), default="edm", help="bond perception (default: edm, EDM's protocol)")
+    parser.add_argument("--bonds", choices=("edm", "rdkit", "file"), default="edm",
+                        help="edm: EDM's protocol, bonds perceived from distances (the file's bonds ignored); rdkit: "
+                             "RDKit's perception; file: the bonds and formal charges written in the SDF (the protocol "
+                             "of MiDi / EQGAT-diff / SemlaFlow, for models that generate bonds) (default: edm)")
     parser.add_argument("--skip-bad-records", action="store_true", help="skip and count bad SDF records instead of stopping")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide the progress bar (shown on stderr when it is a terminal)")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from moldiff.molecules.evaluate import evaluate_dataset, evaluate_sdf, format_report
+    from moldiff.molecules.evaluate import evaluate_dataset, evaluate_file, format_report
 
     if (args.path is None) == (args.dataset is None):
-        raise SystemExit("moldiff evaluate: give either an SDF path or --dataset qm9")
+        raise SystemExit("moldiff evaluate: give either a samples file or folder, or --dataset qm9")
+    progress = not args.no_progress and sys.stderr.isatty()
     try:
         if args.path is not None:
-            result = evaluate_sdf(args.path, training_smiles=args.training_smiles, bonds=args.bonds,
-                                  on_error="skip" if args.skip_bad_records else "raise")
+            result = evaluate_file(args.path, training_smiles=args.training_smiles, bonds=args.bonds,
+                                   on_error="skip" if args.skip_bad_records else "raise", progress=progress)
         else:
-            result = evaluate_dataset(args.dataset, args.split, training_smiles=args.training_smiles, bonds=args.bonds)
+            result = evaluate_dataset(args.dataset, args.split, training_smiles=args.training_smiles, bonds=args.bonds,
+                                      progress=progress)
     except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:  # bad record, missing file, unknown dataset
         hint = " (use --skip-bad-records to skip it)" if "record" in str(err) else ""
         print(f"moldiff evaluate: {err}{hint}", file=sys.stderr)
@@ -213,7 +241,8 @@ COMMANDS: list[Command] = [
     Command("sample", "sample molecules (SDF/XYZ file; torchrun for several GPUs), images (PNG grid) or protein "
             "backbones (folder of PDB files) from a model",
             _sample_arguments, _sample),
-    Command("evaluate", "EDM's metrics (stability, validity, uniqueness, novelty) of an SDF file or a dataset split",
+    Command("evaluate", "EDM's metrics (stability, validity, uniqueness, novelty) of sampled molecules (SDF or XYZ) "
+            "or a dataset split",
             _evaluate_arguments, _evaluate),
     Command("evaluate-backbones", "geometry, compactness, secondary structure and diversity of generated protein "
             "backbones against held-out CATH domains", _evaluate_backbones_arguments, _evaluate_backbones),

@@ -1,9 +1,11 @@
 """Where trained models and data come from: one loader for every trained file and shipped model,
 the cache folder and the shared data folder.
 
->>> import moldiff
->>> gen = moldiff.load_pretrained("qm9")       # doctest: +SKIP
->>> mols = gen.sample(100, seed=0)             # doctest: +SKIP   list of rdkit.Chem.Mol
+Example::
+
+    import moldiff
+    gen = moldiff.load_pretrained("qm9")
+    mols = gen.sample(100, seed=0)   # list of rdkit.Chem.Mol
 
 :func:`load_pretrained` returns, for every generative model, its modality's *generator*: an object
 with one sampling contract, ``sample(num, *, seed, sampler, steps, batch_size, progress, device,
@@ -35,7 +37,8 @@ from moldiff.pretrained import PRETRAINED, pretrained_path
 from moldiff.train.checkpoint import load_checkpoint, model_from_checkpoint
 from moldiff.train.tasks import get_task
 
-__all__ = ["PRETRAINED", "pretrained_path", "load_model", "load_pretrained", "cache_dir", "shared_data_dir"]
+__all__ = ["PRETRAINED", "pretrained_path", "load_model", "load_pretrained", "cache_dir", "shared_data_dir",
+           "data_path"]
 
 
 def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True) -> torch.nn.Module:
@@ -82,3 +85,33 @@ def shared_data_dir() -> Path:
     each file comes from, so anyone can rebuild it.
     """
     return Path(os.environ.get("MOLDIFF_DATA_DIR") or "../shared/data")
+
+
+def data_path(given: str | os.PathLike | None, shared: str, *, option: str | None = None) -> Path:
+    """The data a script reads: ``given`` (a path from its command line) when set, else ``shared``
+    inside :func:`shared_data_dir`, checked to exist.
+
+    Args:
+        given: the path the user passed, or ``None``.
+        shared: the default, relative to the shared data folder, e.g. ``"molecules/drug_like_3d.sdf.gz"``.
+        option: the script's option that passes the path instead (``"--sdf"``), named in the message.
+
+    Raises:
+        FileNotFoundError: with a one-line message naming the missing path and what to do (set
+            ``MOLDIFF_DATA_DIR`` to the folder that holds it, or pass ``option``); scripts print it
+            and exit non-zero (``raise SystemExit(f"...: {err}")``) instead of a traceback.
+    """
+    if given is not None:
+        path = Path(given).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"{option + ' ' if option else ''}{path}: no such file or folder")
+        return path
+    root = shared_data_dir()
+    path = root / shared
+    if path.exists():
+        return path
+    now = f"{root} from MOLDIFF_DATA_DIR" if os.environ.get("MOLDIFF_DATA_DIR") else f"the default {root}"
+    instead = f", or pass {option} PATH" if option else ""
+    raise FileNotFoundError(f"{path} not found: set MOLDIFF_DATA_DIR to the folder holding {Path(shared).parts[0]}/ "
+                            f"(the shared data folder, now {now}; datasets/*.md say where its files come from)"
+                            f"{instead}")

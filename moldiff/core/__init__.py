@@ -86,7 +86,18 @@ from .schedules import (
     uniform_times,
 )
 from .settings import DiffusionSettings
-from .spaces import EuclideanSpace, GraphSpace, ProductSpace, StateSpace, molecule_space, zero_com_space
+from .spaces import (
+    EuclideanSpace,
+    Generators,
+    GraphSpace,
+    ProductSpace,
+    StateSpace,
+    item_generators,
+    item_seed,
+    molecule_space,
+    per_item_randn,
+    zero_com_space,
+)
 
 __all__ = [
     "CategoricalSchedule", "CategoricalSpace", "edge_id", "edge_permutation", "sample_categorical",
@@ -106,4 +117,5 @@ __all__ = [
     "sampling_sigmas", "uniform_times",
     "DiffusionSettings",
     "EuclideanSpace", "GraphSpace", "ProductSpace", "StateSpace", "molecule_space", "zero_com_space",
+    "Generators", "item_generators", "item_seed", "per_item_randn",
 ]

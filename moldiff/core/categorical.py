@@ -60,6 +60,8 @@ import torch
 
 from moldiff.errors import UnknownNameError
 
+from .spaces import Generators
+
 Tensor = torch.Tensor
 
 PRIORS = ("masking", "uniform", "marginal")
@@ -114,13 +116,16 @@ class CategoricalSchedule:
 # Sampling helper
 # ------------------------------------------------------------------------------------------------
 
-def sample_categorical(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def sample_categorical(probs: Tensor, generator: torch.Generator | None = None, uniform: Tensor | None = None) -> Tensor:
     """One draw per row of ``probs [..., S]`` (non-negative, rows need not be normalised), ``[...]`` long.
 
-    Inverse-CDF sampling with ``u`` in ``(0, total]``, so a class of probability zero is never drawn.
+    Inverse-CDF sampling with ``u`` in ``(0, total]``, so a class of probability zero is never drawn;
+    ``uniform`` (``[..., 1]`` draws in ``[0, 1)``) replaces the draw from ``generator`` when given.
     """
     cdf = probs.cumsum(-1)
-    u = 1.0 - torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device, dtype=cdf.dtype)
+    if uniform is None:
+        uniform = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device, dtype=cdf.dtype)
+    u = 1.0 - uniform.to(cdf.dtype)
     u = u * cdf[..., -1:]
     return (cdf < u).sum(-1).clamp_max(probs.shape[-1] - 1)
 
@@ -221,12 +226,25 @@ class CategoricalSpace:
         """``[M] -> [M, S]`` one-hot states (the mask is the last column for masking): a network input."""
         return torch.nn.functional.one_hot(x.long(), self.num_states).to(dtype)
 
-    def sample_prior(self, generator: torch.Generator | None = None) -> Tensor:
+    def rand(self, generator: Generators = None, width: int = 1) -> Tensor:
+        """Uniform draws ``[M, width]`` in ``[0, 1)``, float64; with one generator per item
+        (:func:`moldiff.core.item_generators`) item ``b``'s variables draw from ``generator[b]``
+        (the variables of an item are contiguous, as :meth:`over_nodes` of a sorted batch and
+        :func:`upper_triangle_edges` list them)."""
+        if isinstance(generator, (list, tuple)):
+            if len(generator) != self.num_items:
+                raise ValueError(f"{len(generator)} generators for {self.num_items} items")
+            parts = [torch.rand((int(n), width), generator=g, device=self.device, dtype=torch.float64)
+                     for n, g in zip(self.count.tolist(), generator)]
+            return torch.cat(parts) if parts else torch.empty((0, width), device=self.device, dtype=torch.float64)
+        return torch.rand((self.num_variables, width), generator=generator, device=self.device, dtype=torch.float64)
+
+    def sample_prior(self, generator: Generators = None) -> Tensor:
         """``[M]`` states drawn from ``p_0``."""
         if self.prior == "masking":
             return torch.full(self.shape, self.num_classes, dtype=torch.long, device=self.device)
         probs = self.prior_probs.expand(self.num_variables, -1)
-        return sample_categorical(probs, generator)
+        return sample_categorical(probs, uniform=self.rand(generator))
 
     def noising_matrix(self, alpha: Tensor | float) -> Tensor:
         """``Q[..., k, s] = q_t(x_t = s | x_0 = k) = alpha delta(k, s) + (1 - alpha) p_0(s)``.
@@ -255,7 +273,7 @@ class CategoricalSpace:
             alpha: scalar or ``[M]`` keep probabilities (``CategoricalSchedule.alpha(t)[item_index]``).
         """
         alpha = torch.as_tensor(alpha, dtype=torch.float64, device=self.device).expand(self.shape)
-        keep = torch.rand(self.shape, generator=generator, device=self.device, dtype=torch.float64) < alpha
+        keep = self.rand(generator)[:, 0] < alpha
         return torch.where(keep, x0.long(), self.sample_prior(generator))
 
     # --- predictions --------------------------------------------------------------------------------
@@ -333,7 +351,7 @@ class CategoricalSpace:
              dt: float | None = None) -> Tensor:
         """Draw the next states ``[M]`` from :meth:`transition_probs`."""
         return sample_categorical(self.transition_probs(x, logits, alpha, alpha_next, method=method, eta=eta, dt=dt),
-                                  generator)
+                                  uniform=self.rand(generator))
 
     # --- loss ---------------------------------------------------------------------------------------
     def cross_entropy(self, logits: Tensor, x0: Tensor, x_t: Tensor | None = None) -> Tensor:

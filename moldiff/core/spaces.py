@@ -19,17 +19,63 @@ Three kinds are provided:
 * :class:`ProductSpace` — several graph blocks side by side along the last dimension, e.g. atom
   coordinates (zero-CoM, 3 columns) next to atom-type features (Euclidean, K columns).
 
+**Noise per item.** Every ``generator`` argument may be one ``torch.Generator`` (the whole batch
+draws from it, in order) or a sequence of ``B`` generators, one per item (:func:`item_generators`):
+then item ``b`` draws all its noise from its own generator, so what it gets does not depend on
+which other items share its batch. Samplers and spaces pass the argument through unchanged; this is
+how moldiff's generators make samples that depend on the seed only, not on the batch size or the
+number of processes.
+
 Nothing here knows about chemistry.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence, Union
 
 import torch
 
 Tensor = torch.Tensor
+#: A batch's source of randomness: one generator, one per item, or ``None`` (torch's global one).
+Generators = Union[torch.Generator, Sequence[torch.Generator], None]
+
+
+def item_seed(seed: int, index: int, stream: str = "noise") -> int:
+    """The seed of item ``index`` of a job seeded by ``seed`` (a 63-bit hash of the three)."""
+    digest = hashlib.sha256(f"moldiff-{stream}:{int(seed)}:{int(index)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def item_generators(seed: int, indices: Iterable[int], device: torch.device | str = "cpu",
+                    stream: str = "noise") -> list[torch.Generator]:
+    """One generator per item, seeded by :func:`item_seed`: item ``i`` of a job draws the same noise
+    whatever batch it is sampled in.
+
+    Args:
+        seed: the job's seed.
+        indices: the items' positions in the job (e.g. ``range(start, start + batch)``).
+        device: where the noise is drawn.
+        stream: a name that separates independent uses of one seed.
+    """
+    device = torch.device(device)
+    return [torch.Generator(device=device).manual_seed(item_seed(seed, i, stream)) for i in indices]
+
+
+def per_item_randn(rows_per_item: Sequence[int], tail: tuple[int, ...], generators: Sequence[torch.Generator],
+                   device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Standard normal ``[sum(rows_per_item), *tail]``: the rows of item ``b`` (contiguous, in item
+    order) drawn from ``generators[b]``."""
+    if len(generators) != len(rows_per_item):
+        raise ValueError(f"{len(generators)} generators for {len(rows_per_item)} items")
+    parts = [torch.randn((int(n), *tail), generator=g, device=device, dtype=dtype)
+             for n, g in zip(rows_per_item, generators)]
+    return torch.cat(parts) if parts else torch.empty((0, *tail), device=device, dtype=dtype)
+
+
+def _per_item(generator: Generators) -> bool:
+    return isinstance(generator, (list, tuple))
 
 
 class StateSpace:
@@ -40,7 +86,9 @@ class StateSpace:
     device: torch.device
     dtype: torch.dtype
 
-    def randn(self, generator: torch.Generator | None = None, dtype: torch.dtype | None = None) -> Tensor:
+    def randn(self, generator: Generators = None, dtype: torch.dtype | None = None) -> Tensor:
+        """Standard Gaussian noise in the space, shaped like a state; ``generator`` is one generator or
+        one per item (see the module docstring)."""
         raise NotImplementedError
 
     def project(self, x: Tensor) -> Tensor:
@@ -132,6 +180,9 @@ class EuclideanSpace(StateSpace):
         return cls(tuple(x.shape), x.device, x.dtype)
 
     def randn(self, generator=None, dtype=None):
+        if _per_item(generator):
+            return per_item_randn([1] * self.num_items, self.shape[1:], generator, self.device,
+                                  dtype or self.dtype)
         return torch.randn(self.shape, generator=generator, device=self.device, dtype=dtype or self.dtype)
 
     def project(self, x):
@@ -190,8 +241,15 @@ class GraphSpace(StateSpace):
             raise ValueError("a zero centre-of-mass space needs at least 2 nodes in every graph")
 
     def with_width(self, width: int, zero_com: bool | None = None) -> "GraphSpace":
-        """The same graphs with another number of columns (shares the batch vector)."""
-        return GraphSpace(self.batch, width, self.num_items, self.zero_com if zero_com is None else zero_com, self.dtype)
+        """The same graphs with another number of columns (shares the batch vector and the node
+        counts: nothing is recounted)."""
+        zero_com = self.zero_com if zero_com is None else bool(zero_com)
+        if zero_com and not self.zero_com:
+            return GraphSpace(self.batch, width, self.num_items, zero_com, self.dtype)  # checks the sizes
+        out = object.__new__(GraphSpace)
+        out.__dict__.update(self.__dict__)
+        out.width, out.zero_com, out.shape = int(width), zero_com, (self.batch.numel(), int(width))
+        return out
 
     def node_sum(self, x: Tensor) -> Tensor:
         """Sum over each graph's nodes, ``[N, D] -> [B, D]``."""
@@ -204,7 +262,10 @@ class GraphSpace(StateSpace):
         return self.node_sum(x) / counts
 
     def randn(self, generator=None, dtype=None):
-        z = torch.randn(self.shape, generator=generator, device=self.device, dtype=dtype or self.dtype)
+        if _per_item(generator):  # nodes of a packed batch are grouped by graph, in graph order
+            z = per_item_randn(self.num_nodes.tolist(), (self.width,), generator, self.device, dtype or self.dtype)
+        else:
+            z = torch.randn(self.shape, generator=generator, device=self.device, dtype=dtype or self.dtype)
         return self.project(z)
 
     def project(self, x):

@@ -10,8 +10,11 @@ It trains through the engine like every other model (task ``image_classifier``,
 ``configs/fashion_mnist_classifier.yaml``) and is saved and loaded like every other model::
 
     moldiff train configs/fashion_mnist_classifier.yaml --out runs/fashion_mnist_classifier
-    >>> clf = moldiff.load_pretrained("runs/fashion_mnist_classifier/checkpoints/best.ckpt")   # doctest: +SKIP
-    >>> clf = moldiff.load_pretrained("fashion_mnist_classifier")                               # doctest: +SKIP
+
+and in Python::
+
+    clf = moldiff.load_pretrained("runs/fashion_mnist_classifier/checkpoints/best.ckpt")
+    clf = moldiff.load_pretrained("fashion_mnist_classifier")   # the shipped one
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from moldiff.errors import InputError
+
 Tensor = torch.Tensor
 
 __all__ = [
@@ -53,7 +55,7 @@ FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
 MNIST_CLASSES = [str(d) for d in range(10)]
 
 
-class IdxFormatError(ValueError):
+class IdxFormatError(InputError):
     """An idx file is malformed (wrong magic number, unknown type, truncated or over-long)."""
 
 

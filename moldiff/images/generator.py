@@ -1,8 +1,10 @@
 """The image generator: what :func:`moldiff.load_pretrained` returns for an image model.
 
->>> gen = moldiff.load_pretrained("fashion_mnist")                     # doctest: +SKIP
->>> x = gen.sample(100, seed=0, labels=[k % 10 for k in range(100)])   # doctest: +SKIP   [100, 1, 28, 28] in [-1, 1]
->>> pictures = gen.sample(4, seed=0, labels="Sneaker", output="pil")    # doctest: +SKIP   list of PIL images
+Example::
+
+    gen = moldiff.load_pretrained("fashion_mnist")
+    x = gen.sample(100, seed=0, labels=[k % 10 for k in range(100)])   # [100, 1, 28, 28] in [-1, 1]
+    pictures = gen.sample(4, seed=0, labels="Sneaker", output="pil")    # list of PIL images
 """
 
 from __future__ import annotations

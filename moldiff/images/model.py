@@ -29,6 +29,7 @@ from moldiff.core import (
     denoising_loss,
     get_sampler,
     initial_noise,
+    item_generators,
 )
 from moldiff.nn.unet import UNet
 
@@ -177,8 +178,9 @@ class ImageDiffusion(nn.Module):
 
         Args:
             num: number of images.
-            seed: seed of the noise (ignored when ``generator`` is given); chunks of ``batch_size``
-                are drawn one after the other from the same generator.
+            seed: seed of the noise (ignored when ``generator`` is given): image ``i`` draws its noise
+                from its own generator seeded by ``(seed, i)`` (:func:`moldiff.core.item_generators`),
+                so the images do not depend on ``batch_size``.
             sampler: any :data:`moldiff.core.SAMPLERS` name (default: the config's, ``dpmpp_2m``).
             steps: sampler steps (default: the config's ``sample_steps``).
             labels: conditional models: one class (index or name) for every image, or one per image;
@@ -187,7 +189,8 @@ class ImageDiffusion(nn.Module):
                 labels; ``w = 1`` is plain conditional sampling, ``w > 1`` strengthens the class).
             grid: time grid (default: the config's, ``karras``).
             batch_size: images per sampler call.
-            generator: random generator (default: a new one seeded by ``seed``).
+            generator: one random generator for all the noise, or one per image (default: per image,
+                from ``seed``).
             callback: called after each sampler step (see :mod:`moldiff.core.samplers`).
             sampler_options: passed to the sampler (``eta`` for DDIM, ``s_churn`` for Heun, ...).
 
@@ -200,7 +203,6 @@ class ImageDiffusion(nn.Module):
         device = next(self.parameters()).device
         y = self._labels(labels, num, device)
         scale = self.config.guidance_scale if guidance_scale is None else float(guidance_scale)
-        generator = generator or torch.Generator(device).manual_seed(seed)
         sigmas = self.sigmas(steps, grid)
         sample_fn = get_sampler(sampler or self.config.sampler)
         out = []
@@ -214,8 +216,9 @@ class ImageDiffusion(nn.Module):
                     denoiser = classifier_free_guidance(self.denoiser, space, scale, {"labels": chunk}, {"labels": None})
                 else:
                     extra = {"labels": chunk}
-            x = initial_noise(space, float(sigmas[0]), generator=generator, schedule=self.schedule)
-            x = sample_fn(denoiser, x, sigmas, space, generator=generator, callback=callback, extra_args=extra,
+            g = generator if generator is not None else item_generators(seed, range(start, start + n), device)
+            x = initial_noise(space, float(sigmas[0]), generator=g, schedule=self.schedule)
+            x = sample_fn(denoiser, x, sigmas, space, generator=g, callback=callback, extra_args=extra,
                           **sampler_options)
             out.append(x.clamp(-1.0, 1.0))
         return torch.cat(out)

@@ -6,7 +6,12 @@
 * :mod:`~moldiff.molecules.rdkit_io`: ``build_molecule`` (RDKit Mol with a 3D conformer),
   SDF / XYZ readers and writers;
 * :mod:`~moldiff.molecules.metrics`: EDM's metrics (``evaluate_molecules``);
-* :mod:`~moldiff.molecules.evaluate`: ``evaluate_sdf`` and ``evaluate_dataset`` for the CLI.
+* :mod:`~moldiff.molecules.evaluate`: ``evaluate_file`` (SDF or XYZ samples; ``evaluate_sdf`` is its old
+  name) and ``evaluate_dataset`` for the CLI.
+* :mod:`~moldiff.molecules.bond_data`: QM9 with bonds and formal charges (``BondedQM9Dataset``,
+  ``collate_bonded``: every atom pair's bond class, for models that generate bonds);
+* :mod:`~moldiff.molecules.bond_metrics`: metrics of molecules generated with bonds and charges
+  (``evaluate_bonded_molecules``, ``bonded_molecule``).
 
 Names are imported lazily: ``import moldiff.molecules`` imports neither RDKit nor torch.
 """
@@ -42,10 +47,49 @@ _EXPORTS = {
     "evaluate_molecules": "metrics",
     "molecule_smiles": "metrics",
     "evaluate_dataset": "evaluate",
+    "evaluate_file": "evaluate",
     "evaluate_sdf": "evaluate",
+    "BOND_CLASSES": "bond_metrics",
+    "CHARGE_VALUES": "bond_metrics",
+    "MIDI_VALENCES": "bond_metrics",
+    "STRICT_VALENCES": "bond_metrics",
+    "assess_bonded_molecule": "bond_metrics",
+    "bonded_molecule": "bond_metrics",
+    "canonical_smiles": "bond_metrics",
+    "evaluate_bonded_molecules": "bond_metrics",
+    "BondDerivationError": "bond_data",
+    "BondedBatch": "bond_data",
+    "BondedMoleculeGraph": "bond_data",
+    "BondedQM9Dataset": "bond_data",
+    "collate_bonded": "bond_data",
+    "dense_bond_matrix": "bond_data",
+    "derive_bonds": "bond_data",
+    "load_bonded_qm9": "bond_data",
+    "training_bonded_smiles": "bond_data",
+    "MoleculeGraph": "graph",
+    "PackedMolecules": "graph",
+    "collate_molecules": "graph",
+    "MoleculeDataset": "dataset",
+    "training_smiles": "dataset",
+    "QM9Dataset": "qm9",
+    "QM9_PROPERTIES": "qm9",
+    "HARTREE_TO_EV": "qm9",
+    "HARTREE_TO_MEV": "qm9",
+    "edm_split_indices": "qm9",
+    "load_qm9": "qm9",
+    "SDFDataset": "sdf",
+    "MoleculeDiffusion": "model",
+    "MoleculeModelConfig": "model",
+    "MoleculeFlow": "flow_model",
+    "MoleculeFlowConfig": "flow_model",
+    "MoleculeGenerator": "generator",
+    "FlowMoleculeGenerator": "generator",
+    "SampledMolecules": "generator",
+    "PropertyPredictor": "predictor",
 }
 
-_SUBMODULES = ("elements", "bonds", "rdkit_io", "metrics", "evaluate")
+_SUBMODULES = ("elements", "bonds", "rdkit_io", "metrics", "evaluate", "bond_data", "bond_metrics", "graph", "dataset",
+               "qm9", "sdf", "training_data", "model", "flow_model", "task", "flow_task", "generator", "predictor")
 
 __all__ = sorted(_EXPORTS)
 

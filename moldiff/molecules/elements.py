@@ -15,6 +15,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from moldiff.errors import InputError
+
 __all__ = [
     "ELEMENT_SYMBOLS",
     "QM9_ATOM_TYPES",
@@ -44,7 +46,7 @@ _NUMBER_OF.update({"D": 1, "T": 1})  # deuterium and tritium, as RDKit reads the
 QM9_ATOM_TYPES: tuple[str, ...] = ("H", "C", "N", "O", "F")
 
 
-class UnknownElementError(ValueError):
+class UnknownElementError(InputError):
     """Raised for an element symbol or atomic number that names no chemical element."""
 
 

@@ -1,13 +1,14 @@
 """The molecule generator: what :func:`moldiff.load_pretrained` returns for a molecule model.
 
->>> import moldiff
->>> gen = moldiff.load_pretrained("qm9")            # doctest: +SKIP
->>> mols = gen.sample(100, seed=0)                   # doctest: +SKIP   list of rdkit.Chem.Mol
+Example::
+
+    import moldiff
+    gen = moldiff.load_pretrained("qm9")
+    mols = gen.sample(100, seed=0)   # list of rdkit.Chem.Mol
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import sys
@@ -17,29 +18,36 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from moldiff.core import get_sampler
+from moldiff.core import get_sampler, item_generators, item_seed
 from moldiff.errors import InputError
 from moldiff.hub import load_model, load_pretrained
 from moldiff.train.distributed import gather_objects
 from moldiff.train.logs import step_progress
 
+from .bond_metrics import bonded_molecule
 from .model import sample_context, split_molecules
 from .predictor import GUIDANCE_MAX_STEP, GUIDANCE_SIGMA_MAX, predictor_guidance
 from .qm9 import QM9_PROPERTIES
-from .rdkit_io import build_molecule, write_sdf, write_xyz
+from .rdkit_io import build_molecule, molecule_file_format, write_sdf, write_xyz
 
 
-def _chunk_seed(seed: int, chunk: int) -> int:
-    digest = hashlib.sha256(f"moldiff-sample:{seed}:{chunk}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+class SampledMolecules(list):
+    """The RDKit molecules of one sampling call; ``.failed``: indices of those that failed RDKit's
+    sanitisation (their property ``moldiff_sanitized`` is ``"0"``), empty when none did or none was
+    sanitised."""
+
+    @property
+    def failed(self) -> list[int]:
+        return [i for i, m in enumerate(self) if m.HasProp("moldiff_sanitized") and m.GetProp("moldiff_sanitized") == "0"]
 
 
 class MoleculeGenerator:
     """Samples molecules from a trained :class:`~moldiff.molecules.model.MoleculeDiffusion`.
 
-    Molecules are produced in chunks of ``batch_size``; chunk ``k`` draws its noise from a
-    generator seeded by ``(seed, k)``, so the output depends only on ``seed`` and ``batch_size``,
-    not on how the chunks are spread over processes.
+    Molecules are produced in chunks of ``batch_size``; molecule ``i`` of a job draws its size from
+    the job's plan and its noise from a generator of its own seeded by ``(seed, i)``
+    (:func:`moldiff.core.item_generators`), so the output depends only on ``seed``: not on the batch
+    size, nor on how the chunks are spread over processes.
     """
 
     def __init__(self, model, source: str = "") -> None:
@@ -63,7 +71,7 @@ class MoleculeGenerator:
         if num < 1:
             raise InputError(f"num must be at least 1, got {num}")
         if num_atoms is None:
-            g = torch.Generator().manual_seed(_chunk_seed(seed, -1))
+            g = torch.Generator().manual_seed(item_seed(seed, 0, "sizes"))
             return self.model.sample_num_atoms(num, generator=g).cpu()
         sizes = torch.as_tensor(num_atoms, dtype=torch.long).reshape(-1)
         if sizes.numel() == 1:
@@ -108,7 +116,7 @@ class MoleculeGenerator:
                 return None
             if "context_given_n" not in self.model.stats:
                 raise InputError(f"this model's statistics hold no p(c | N) to draw {names} from; pass condition=")
-            g = torch.Generator().manual_seed(_chunk_seed(seed, -2))
+            g = torch.Generator().manual_seed(item_seed(seed, 0, "condition"))
             return sample_context(self.model.stats, names, sizes, generator=g)
         allowed = set(names) | (set(predictor.properties) if predictor is not None else set())
         if not allowed:
@@ -133,7 +141,7 @@ class MoleculeGenerator:
             out[name] = v.expand(len(sizes)).clone()
         return out
 
-    def sample_chunk(self, sizes: torch.Tensor, seed: int, chunk: int, *, sampler: str = "ddpm", steps: int | None = None,
+    def sample_chunk(self, sizes: torch.Tensor, seed: int, start: int, *, sampler: str | None = None, steps: int | None = None,
                      callback: Callable | None = None, condition: dict[str, torch.Tensor] | None = None,
                      predictor=None, predictor_scale: float = 1.0, predictor_tau: float = 1.0,
                      predictor_sigma_max: float | None = GUIDANCE_SIGMA_MAX, predictor_max_step: float | None = GUIDANCE_MAX_STEP,
@@ -142,7 +150,10 @@ class MoleculeGenerator:
 
         Args:
             sizes: ``[b]`` sizes of the chunk's molecules.
-            seed, chunk: seed the chunk's noise.
+            seed: the job's seed.
+            start: the position in the job of the chunk's first molecule: molecule ``start + i`` draws
+                its noise from its own generator (:func:`moldiff.core.item_generators`), so it is the
+                same molecule whatever chunk it is sampled in.
             condition: the chunk's slice of :meth:`plan_condition` (already checked).
             predictor, predictor_scale, predictor_tau, predictor_sigma_max, predictor_max_step: gradient
                 guidance towards ``condition`` by a property predictor (``scale``, ``tau``, ``sigma_max`` and ``max_step`` of
@@ -158,7 +169,7 @@ class MoleculeGenerator:
                 options["guidance"] = predictor_guidance(predictor.to(self.device).eval(), self.model, targets,
                                                          predictor_scale, predictor_tau, predictor_sigma_max,
                                                          max_step=predictor_max_step)
-        g = torch.Generator(device=self.device).manual_seed(_chunk_seed(seed, chunk))
+        g = item_generators(seed, range(start, start + len(sizes)), self.device)
         pos, types, batch = self.model.sample_states(sizes, sampler=sampler, steps=steps, generator=g,
                                                      callback=callback, **options)
         return split_molecules(self.model, pos, types, batch)
@@ -170,14 +181,14 @@ class MoleculeGenerator:
         return range(rank, math.ceil(num / batch_size), world_size)
 
     def sample_chunks(self, sizes: torch.Tensor, seed: int, chunks: Iterable[int], *, batch_size: int = 250,
-                      targets: dict[str, torch.Tensor] | None = None, sampler: str = "ddpm", steps: int | None = None,
+                      targets: dict[str, torch.Tensor] | None = None, sampler: str | None = None, steps: int | None = None,
                       callback: Callable | None = None, on_chunk: Callable[[int], Any] | None = None,
                       predictor=None, **options) -> dict[int, list[tuple[Any, Any]]]:
         """Some chunks of a planned job: ``{k: molecules of chunk k}``.
 
         Chunk ``k`` holds molecules ``k * batch_size`` to ``(k + 1) * batch_size - 1`` of ``sizes``
-        (and ``targets``) and draws its noise from ``(seed, k)``, so any split of the chunks over
-        processes gives the molecules of one process doing them all.
+        (and ``targets``); every molecule draws its noise from ``(seed, its index)``, so neither the
+        batch size nor any split of the chunks over processes changes the molecules.
 
         Args:
             sizes: ``[num]`` molecule sizes (:meth:`plan`).
@@ -192,13 +203,13 @@ class MoleculeGenerator:
         for k in chunks:
             part = slice(k * batch_size, (k + 1) * batch_size)
             condition = None if targets is None else {n: v[part] for n, v in targets.items()}
-            out[k] = self.sample_chunk(sizes[part], seed, k, sampler=sampler, steps=steps, callback=callback,
+            out[k] = self.sample_chunk(sizes[part], seed, k * batch_size, sampler=sampler, steps=steps, callback=callback,
                                        condition=condition, predictor=predictor, **options)
             if on_chunk is not None:
                 on_chunk(len(out[k]))
         return out
 
-    def sample_arrays(self, num: int, *, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
+    def sample_arrays(self, num: int, *, seed: int = 0, sampler: str | None = None, steps: int | None = None,
                       num_atoms: int | Sequence[int] | None = None, batch_size: int = 250, progress: bool = False,
                       device: str | torch.device | None = None, condition: dict | None = None, force: bool = False,
                       predictor=None, **options) -> list[tuple[Any, Any]]:
@@ -209,29 +220,31 @@ class MoleculeGenerator:
             self.to(device)
         sizes = self.plan(num, seed, num_atoms)
         targets = self.plan_condition(sizes, seed, condition, force=force, predictor=predictor)
-        with step_progress(num, f"sampling ({sampler})", progress, unit="mol") as tick:
+        with step_progress(num, f"sampling ({self.model.sampling_defaults(sampler)[0]})", progress, unit="mol") as tick:
             chunks = self.sample_chunks(sizes, seed, self.chunks_for(num, batch_size), batch_size=batch_size,
                                         targets=targets, sampler=sampler, steps=steps, predictor=predictor,
                                         on_chunk=(lambda n: tick(n=n)) if tick else None, **options)
         return [mol for k in sorted(chunks) for mol in chunks[k]]
 
-    def sample(self, num: int, *, seed: int = 0, sampler: str = "ddpm", steps: int | None = None,
+    def sample(self, num: int, *, seed: int = 0, sampler: str | None = None, steps: int | None = None,
                batch_size: int = 250, progress: bool = False, device: str | torch.device | None = None,
                num_atoms: int | Sequence[int] | None = None, bonds: str = "edm",
                condition: dict | None = None, guidance_scale: float = 1.0,
                force: bool = False, predictor=None, predictor_scale: float = 1.0, predictor_tau: float = 1.0,
                predictor_sigma_max: float | None = GUIDANCE_SIGMA_MAX, predictor_max_step: float | None = GUIDANCE_MAX_STEP,
-               **options) -> list:
+               sanitize: bool | None = None, **options) -> "SampledMolecules":
         """Sample ``num`` molecules as RDKit molecules with a 3D conformer.
 
-        >>> model = moldiff.load_pretrained("runs/qm9_alpha/last.ckpt")     # doctest: +SKIP
-        >>> mols = model.sample(100, condition={"alpha": 80.0})               # doctest: +SKIP
+        Example::
+
+            gen = moldiff.load_pretrained("qm9_alpha")   # or a run's "runs/qm9_alpha/checkpoints/best.ckpt"
+            mols = gen.sample(100, condition={"alpha": 80.0})
 
         Args:
             num: number of molecules.
             seed: random seed; the same seed gives the same molecules.
-            sampler: a :data:`moldiff.core.SAMPLERS` name: ``"ddpm"`` (EDM's ancestral sampler, 1000
-                steps by default), ``"dpmpp_2m"``, ``"heun"``, ``"ddim"``, ``"euler"``, ...
+            sampler: a :data:`moldiff.core.SAMPLERS` name (default: the model's; for EDM-style models
+                ``"ddpm"``, EDM's ancestral sampler, 1000 steps by default), ``"dpmpp_2m"``, ``"heun"``, ...
             steps: number of sampler steps (default: the schedule's ``T`` for ``ddpm``, 50 otherwise).
             num_atoms: a fixed size for every molecule, or one size per molecule (default: drawn
                 from the training distribution).
@@ -252,11 +265,15 @@ class MoleculeGenerator:
             predictor_sigma_max: gradient guidance only at noise levels up to this one.
             predictor_max_step: bound each molecule's guidance step to an RMS of this times ``sigma``
                 (default 1; ``None``: unbounded, plain DPS, where strong scales may tear molecules apart).
+            sanitize: sanitise every molecule with RDKit (:meth:`checked`) (default: the generator's
+                :attr:`sanitize_by_default`: false for EDM-style models, whose perceived bonds leave
+                unstable samples to inspect; true for models that generate bonds).
             options: passed to the sampler (e.g. ``s_churn`` for Heun, ``eta`` for DDIM).
 
         Returns:
-            ``num`` RDKit molecules (bonds perceived as asked; not sanitised, so unstable samples are
-            kept and can be inspected).
+            ``num`` RDKit molecules, a :class:`SampledMolecules` list: with ``sanitize``, each molecule
+            that failed sanitisation is returned as built, flagged by its ``moldiff_sanitized`` property
+            (``"0"``, with the reason in ``moldiff_error``), and listed in ``.failed``.
         """
         if predictor is not None:
             options.update(predictor_scale=predictor_scale, predictor_tau=predictor_tau,
@@ -264,20 +281,50 @@ class MoleculeGenerator:
         arrays = self.sample_arrays(num, seed=seed, sampler=sampler, steps=steps, num_atoms=num_atoms,
                                     batch_size=batch_size, progress=progress, device=device, condition=condition, force=force, predictor=predictor,
                                     guidance_scale=guidance_scale, **options)
-        return [build_molecule(z, p, bonds=bonds) for z, p in arrays]
+        mols = [self.molecule(record, bonds) for record in arrays]
+        if self.sanitize_by_default if sanitize is None else sanitize:
+            mols = [self.checked(m) for m in mols]
+        return SampledMolecules(mols)
+
+    #: Whether :meth:`sample` and ``moldiff sample`` sanitise the molecules (see :meth:`checked`).
+    sanitize_by_default = False
+
+    @staticmethod
+    def checked(mol):
+        """``mol`` sanitised by RDKit (property ``moldiff_sanitized = "1"``), or, when sanitisation
+        fails, ``mol`` as built with ``moldiff_sanitized = "0"`` and the reason in ``moldiff_error``
+        (both properties are written to SDF files)."""
+        from rdkit import Chem, rdBase
+
+        clean = Chem.Mol(mol)
+        try:
+            with rdBase.BlockLogs():
+                Chem.SanitizeMol(clean)
+        except Exception as err:  # noqa: BLE001 - RDKit raises several types; the reason is kept
+            mol.SetProp("moldiff_sanitized", "0")
+            mol.SetProp("moldiff_error", str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+            return mol
+        clean.SetProp("moldiff_sanitized", "1")
+        return clean
+
+    def molecule(self, record, bonds: str = "edm"):
+        """The RDKit molecule of one sampled ``(atomic_numbers, positions)`` record, its bonds perceived
+        by ``bonds`` (``"edm"``: EDM's distance tables, ``"rdkit"``: RDKit's perception)."""
+        z, p = record
+        return build_molecule(z, p, bonds=bonds)
 
 
     def sample_command(self, args, info) -> int:
         """``moldiff sample`` for molecule models: one SDF (or XYZ) file; under torchrun every rank samples
         its own chunks (:meth:`chunks_for`) and rank 0 writes them all."""
         out = Path(args.out or "samples.sdf")
-        sampler = args.sampler or "ddpm"
+        out_format = molecule_file_format(out)  # an unknown suffix stops here, before anything is sampled
+        sampler, steps, _ = self.model.sampling_defaults(args.sampler, args.steps)
         get_sampler(sampler)  # an unknown name stops here, before anything is sampled
         sizes = self.plan(args.num, args.seed, args.num_atoms)
         targets = self.plan_condition(sizes, args.seed, parse_conditions(args.condition), force=args.force_condition)
         options = {} if args.guidance_scale is None else {"guidance_scale": args.guidance_scale}
         mine = self.chunks_for(args.num, args.batch_size, info.rank, info.world_size)  # each rank its own chunks
-        _, steps, _ = self.model.sampling_defaults(sampler, args.steps)
         tick = time.perf_counter()
         with step_progress(len(mine) * steps, f"sampling {args.num} molecules ({sampler})",
                            info.is_main and not args.no_progress) as callback:
@@ -288,16 +335,22 @@ class MoleculeGenerator:
         if not info.is_main:
             return 0
         merged = {k: v for part in gathered for k, v in part.items()}
-        molecules = [m for k in sorted(merged) for m in merged[k]]
+        molecules = [self.molecule(m, args.bonds) for k in sorted(merged) for m in merged[k]]
+        if self.sanitize_by_default:
+            molecules = SampledMolecules(self.checked(m) for m in molecules)
+            if molecules.failed:
+                print(f"{len(molecules.failed)} of {len(molecules)} molecules failed RDKit's sanitisation: written as "
+                      f"generated, with the SDF property moldiff_sanitized = 0 and the reason in moldiff_error",
+                      file=sys.stderr)
         out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix == ".xyz":
+        if out_format == "xyz":
             write_xyz(molecules, out)
         else:
             def title(i: int) -> str:
                 target = "" if targets is None else "".join(f" {n}={float(v[i]):.6g}" for n, v in targets.items())
                 return f"moldiff {args.model} seed={args.seed} #{i}{target}"
 
-            write_sdf(molecules, out, bonds=args.bonds, titles=[title(i) for i in range(len(molecules))])
+            write_sdf(molecules, out, titles=[title(i) for i in range(len(molecules))])
         per_molecule = elapsed / max(1, sum(len(results[k]) for k in mine))
         print(f"wrote {len(molecules)} molecules to {out} ({per_molecule:.3f} s per molecule on rank 0, "
               f"{info.world_size} process(es), device {info.device})", file=sys.stderr)
@@ -371,3 +424,36 @@ def sample_in_processes(model: str | os.PathLike, sizes: torch.Tensor, seed: int
         shards = pool.map(_sample_shard, jobs)
     chunks = {k: mols for part, _ in shards for k, mols in part.items()}
     return [mol for k in sorted(chunks) for mol in chunks[k]], sum(seconds for _, seconds in shards)
+
+
+class FlowMoleculeGenerator(MoleculeGenerator):
+    """Samples molecules from a :class:`~moldiff.molecules.flow_model.MoleculeFlow`, the model that
+    generates bonds and formal charges with the atoms: the RDKit molecules carry the generated
+    bonds and charges exactly (:func:`~moldiff.molecules.bond_metrics.bonded_molecule`); ``bonds=``
+    (the perception of the EDM-style models) does not apply and is ignored.
+
+    The contract is :class:`MoleculeGenerator`'s (same seeding rule, chunks, processes, CLI); its
+    records are dicts ``{"atomic_numbers", "formal_charges", "positions", "bonds"}`` instead of
+    ``(atomic_numbers, positions)`` pairs. Conditioning and guidance are not available for this family yet.
+    Its molecules are sanitised by default (:meth:`MoleculeGenerator.checked`).
+    """
+
+    sanitize_by_default = True
+
+    def plan_condition(self, sizes, seed=0, condition=None, *, force=False, predictor=None):
+        if condition is not None or predictor is not None:
+            raise InputError("this model family takes no condition or predictor yet")
+        return None
+
+    def sample_chunk(self, sizes: torch.Tensor, seed: int, start: int, *, sampler: str | None = None,
+                     steps: int | None = None, callback: Callable | None = None, condition=None, predictor=None,
+                     **options) -> list[dict]:
+        """One chunk of molecule records (see :meth:`MoleculeGenerator.sample_chunk` for the seeding)."""
+        g = item_generators(seed, range(start, start + len(sizes)), self.device)
+        options.pop("guidance_scale", None)
+        sample = self.model.sample_states(sizes, sampler=sampler, steps=steps, generator=g, callback=callback, **options)
+        return self.model.split_molecules(sample)
+
+    def molecule(self, record, bonds: str = "edm"):
+        """The RDKit molecule of one sampled record, with its generated bonds and charges."""
+        return bonded_molecule(record["atomic_numbers"], record["formal_charges"], record["positions"], record["bonds"])

@@ -200,6 +200,7 @@ def evaluate_molecules(
     training_smiles: Iterable[str] | None = None,
     bonds: Literal["edm", "rdkit"] = "edm",
     progress: bool = False,
+    total: int | None = None,
 ) -> dict[str, float | int | None]:
     """EDM's metrics over a set of molecules.
 
@@ -210,7 +211,8 @@ def evaluate_molecules(
         training_smiles: SMILES of the training set made by the same pipeline (see
             :func:`moldiff.molecules.training_smiles`); without them ``novelty`` is ``None``.
         bonds: bond perception, ``"edm"`` (the benchmark protocol) or ``"rdkit"``. (default: ``"edm"``)
-        progress: show a progress bar. (default: False)
+        progress: show a progress bar on stderr, one tick per molecule scored. (default: False)
+        total: the number of molecules, for the bar (default: ``len(molecules)`` when it has one).
 
     Returns:
         A dict with ``num_molecules`` and the fractions (0..1) ``atom_stability,
@@ -222,7 +224,8 @@ def evaluate_molecules(
     if progress:
         from tqdm.auto import tqdm
 
-        items = tqdm(items, desc="evaluating", unit="mol")
+        total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
+        items = tqdm(items, total=total, desc="scoring molecules", unit="mol")
     n_mol = n_atoms = n_stable_atoms = n_stable_mol = n_connected_valid = n_disconnected = 0
     valid_smiles: list[str] = []
     for item in items:

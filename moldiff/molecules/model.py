@@ -35,6 +35,7 @@ from moldiff.core import (
 from moldiff.errors import ConfigError
 from moldiff.nn.e3nn_denoiser import E3nnDenoiser
 from moldiff.nn.egnn import EGNNDenoiser
+from moldiff.precision import precision_autocast
 
 Tensor = torch.Tensor
 
@@ -133,8 +134,15 @@ class _StateNetwork(nn.Module):
 
 
 def _space_fn(width: int):
+    """The denoiser's ``space_fn``: the batch's zero-CoM product space, built once per batch vector
+    (a sampler calls the denoiser with one batch vector at every step)."""
+    last: dict = {}
+
     def space(x: Tensor, *, batch: Tensor, num_graphs: int, **_) -> Any:
-        return molecule_space(batch, width, num_graphs, dtype=x.dtype)
+        key = (batch._version, int(num_graphs), x.dtype, batch.device, batch.shape)
+        if last.get("batch") is not batch or last.get("key") != key:
+            last.update(batch=batch, key=key, space=molecule_space(batch, width, num_graphs, dtype=x.dtype))
+        return last["space"]
 
     return space
 
@@ -249,7 +257,8 @@ class MoleculeDiffusion(nn.Module):
     def sample_states(self, num_atoms: Sequence[int] | Tensor, *, sampler: str | None = None, steps: int | None = None,
                       grid: str | None = None, generator: torch.Generator | None = None, context=None,
                       guidance_scale: float = 1.0, guidance: Callable | None = None, callback: Callable | None = None,
-                      device=None, dtype=torch.float32, **sampler_options) -> tuple[Tensor, Tensor, Tensor]:
+                      device=None, dtype=torch.float32, precision: str | None = None,
+                      **sampler_options) -> tuple[Tensor, Tensor, Tensor]:
         """Sample one packed batch.
 
         Args:
@@ -262,6 +271,10 @@ class MoleculeDiffusion(nn.Module):
             guidance: optional ``guidance(denoiser, space, extra_args) -> denoiser`` wrapping the
                 (classifier-free guided) denoiser, e.g. gradient guidance by a property predictor
                 (:func:`moldiff.molecules.predictor.predictor_guidance`).
+            precision: the network's precision, ``"fp32"``, ``"bf16"`` or ``"auto"``
+                (:mod:`moldiff.precision`; the sampler's state, the schedule and the zero-CoM
+                projection stay in ``dtype``); ``None`` leaves any autocast of the caller as it is
+                (default: ``None``).
 
         Returns:
             ``(pos [N, 3] Angstrom, atom_types [N] vocabulary indices, batch [N])``.
@@ -288,8 +301,9 @@ class MoleculeDiffusion(nn.Module):
         if guidance is not None:
             denoiser = guidance(denoiser, space, extra)
         x = initial_noise(space, float(sigmas[0]), generator=generator, schedule=self.schedule, dtype=dtype).to(device)
-        x = get_sampler(sampler)(denoiser, x, sigmas, space, generator=generator, callback=callback,
-                                 extra_args=extra, **sampler_options)
+        with precision_autocast(precision, device):
+            x = get_sampler(sampler)(denoiser, x, sigmas, space, generator=generator, callback=callback,
+                                     extra_args=extra, **sampler_options)
         pos, types = self.decode(x)
         return pos, types, batch
 

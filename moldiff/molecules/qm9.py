@@ -4,9 +4,9 @@ Sources :func:`load_qm9` reads (all offline):
 
 * ``"qm9pack"`` (default): the CSV files inside the installed PyPI package ``qm9pack`` (1.0.3),
   located with :mod:`importlib` without importing the package (its own ``get_data()`` needs the
-  removed ``pkg_resources``). Parsed once (about 15 s) into an ``.npz`` in the cache folder
-  (``cache_dir`` argument, ``$MOLDIFF_CACHE_DIR`` or ``~/.cache/moldiff``); later loads take about
-  a second.
+  removed ``pkg_resources``). Parsed once (about 25 s; one line on stderr says so) into an ``.npz``
+  in the cache folder (``cache_dir`` argument, ``$MOLDIFF_CACHE_DIR`` or ``~/.cache/moldiff``);
+  later loads take about a second.
 * a path to a ``.npz``: either the whole-dataset layout of ``shared/data/qm9/qm9.npz`` (per-atom
   arrays concatenated) or an EDM/Cormorant processed split such as ``edm_test.npz`` (zero-padded to
   29 atoms).
@@ -34,6 +34,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import os
+import sys
 import tarfile
 import time
 import warnings
@@ -408,6 +409,9 @@ def load_qm9(
         arrays = _read_npz_cache(cache)
         how = f"cache {cache}"
     else:
+        took = "about 25 s" if str(source) == "qm9pack" else "about 30 s for all of QM9"
+        print(f"moldiff: parsing QM9 from {origin}, once: cached so that later loads take a second ({took}) "
+              f"in {cache}", file=sys.stderr, flush=True)
         arrays = reader()
         save_npz_atomic(cache, {k: v for k, v in arrays.items()})
         how = f"parsed {origin}, cached to {cache}"
@@ -449,11 +453,11 @@ class QM9Dataset(MoleculeDataset):
     Property values per molecule: ``dataset.property("gap")`` (alias ``property_values``), ``[M]``
     in the units of :data:`QM9_PROPERTIES`.
 
-    Example:
-        >>> ds = QM9Dataset("test")                                # doctest: +SKIP
-        >>> batch = next(iter(ds.loader(batch_size=64)))           # doctest: +SKIP
-        >>> batch.pos.shape, batch.num_graphs                      # doctest: +SKIP
-        (torch.Size([1155, 3]), 64)
+    Example::
+
+        ds = QM9Dataset("test")
+        batch = next(iter(ds.loader(batch_size=64)))
+        batch.pos.shape, batch.num_graphs   # (torch.Size([1155, 3]), 64)
     """
 
     def __init__(

@@ -22,10 +22,13 @@ from typing import IO, Any, Iterable, Iterator, Literal, NamedTuple, Sequence
 
 import numpy as np
 
+from moldiff.errors import InputError
+
 from .bonds import edm_bond_matrix
 from .elements import ELEMENT_SYMBOLS, UnknownElementError, atomic_number, element_symbol
 
 __all__ = [
+    "MOLECULE_FILE_SUFFIXES",
     "MoleculeRecordError",
     "SDFRecord",
     "SkippedRecord",
@@ -33,6 +36,7 @@ __all__ = [
     "XYZMolecule",
     "build_molecule",
     "mol_to_arrays",
+    "molecule_file_format",
     "open_text",
     "parse_float",
     "read_sdf_records",
@@ -55,8 +59,31 @@ SKIP_REASONS = (
 )
 
 
+#: Molecule files moldiff reads and writes, by how the name ends (case-insensitive): ``"sdf"`` or ``"xyz"``.
+MOLECULE_FILE_SUFFIXES: dict[str, str] = {
+    ".sdf": "sdf", ".sdf.gz": "sdf", ".sd": "sdf", ".sd.gz": "sdf", ".mol": "sdf", ".mol.gz": "sdf",
+    ".xyz": "xyz", ".xyz.gz": "xyz",
+}
+
+
 # ----------------------------------------------------------------------------------------------
 # small helpers
+
+
+def molecule_file_format(path: str | os.PathLike) -> Literal["sdf", "xyz"]:
+    """``"sdf"`` or ``"xyz"``: the format of a molecule file, from how its name ends
+    (:data:`MOLECULE_FILE_SUFFIXES`).
+
+    Raises:
+        InputError: for any other name; the message names the file and the suffixes understood.
+    """
+    name = Path(path).name.lower()
+    for suffix in sorted(MOLECULE_FILE_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return MOLECULE_FILE_SUFFIXES[suffix]  # type: ignore[return-value]
+    found = "".join(Path(name).suffixes[-2:]) or "no suffix"
+    raise InputError(f"{path}: unknown molecule file type ({found}); moldiff reads and writes "
+                     f"{', '.join(MOLECULE_FILE_SUFFIXES)}")
 
 
 def open_text(path: str | os.PathLike, mode: str = "r") -> IO[str]:
@@ -211,7 +238,7 @@ def mol_to_arrays(mol, conf_id: int = -1) -> tuple[np.ndarray, np.ndarray]:
 # SDF
 
 
-class MoleculeRecordError(ValueError):
+class MoleculeRecordError(InputError):
     """A bad record in a molecule file; the message names the file, record number and title.
 
     Attributes:
@@ -433,7 +460,7 @@ def write_sdf(
 # XYZ
 
 
-class XYZFormatError(ValueError):
+class XYZFormatError(InputError):
     """A malformed XYZ file; the message names the file and line."""
 
 

@@ -5,10 +5,10 @@ Every record must hold one molecule with a 3D conformer. Hydrogens are kept as w
 coordinates; bonds are perceived again when decoding). The atom-type vocabulary is the set of
 elements found, ordered by atomic number, unless one is given.
 
-Example:
-    >>> ds = SDFDataset("shared/data/molecules/drug_like_3d.sdf.gz")    # doctest: +SKIP
-    >>> ds.vocabulary                                                    # doctest: +SKIP
-    ('H', 'C', 'N', 'O', 'F', 'S', 'Cl', 'Br', 'I')
+Example::
+
+    ds = SDFDataset("../shared/data/molecules/drug_like_3d.sdf.gz")
+    ds.vocabulary   # ('H', 'C', 'N', 'O', 'F', 'S', 'Cl', 'Br', 'I')
 """
 
 from __future__ import annotations

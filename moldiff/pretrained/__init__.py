@@ -1,7 +1,10 @@
 """The models shipped inside the package: one small weights file each, and this index.
 
 Each file is what :func:`moldiff.train.checkpoint.export_ema` writes (EMA weights, the full config
-and the dataset statistics needed to sample), so a shipped model loads like any exported file.
+and the dataset statistics needed to sample), so a shipped model loads like any exported file. The
+weights are fp16 in ``cath_ca``, ``fashion_mnist`` and ``fashion_mnist_classifier`` (export_ema's
+default) and float32 in the four ``qm9*`` files (``dtype=None``: small enough that fp16 would save
+nothing worth its rounding); every loader hands back float32 models.
 :func:`moldiff.hub.load_pretrained` loads one by name. This module imports nothing from moldiff, so
 the training engine can resolve a name (``train.init_from=qm9``) without loading any modality.
 """

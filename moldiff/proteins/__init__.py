@@ -7,14 +7,17 @@
 * :mod:`~moldiff.proteins.model` — :class:`BackboneDiffusion` (zero-CoM CA space, EGNN on kNN +
   sequence edges with relative-position and handedness features);
 * :mod:`~moldiff.proteins.task` — the ``backbones`` training task;
+* :mod:`~moldiff.proteins.generator` — :class:`BackboneGenerator`, what :func:`moldiff.load_pretrained` returns;
 * :mod:`~moldiff.proteins.evaluate` — the evaluation suite of ``moldiff evaluate-backbones``.
 
-Example:
-    >>> from moldiff.proteins import BackboneDiffusion, BackboneModelConfig      # doctest: +SKIP
-    >>> model = moldiff.load_model("runs/cath_ca/checkpoints/last.ckpt")          # doctest: +SKIP
-    >>> designs = model.sample(100, num=10, seed=0, temperature=0.8)              # doctest: +SKIP
-    >>> scaffolds = model.scaffold("motif.pdb", "10-20/A15-30/10-20", num=4)      # doctest: +SKIP
-    >>> save_designs(designs, "designs/")                                         # doctest: +SKIP
+Example::
+
+    import moldiff
+    from moldiff.proteins import save_designs
+    gen = moldiff.load_pretrained("cath_ca")               # or "runs/cath_ca/checkpoints/best.ckpt"
+    designs = gen.sample(10, length=100, seed=0, temperature=0.8)
+    scaffolds = gen.sample(4, contig="10-20/A15-30/10-20", motif="motif.pdb")
+    save_designs(designs, "designs/")
 
 Importing this package is cheap: Biopython is imported when a structure is first read.
 """
@@ -29,7 +32,7 @@ _EXPORTS = {
     "NonStandardResidueError": "pdb_io",
     "BackboneDataset": "dataset", "BackboneBatch": "dataset", "collate_backbones": "dataset",
     "Contig": "contig", "ContigError": "contig", "parse_contig": "contig",
-    "BackboneDiffusion": "model", "BackboneModelConfig": "model", "Design": "model", "save_designs": "model",
+    "BackboneGenerator": "generator", "BackboneDiffusion": "model", "BackboneModelConfig": "model", "Design": "model", "save_designs": "model",
     "evaluate_backbones": "evaluate", "evaluate_folder": "evaluate",
 }
 

@@ -25,13 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from moldiff.errors import InputError
+
 __all__ = ["ContigError", "Segment", "Contig", "ContigLayout", "parse_contig"]
 
 _SCAFFOLD = re.compile(r"^(\d+)(?:-(\d+))?$")
 _MOTIF = re.compile(r"^([A-Za-z])(-?\d+)(?:-(-?\d+))?$")
 
 
-class ContigError(ValueError):
+class ContigError(InputError):
     """A contig string that cannot be parsed, or one that cannot be laid out."""
 
 

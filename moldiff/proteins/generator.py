@@ -1,9 +1,11 @@
 """The backbone generator: what :func:`moldiff.load_pretrained` returns for a backbone model.
 
->>> gen = moldiff.load_pretrained("cath_ca")                                    # doctest: +SKIP
->>> designs = gen.sample(10, length=100, seed=0)                                # doctest: +SKIP
->>> scaffolds = gen.sample(4, contig="10-20/A15-30/10-20", motif="motif.pdb")   # doctest: +SKIP
->>> save_designs(designs, "designs/")                                           # doctest: +SKIP
+Example::
+
+    gen = moldiff.load_pretrained("cath_ca")
+    designs = gen.sample(10, length=100, seed=0)
+    scaffolds = gen.sample(4, contig="10-20/A15-30/10-20", motif="motif.pdb")
+    save_designs(designs, "designs/")
 """
 
 from __future__ import annotations
@@ -111,6 +113,6 @@ class BackboneGenerator:
         paths = save_designs(designs, out, metadata=meta)
         rmsd = [d.motif_rmsd for d in designs if d.motif_rmsd is not None]
         extra = f", motif RMSD max {max(rmsd):.2e} A" if rmsd else ""
-        print(f"wrote {len(paths)} backbones to {out}/ ({elapsed / len(paths):.3f} s per backbone{extra})",
+        print(f"wrote {len(paths)} backbones to {out.rstrip('/')}/ ({elapsed / len(paths):.3f} s per backbone{extra})",
               file=sys.stderr)
         return 0

@@ -52,6 +52,7 @@ from moldiff.core import (
     get_sampler,
     initial_noise,
     inpainting,
+    item_generators,
     zero_com_space,
 )
 from moldiff.nn.egnn import EGNNDenoiser
@@ -464,10 +465,10 @@ class BackboneDiffusion(nn.Module):
                   **options) -> list[np.ndarray]:
         """Chains of the given lengths in batches; ``known[i]`` ``[L_i, 3]`` with NaN rows where free."""
         device = next(self.parameters()).device
-        generator = torch.Generator(device=device).manual_seed(int(seed))
         out: list[np.ndarray] = []
         for start in range(0, len(lengths), batch_size):
             chunk = lengths[start:start + batch_size]
+            generator = item_generators(seed, range(start, start + len(chunk)), device)  # chain i: (seed, i)
             k = m = None
             if known is not None:
                 rows = torch.as_tensor(np.concatenate(known[start:start + batch_size]))
@@ -487,7 +488,8 @@ class BackboneDiffusion(nn.Module):
         Args:
             lengths: one length for all chains, or one per chain (default: drawn from the training
                 length histogram).
-            seed: random seed; the same seed, lengths and batch size give the same chains.
+            seed: random seed; the same seed and lengths give the same chains, whatever the batch size
+                (chain ``i`` draws its noise from its own generator, :func:`moldiff.core.item_generators`).
             sampler: a :data:`moldiff.core.SAMPLERS` name (default: the config's, ``heun``).
             steps: sampler steps (default: the config's).
             temperature: noise scale below 1 for lower-temperature, less diverse samples (default: 1).

@@ -30,6 +30,8 @@ from typing import IO, Sequence
 
 import numpy as np
 
+from moldiff.errors import InputError
+
 __all__ = [
     "STANDARD_RESIDUES", "StructureError", "MissingCAError", "ChainBreakError", "NonStandardResidueError",
     "Backbone", "read_backbone", "write_backbone_pdb", "write_design", "STRUCTURE_SUFFIXES",
@@ -46,7 +48,7 @@ STANDARD_RESIDUES: dict[str, str] = {
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
 
 
-class StructureError(ValueError):
+class StructureError(InputError):
     """A structure file that cannot be used as a C-alpha trace."""
 
 

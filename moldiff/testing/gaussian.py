@@ -50,11 +50,11 @@ class DenseGaussianOracle:
     def __call__(self, x: Tensor, sigma: Tensor, **_) -> Tensor:
         """Optimal denoiser ``D(x, sigma)`` (``sigma``: ``[B]``)."""
         s2 = sigma.double().reshape(-1, 1) ** 2
-        return self._apply(x, lambda l: l / (l + s2))
+        return self._apply(x, lambda lam: lam / (lam + s2))
 
     def ode_solution(self, x: Tensor, sigma_from: float, sigma_to: float) -> Tensor:
         """Exact PF-ODE transport of ``x`` from ``sigma_from`` to ``sigma_to``."""
-        return self._apply(x, lambda l: torch.sqrt((l + sigma_to**2) / (l + sigma_from**2)))
+        return self._apply(x, lambda lam: torch.sqrt((lam + sigma_to**2) / (lam + sigma_from**2)))
 
     def sample(self, num_items: int, generator: torch.Generator | None = None) -> Tensor:
         z = torch.randn(num_items, self.dim, generator=generator, dtype=torch.float64)

@@ -78,8 +78,11 @@ class TrainConfig:
             "EMA" model is then the raw model (default: 0.999).
         ema_warmup: use ``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` updates (TF/timm warm-up)
             so that early averages are not dominated by the random initialisation (default: true).
-        precision: ``"fp32"`` or ``"bf16"`` (bf16 autocast of the model's forward on CUDA; on CPU
-            the engine runs fp32 and says so) (default: ``"fp32"``).
+        precision: ``"fp32"``, ``"bf16"`` (bf16 autocast of the model's forward, on CUDA or CPU;
+            weights, optimiser and EMA stay fp32) or ``"auto"`` (bf16 where the device multiplies
+            bf16 matrices natively: CUDA with bf16 support, a CPU with ``avx512_bf16`` or
+            ``amx_bf16``; fp32 elsewhere); the log's start event records the choice
+            (default: ``"fp32"``).
         clip: gradient clipping, ``"none"``, ``"norm"`` (clip the global norm at ``clip_value``) or
             ``"adaptive"`` (EDM, Hoogeboom et al. 2022: clip at ``1.5 mean + 2 std`` of the last
             ``clip_history`` gradient norms; the history starts filled with ``clip_value``)
@@ -122,7 +125,7 @@ class TrainConfig:
     grad_accum: int = 1
     ema_decay: float = 0.999
     ema_warmup: bool = True
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     clip: Literal["none", "norm", "adaptive"] = "norm"
     clip_value: float = 1.0
     clip_history: int = 50
@@ -464,9 +467,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     Returns:
         The checked :class:`ExperimentConfig`.
 
-    Example:
-        >>> cfg = load_config("configs/toy_gaussian_mixture.yaml", ["train.steps=100"])  # doctest: +SKIP
-        >>> cfg.train.steps  # doctest: +SKIP
-        100
+    Example::
+
+        cfg = load_config("configs/toy_gaussian_mixture.yaml", ["train.steps=100"])
+        cfg.train.steps   # 100
     """
     return experiment_from_dict(apply_overrides(load_yaml(path), overrides))

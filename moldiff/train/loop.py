@@ -6,8 +6,10 @@ A task's model only has to give a loss for a batch (see :mod:`moldiff.train.task
 * counts optimiser steps (not epochs), drawing endless seeded batches from
   :class:`~moldiff.train.distributed.ShardedBatchSampler`;
 * AdamW with linear warm-up and cosine / linear decay, gradient accumulation;
-* bf16 autocast of the model's forward on CUDA (``train.precision = "bf16"``; fp32 on CPU; the
-  diffusion schedule maths in :mod:`moldiff.core` runs in float64 and is untouched by autocast);
+* bf16 autocast of the model's forward on CUDA or CPU (``train.precision = "bf16"``, or ``"auto"``:
+  bf16 where the device multiplies bf16 matrices natively, :mod:`moldiff.precision`; the log's
+  start event records the choice; weights, optimiser and EMA stay fp32, and the diffusion
+  schedule maths in :mod:`moldiff.core` runs in float64, untouched by autocast);
 * global-norm clipping, fixed or EDM's adaptive rule, behind a guard that *skips and counts* a
   step whose loss or gradient is not finite, leaving weights, optimiser moments and EMA unchanged;
 * an fp32 EMA of the weights with warm-up; evaluation of the EMA model under fixed seeds;
@@ -15,6 +17,12 @@ A task's model only has to give a loss for a batch (see :mod:`moldiff.train.task
   schedule, step, every rank's random states, the data stream's position, config, dataset
   statistics), written atomically, the last ``keep_last`` and the best kept;
 * JSON-lines logs and a progress bar; DDP under ``torchrun`` with only rank 0 writing.
+
+``moldiff train CONFIG [KEY=VALUE ...] --resume`` continues the saved run's config (the run folder's
+``config.yaml``) with only the overrides given now, and prints one line for each key where the
+config file and the saved run differ, saying which value is used (:func:`plan_resume`; the log
+records it as a ``resume_config`` event). A run already at ``train.steps`` says so and trains
+nothing.
 
 Typical use is the command line (``moldiff train CONFIG``) or::
 
@@ -30,6 +38,7 @@ import hashlib
 import math
 import random
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -41,6 +50,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from moldiff.errors import CheckpointError, ConfigError
+from moldiff.precision import resolve_precision
 from moldiff.pretrained import pretrained_path
 
 from .checkpoint import (
@@ -54,7 +65,17 @@ from .checkpoint import (
     run_lock,
     trained_weights,
 )
-from .config import ExperimentConfig, TrainConfig, save_yaml, to_dict
+from .config import (
+    ExperimentConfig,
+    TrainConfig,
+    apply_overrides,
+    experiment_from_dict,
+    load_config,
+    load_yaml,
+    parse_overrides,
+    save_yaml,
+    to_dict,
+)
 from .distributed import (
     DistInfo,
     ShardedBatchSampler,
@@ -71,7 +92,8 @@ from .logs import JsonlLogger, ProgressBar, peak_memory_mb
 from .optim import GradClipper, LRSchedule, build_optimizer, grad_norm
 from .tasks import TaskBundle, get_task
 
-__all__ = ["Trainer", "TrainResult", "StepResult", "train", "derive_seed", "seed_everything", "move_to_device"]
+__all__ = ["Trainer", "TrainResult", "StepResult", "train", "derive_seed", "seed_everything", "move_to_device",
+           "ResumePlan", "ResumeSetting", "LAUNCH_KEYS", "plan_resume"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -179,6 +201,7 @@ class TrainResult:
         best_metric: best value of ``train.best_metric`` seen (``None`` if never evaluated).
         last_log: the last training log record.
         stopped: the run ended early on SIGTERM / SIGUSR1 (after writing a checkpoint).
+        nothing_to_do: a resumed run was already at ``train.steps`` (or beyond) and trained nothing.
     """
 
     step: int
@@ -188,6 +211,7 @@ class TrainResult:
     best_metric: float | None
     last_log: dict
     stopped: bool = False
+    nothing_to_do: bool = False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -248,7 +272,8 @@ class Trainer:
         self.noise_generator = torch.Generator(self.device)
         self.noise_generator.manual_seed(derive_seed(tc.seed, "noise", self.dist.rank))
 
-        self.use_bf16 = tc.precision == "bf16" and self.device.type == "cuda"
+        self.precision = resolve_precision(tc.precision, self.device)  # "fp32" or "bf16"
+        self.use_bf16 = self.precision == "bf16"
         self.loss_module: nn.Module = _LossModule(self.model)
         if tc.compile:
             target = getattr(self.model, "network", None)
@@ -468,8 +493,13 @@ class Trainer:
     def load_state_dict(self, ckpt: dict) -> None:
         """Restore a checkpoint written by :meth:`state_dict` (the current config's schedule is kept)."""
         if ckpt.get("task") != self.config.task:
-            raise ValueError(f"checkpoint is of task {ckpt.get('task')!r}, this run's task is {self.config.task!r}")
-        self.model.load_state_dict(ckpt["model"])
+            raise ConfigError(f"checkpoint is of task {ckpt.get('task')!r}, this run's task is {self.config.task!r}")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except RuntimeError as err:  # a model.* setting changed since the checkpoint was written
+            detail = "; ".join(line.strip() for line in str(err).splitlines()[1:3])
+            raise CheckpointError(f"the checkpoint's weights do not fit the model of this run's config (did a "
+                                  f"model.* setting change since it was written?): {detail}") from None
         self.ema.load_state_dict(ckpt["ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.clipper.load_state_dict(ckpt["clipper"])
@@ -573,27 +603,34 @@ class Trainer:
             for name, handler in previous.items():
                 signal.signal(getattr(signal, name), handler)
 
-    def fit(self, resume: bool | str | Path = False, stop_at: int | None = None) -> TrainResult:
+    def fit(self, resume: bool | str | Path = False, stop_at: int | None = None,
+            resume_plan: "ResumePlan | None" = None) -> TrainResult:
         """Train until ``train.steps``.
 
         Args:
             resume: ``True`` continues from this run's newest checkpoint (starting fresh when there
-                is none), a path continues from that checkpoint, ``False`` starts fresh.
+                is none), a path continues from that checkpoint, ``False`` starts fresh. The run
+                trains with this trainer's config; :func:`plan_resume` makes the one the command
+                line uses (the saved run's, with the overrides given now).
             stop_at: stop once ``step == stop_at`` without a final checkpoint or evaluation, as if
                 the job were killed there (tests of resumption use it).
+            resume_plan: how the config was chosen (:func:`plan_resume`), recorded in the log as a
+                ``resume_config`` event when the run resumes.
 
         Returns:
             A :class:`TrainResult`. A run stopped by SIGTERM or SIGUSR1 writes a checkpoint of the
-            step it was in and returns with ``stopped=True``; ``resume=True`` continues it.
+            step it was in and returns with ``stopped=True``; ``resume=True`` continues it. A run
+            resumed at or beyond ``train.steps`` says so on stderr, trains nothing, writes nothing
+            but a ``nothing_to_do`` log event and returns with ``nothing_to_do=True``.
 
         Raises:
             FileExistsError: when starting fresh in a folder that already holds checkpoints, or when
                 another live process on this machine is training in the same folder.
         """
         with run_lock(self.out_dir) if self.is_main else contextlib.nullcontext():
-            return self._fit(resume, stop_at)
+            return self._fit(resume, stop_at, resume_plan)
 
-    def _fit(self, resume: bool | str | Path, stop_at: int | None) -> TrainResult:
+    def _fit(self, resume: bool | str | Path, stop_at: int | None, resume_plan: "ResumePlan | None") -> TrainResult:
         tc = self.tc
         self._start_batch = self._batches_consumed()
         if resume:
@@ -601,6 +638,14 @@ class Trainer:
         elif self.checkpoints.checkpoints():
             raise FileExistsError(f"{self.out_dir} already holds checkpoints of an earlier run: continue it with "
                                   "--resume (resume=True) or choose another output folder")
+        if self.resumed_from is not None and self.step >= tc.steps:
+            if self.is_main:
+                self.logger.log({"kind": "event", "step": self.step, "event": "nothing_to_do", "steps": tc.steps,
+                                 "checkpoint": str(self.resumed_from)})
+                print(f"run already at step {self.step} of {tc.steps}: nothing to do; raise train.steps=N to train on",
+                      file=sys.stderr, flush=True)
+            return TrainResult(self.step, self.skipped_steps, self.out_dir, self._last_checkpoint, self.best_metric,
+                               {}, nothing_to_do=True)
         if self.resumed_from is None and tc.init_from is not None:
             self.init_weights(tc.init_from)
         if self.is_main:
@@ -610,14 +655,15 @@ class Trainer:
                 self.logger.truncate_after(self.step)
             else:
                 self.logger.reset()
-            if tc.precision == "bf16" and not self.use_bf16:
-                warnings.warn("train.precision is 'bf16' but the device is the CPU: training in fp32")
             n_params = sum(p.numel() for p in self.params)
+            if self.resumed_from is not None and resume_plan is not None:
+                self.logger.log({"kind": "event", "step": self.step, **resume_plan.event()})
             self.logger.log({"kind": "event", "step": self.step, "event": "resume" if self.resumed_from else "start",
                              "checkpoint": str(self.resumed_from) if self.resumed_from else None,
                              "init_from": None if self.resumed_from else tc.init_from,
                              "task": self.config.task, "device": str(self.device), "world_size": self.dist.world_size,
-                             "parameters": n_params, "precision": "bf16" if self.use_bf16 else "fp32",
+                             "parameters": n_params, "precision": self.precision,
+                             "precision_requested": tc.precision,
                              "items_per_step": tc.batch_size * tc.grad_accum * self.dist.world_size})
 
         end = tc.steps if stop_at is None else min(tc.steps, stop_at)
@@ -729,11 +775,182 @@ class _Window:
 
 
 # ------------------------------------------------------------------------------------------------
+# The config of a resumed run
+# ------------------------------------------------------------------------------------------------
+
+#: Keys that describe this launch rather than the run, and change no number it computes (the progress
+#: bar, data-loading processes, the folder): on resume they follow this launch's config file and
+#: overrides, without a note.
+LAUNCH_KEYS = ("train.progress", "train.num_workers", "train.out_dir")
+
+_UNSET = object()  # a key one of the configs does not have
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": 1e-3}`` (lists are values, dicts are sections)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _show(value: Any) -> str:
+    """A config value as one writes it in an override (``true``, ``null``, ``[0.9, 0.999]``, ``1e-05``)."""
+    if value is _UNSET:
+        return "(unset)"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value if value else "''"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class ResumeSetting:
+    """A key whose value on resume is not both the saved run's and this launch's config file's.
+
+    Attributes:
+        key: the dotted key, e.g. ``"train.lr"``.
+        saved: its value in the saved run's config.
+        given: its value in this launch's config file with the overrides given now.
+        used: the value the resumed run trains with.
+        source: ``"override"`` (given now on the command line; used) or ``"saved"`` (the saved
+            run's value, kept although the config file now says otherwise).
+    """
+
+    key: str
+    saved: Any
+    given: Any
+    used: Any
+    source: str
+
+    def describe(self, config_file: str) -> str:
+        """One line for people: the value used, and why."""
+        if self.source == "override":
+            return f"{self.key} = {_show(self.used)}, given now (the saved run had {_show(self.saved)})"
+        return (f"{self.key} = {_show(self.used)}, as in the saved run ({config_file} says {_show(self.given)}; "
+                f"give {self.key}={_show(self.given)} to use that)")
+
+    def record(self) -> dict:
+        """The setting as plain data for the log."""
+        def plain(v):
+            return None if v is _UNSET else v
+        return {"key": self.key, "saved": plain(self.saved), "given": plain(self.given), "used": plain(self.used),
+                "source": self.source}
+
+
+@dataclass
+class ResumePlan:
+    """The config a resumed run trains with, and how it was chosen (see :func:`plan_resume`).
+
+    Attributes:
+        config: the config to train with.
+        settings: one :class:`ResumeSetting` per key where the saved run, this launch's config file
+            and the value used do not all agree, in config order.
+        saved_from: the file the saved run's config was read from (``config.yaml`` in the run
+            folder, else the checkpoint); ``None`` when there is nothing to resume and the run
+            starts fresh with this launch's config.
+        config_file: this launch's config file.
+    """
+
+    config: ExperimentConfig
+    settings: list[ResumeSetting]
+    saved_from: Path | None
+    config_file: str
+
+    def messages(self) -> list[str]:
+        """One line per setting (none when everything agrees)."""
+        return [f"resuming with {s.describe(self.config_file)}" for s in self.settings]
+
+    def event(self) -> dict:
+        """The decision as a log event (``"event": "resume_config"``)."""
+        return {"event": "resume_config", "saved_config": str(self.saved_from), "config_file": self.config_file,
+                "settings": [s.record() for s in self.settings]}
+
+
+def plan_resume(config_file: str | Path, overrides: list[str] | tuple[str, ...], out_dir: str | Path,
+                checkpoint: str | Path | None = None) -> ResumePlan:
+    """The config ``moldiff train CONFIG [KEY=VALUE ...] --resume`` trains with.
+
+    A resumed run continues the run it resumes: it starts from the saved run's config (the run
+    folder's ``config.yaml``, else the config inside the checkpoint) and applies only the
+    overrides given now. Values the config file holds but the saved run does not (the file was
+    edited, or the first launch overrode them) are not applied silently: each such key is listed
+    in :attr:`ResumePlan.settings`, with the value kept and the override that would change it.
+    :data:`LAUNCH_KEYS` follow this launch.
+
+    Args:
+        config_file: the experiment YAML given now.
+        overrides: the ``key=value`` overrides given now.
+        out_dir: the run folder.
+        checkpoint: the checkpoint to resume (``--resume-from``); default: the run folder's newest.
+
+    Returns:
+        A :class:`ResumePlan`; with no checkpoint to resume, this launch's config and no settings.
+
+    Raises:
+        ConfigError: the config file, an override, or the saved config (named) is invalid.
+        FileNotFoundError: ``checkpoint`` does not exist.
+    """
+    given = load_config(config_file, overrides)  # checked as a fresh launch would check them
+    out_dir = Path(out_dir)
+    saved_file = out_dir / "config.yaml"
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} not found")
+        has_checkpoint = True
+    else:
+        has_checkpoint = bool(CheckpointManager(out_dir / "checkpoints").checkpoints())
+    if not has_checkpoint:
+        return ResumePlan(given, [], None, str(config_file))
+    if saved_file.is_file():
+        source, saved_raw = saved_file, load_yaml(saved_file)
+    else:
+        found = ((Path(checkpoint), load_checkpoint(checkpoint)) if checkpoint is not None
+                 else CheckpointManager(out_dir / "checkpoints").load_latest())
+        if found is None:  # every checkpoint unreadable: the trainer will start fresh
+            return ResumePlan(given, [], None, str(config_file))
+        source, saved_raw = found[0], found[1].get("config") or {}
+    try:
+        saved = experiment_from_dict(saved_raw)
+    except ConfigError as err:
+        raise ConfigError(f"the saved run config {source}: {err}") from None
+    merged = to_dict(saved)
+    launch = to_dict(given)
+    for key in LAUNCH_KEYS:
+        section, name = key.split(".")
+        merged.setdefault(section, {})[name] = launch[section][name]
+    used = experiment_from_dict(apply_overrides(merged, overrides))
+
+    overridden = [key for key, _ in parse_overrides(overrides)]
+    flat_saved, flat_given, flat_used = (_flatten(to_dict(c)) for c in (saved, given, used))
+    settings = []
+    for key in dict.fromkeys([*flat_used, *flat_given, *flat_saved]):
+        if key in LAUNCH_KEYS:
+            continue
+        was, says, uses = (flat.get(key, _UNSET) for flat in (flat_saved, flat_given, flat_used))
+        if any(key == o or key.startswith(o + ".") for o in overridden):
+            if uses != was:
+                settings.append(ResumeSetting(key, was, says, uses, "override"))
+        elif says != was:
+            settings.append(ResumeSetting(key, was, says, uses, "saved"))
+    return ResumePlan(used, settings, source, str(config_file))
+
+
+# ------------------------------------------------------------------------------------------------
 # Entry point
 # ------------------------------------------------------------------------------------------------
 
 def train(config: ExperimentConfig, *, out_dir: str | Path | None = None, resume: bool | str | Path = False,
-          stop_at: int | None = None) -> TrainResult:
+          stop_at: int | None = None, resume_plan: ResumePlan | None = None) -> TrainResult:
     """Train ``config`` in this process (joining the torchrun job when launched by torchrun).
 
     Args:
@@ -741,12 +958,14 @@ def train(config: ExperimentConfig, *, out_dir: str | Path | None = None, resume
         out_dir: run folder (default: ``config.train.out_dir``, else ``runs/default``).
         resume: see :meth:`Trainer.fit`.
         stop_at: see :meth:`Trainer.fit`.
+        resume_plan: see :meth:`Trainer.fit`.
 
     Returns:
         The :class:`TrainResult` (identical on every rank apart from logging details).
     """
     info = init_distributed(config.train.device)
     try:
-        return Trainer(config, dist_info=info, out_dir=out_dir).fit(resume=resume, stop_at=stop_at)
+        return Trainer(config, dist_info=info, out_dir=out_dir).fit(resume=resume, stop_at=stop_at,
+                                                                    resume_plan=resume_plan)
     finally:
         cleanup_distributed(info)

@@ -52,7 +52,9 @@ def test_cfg_rescale_restores_the_conditional_spread():
     d_c = denoiser(x, sigma, 1)
     plain = classifier_free_guidance(denoiser, space, 5.0, {"label": 1}, {"label": 0})(x, sigma)
     full = classifier_free_guidance(denoiser, space, 5.0, {"label": 1}, {"label": 0}, rescale=1.0)(x, sigma)
-    std = lambda v: (v - v.mean(1, keepdim=True)).pow(2).mean(1).sqrt()
+    def std(v):
+        return (v - v.mean(1, keepdim=True)).pow(2).mean(1).sqrt()
+
     assert torch.allclose(std(full), std(d_c), rtol=1e-6)
     assert not torch.allclose(std(plain), std(d_c), rtol=1e-2)
 

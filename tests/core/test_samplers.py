@@ -143,7 +143,7 @@ def test_denoiser_call_counts():
         calls = []
         oracle = dense_problem(0, dim=3)
 
-        def counting(x, s, **kw):
+        def counting(x, s, calls=calls, oracle=oracle, **kw):
             calls.append(1)
             return oracle(x, s)
 

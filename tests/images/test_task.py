@@ -3,7 +3,6 @@ and the classifier metrics, the checkpoint reloads without data, and ``moldiff s
 
 from pathlib import Path
 
-import torch
 from PIL import Image
 
 from moldiff.cli import main

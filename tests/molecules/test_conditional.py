@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from moldiff.cli import main as cli_main
-from moldiff.molecules.generator import parse_conditions
-from moldiff.molecules.generator import MoleculeGenerator
+from moldiff.molecules.generator import MoleculeGenerator, parse_conditions
 from moldiff.molecules.graph import collate_molecules
 from moldiff.molecules.model import MoleculeDiffusion, MoleculeModelConfig, sample_context
 from moldiff.molecules.predictor import AtomCountBaseline, PropertyPredictor, PropertyPredictorConfig

@@ -92,3 +92,19 @@ def test_graph_batches_and_records_are_accepted(acetaldehyde):
     assert evaluate_molecules(batch)["num_molecules"] == 2
     half = (torch.as_tensor(z), torch.as_tensor(pos).to(torch.bfloat16))
     assert evaluate_molecules([graph, XYZMolecule(z, pos, ""), half])["molecule_stability"] == 1.0
+
+
+def test_first_training_smiles_say_what_they_compute_and_where_the_cache_goes(tmp_path, monkeypatch, capsys,
+                                                                                acetaldehyde):
+    from moldiff.molecules.dataset import MoleculeDataset, training_smiles
+
+    z, pos = acetaldehyde
+    dataset = MoleculeDataset(np.concatenate([z, z]), np.concatenate([pos, pos + 5.0]), [len(z), len(z)],
+                              ("H", "C", "O"), cache_key="two-acetaldehydes")
+    monkeypatch.setenv("MOLDIFF_CACHE_DIR", str(tmp_path / "cache"))
+    first = training_smiles(dataset)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "SMILES of 2 training molecules (two-acetaldehydes)" in err
+    assert "novelty" in err and "under a second" in err and str(tmp_path / "cache") in err
+    assert training_smiles(dataset) == first == {ACETALDEHYDE_SMILES}
+    assert capsys.readouterr().err == ""  # warm cache: silent

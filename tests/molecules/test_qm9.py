@@ -147,3 +147,24 @@ def test_original_xyz_folder_and_archive(tmp_path, shared_data):
     assert len(list((tmp_path / "cache").glob("qm9_xyz-*.npz"))) == 2
     with pytest.raises(ValueError, match=r"bad\.xyz: malformed QM9 xyz file"):
         read_qm9_xyz("2\ngdb 1\t1.0\n", "bad.xyz")
+
+
+def test_first_use_of_qm9_says_it_parses_once_and_where_the_cache_goes(tmp_path, monkeypatch, capsys):
+    """One stderr line when the qm9pack parse starts (what, why, how long, where), none once cached.
+
+    The reader is replaced by three molecules, so the test parses nothing of QM9 itself."""
+    import moldiff.molecules.qm9 as qm9
+
+    tiny = {"index": np.array([1, 2, 3], dtype=np.int32), "num_atoms": np.array([2, 1, 1], dtype=np.int32),
+            "atomic_numbers": np.array([6, 1, 8, 1], dtype=np.uint8), "positions": np.zeros((4, 3), np.float32)}
+    calls = []
+    monkeypatch.setattr(qm9, "_qm9pack_data_dir", lambda: tmp_path / "qm9pack" / "data")
+    monkeypatch.setattr(qm9, "_read_qm9pack", lambda: calls.append(1) or dict(tiny))
+    monkeypatch.setenv("MOLDIFF_CACHE_DIR", str(tmp_path / "cache"))
+    first = load_qm9("qm9pack")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("moldiff: parsing QM9 from qm9pack")
+    assert "once" in err and "about 25 s" in err and str(tmp_path / "cache") in err
+    again = load_qm9("qm9pack")
+    assert capsys.readouterr().err == "" and calls == [1]
+    np.testing.assert_array_equal(again["atomic_numbers"], first["atomic_numbers"])

@@ -216,6 +216,79 @@ def test_cli_train_then_resume_longer(tmp_path):
     assert any(e.get("event") == "config_changed_on_resume" and e["keys"] == ["train.steps"] for e in events)
 
 
+TOY_YAML = str(Path(__file__).resolve().parents[2] / "configs" / "toy_gaussian_mixture.yaml")
+#: The toy config file, sized down: the first launches below give these, the resumes give none.
+SMALL = ["train.batch_size=32", "train.log_every=5", "train.eval_every=0", "train.ckpt_every=10",
+         "model.hidden=16", "model.eval_samples=32", "model.sample_steps=4", "data.num_train=256",
+         "data.num_valid=64", "train.device=cpu"]
+
+
+def test_cli_resume_continues_the_saved_run_config_and_says_where_the_file_differs(tmp_path, capsys):
+    from moldiff.cli import main
+
+    out = str(tmp_path / "run")
+    assert main(["train", TOY_YAML, "train.steps=20", "train.lr=1e-3", *SMALL, "--out", out, "--no-progress"]) == 0
+    capsys.readouterr()
+
+    # No overrides now: the saved run's 20 steps at lr 1e-3, not the file's 5,000 at 2e-3, and one line per
+    # key where the file and the saved run differ; the run is done already, so nothing is trained.
+    assert main(["train", TOY_YAML, "--out", out, "--resume", "--no-progress"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert (f"moldiff train: resuming with train.steps = 20, as in the saved run ({TOY_YAML} says 5000; "
+            "give train.steps=5000 to use that)") in lines
+    assert any(line.startswith("moldiff train: resuming with train.lr = 0.001, as in the saved run (") and
+               "give train.lr=0.002 to use that" in line for line in lines)
+    keys = {line.split(" = ")[0].rsplit(" ", 1)[-1] for line in lines if line.startswith("moldiff train: resuming")}
+    assert keys == {"train.steps", "train.lr"} | {o.split("=")[0] for o in SMALL}
+    assert lines[-1] == "run already at step 20 of 20: nothing to do; raise train.steps=N to train on"
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*")) == [
+        "step_00000010.ckpt", "step_00000020.ckpt"]  # nothing new written
+
+    # An override given now applies, the rest stays the saved run's; the log records the decision.
+    assert main(["train", TOY_YAML, "train.steps=30", "--out", out, "--resume", "--no-progress"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert "moldiff train: resuming with train.steps = 30, given now (the saved run had 20)" in lines
+    assert lines[-1].startswith("done: step 30")
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000030.ckpt")
+    assert ckpt["config"]["train"]["lr"] == 1e-3 and ckpt["config"]["model"]["hidden"] == 16
+    assert ckpt["config"]["train"]["steps"] == 30
+    events = read_log(tmp_path / "run" / "log.jsonl", kind="event")
+    assert [e["event"] for e in events] == ["start", "nothing_to_do", "config_changed_on_resume", "resume_config",
+                                            "resume"]
+    decision = {s["key"]: s for s in events[-2]["settings"]}
+    assert decision["train.steps"] == {"key": "train.steps", "saved": 20, "given": 30, "used": 30, "source": "override"}
+    assert decision["train.lr"] == {"key": "train.lr", "saved": 1e-3, "given": 2e-3, "used": 1e-3, "source": "saved"}
+    assert events[-2]["saved_config"] == str(tmp_path / "run" / "config.yaml")
+
+
+def test_a_killed_run_resumed_by_the_cli_without_overrides_is_exact(tmp_path, capsys):
+    from moldiff.cli import main
+    from moldiff.train.config import load_config
+
+    cfg = load_config(TOY_YAML, ["train.steps=20", "train.progress=false", *SMALL])
+    full = _run(cfg, tmp_path / "full")
+    _run(cfg, tmp_path / "cut", stop_at=15)  # killed after the checkpoint of step 10
+    assert main(["train", TOY_YAML, "--out", str(tmp_path / "cut"), "--resume", "--no-progress"]) == 0
+    resumed = load_checkpoint(tmp_path / "cut" / "checkpoints" / "step_00000020.ckpt")
+    assert _equal_state(resumed["model"], full.model.state_dict())
+    assert ([r["loss"] for r in read_log(tmp_path / "cut" / "log.jsonl")] ==
+            [r["loss"] for r in read_log(tmp_path / "full" / "log.jsonl")])
+
+
+def test_resume_refuses_model_settings_the_checkpoint_does_not_fit(tmp_path, capsys):
+    from moldiff.cli import main
+
+    out = str(tmp_path / "run")
+    assert main(["train", TOY_YAML, "train.steps=10", *SMALL, "--out", out, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["train", TOY_YAML, "train.steps=20", "model.hidden=24", "--out", out, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "moldiff train: resuming with model.hidden = 24, given now (the saved run had 16)" in err
+    assert "do not fit the model of this run's config" in err and "Traceback" not in err
+    assert main(["train", TOY_YAML, *SMALL, "--out", str(tmp_path / "fresh"), "--resume", "train.steps=1"]) == 0
+    assert f"no checkpoint in {tmp_path / 'fresh'} yet: starting a fresh run" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs SIGUSR1")
 def test_stop_signal_checkpoints_and_resumes_exactly(tmp_path, toy_config):
     cfg = toy_config(steps=40, ckpt_every=100)

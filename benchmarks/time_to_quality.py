@@ -1,0 +1,95 @@
+"""What a CPU core-hour of training buys: molecule stability under both protocols against training cost.
+
+Each model is sampled the same way (``--num`` molecules, sizes from the training histogram, seed 0,
+``--steps`` sampler steps: the EDM-style models with EDM's ancestral sampler, the bond-aware ones
+with their joint Euler sampler) and scored twice:
+
+* **own bonds**: the molecule's bonds and formal charges as the model gives them (MiDi / EQGAT-diff
+  / SemlaFlow protocol, :func:`moldiff.molecules.bond_metrics.evaluate_bonded_molecules`); an
+  EDM-style model has no bonds of its own, so its bonds are those EDM's distance tables perceive
+  (formal charges 0);
+* **EDM's distances**: atoms and coordinates only, EDM's protocol (:func:`moldiff.molecules.metrics.evaluate_molecules`).
+
+Models are given as ``LABEL=PATH:CORE_HOURS`` (a checkpoint or exported file and the CPU core-hours
+of training that produced it). The EDM-style ``qm9_small`` stages shipped earlier are in the git
+history of ``moldiff/pretrained/qm9.pt``, with the cost of their recipe in ``configs/qm9_small.yaml``
+(~0.165 s per step of batch 64 on one core; stage 3 on two processes, ~0.185 s per step: 1.1, 3.1,
+7.0 and 9.0 core-hours at 24,000, 67,531, 105,000 and 141,000 steps); extract them once (``runs/``
+is not committed)::
+
+    mkdir -p runs/history
+    for c in 407dbac 52dba1f 0f9ea32 8471eea; do git show $c:moldiff/pretrained/qm9.pt > runs/history/qm9_$c.pt; done
+    python benchmarks/time_to_quality.py --num 500 \
+        edm_24k=runs/history/qm9_407dbac.pt:1.1 edm_67k=runs/history/qm9_52dba1f.pt:3.1 \
+        edm_105k=runs/history/qm9_0f9ea32.pt:7.0 edm_141k=runs/history/qm9_8471eea.pt:9.0 \
+        flow_10k=runs/qm9_flow/checkpoints/step_00010000.ckpt:2.0
+
+The last line of output is one JSON object with every row (also written to ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from _report import print_record  # benchmarks/_report.py, beside this script
+
+
+def parse_model(spec: str) -> tuple[str, str, float]:
+    """``LABEL=PATH:CORE_HOURS`` -> ``(label, path, core_hours)``."""
+    label, sep, rest = spec.partition("=")
+    path, colon, hours = rest.rpartition(":")
+    if not sep or not colon:
+        raise SystemExit(f"time_to_quality.py: expected LABEL=PATH:CORE_HOURS, got {spec!r}")
+    return label, path, float(hours)
+
+
+def score(path: str, num: int, steps: int, seed: int) -> dict:
+    """Both protocols on ``num`` samples of one model."""
+    from moldiff.hub import load_pretrained
+    from moldiff.molecules.bond_metrics import evaluate_bonded_molecules
+    from moldiff.molecules.generator import FlowMoleculeGenerator
+    from moldiff.molecules.metrics import evaluate_molecules
+    from moldiff.molecules.rdkit_io import build_molecule
+
+    gen = load_pretrained(path)
+    if isinstance(gen, FlowMoleculeGenerator):
+        records = gen.sample_arrays(num, seed=seed, steps=steps, progress=True)
+        pairs = [(r["atomic_numbers"], r["positions"]) for r in records]
+        own = evaluate_bonded_molecules(records, sdf=False)
+        family = "bond-aware (joint flow)"
+    else:
+        pairs = gen.sample_arrays(num, seed=seed, sampler="ddpm", steps=steps, progress=True)
+        own = evaluate_bonded_molecules([build_molecule(z, p, bonds="edm") for z, p in pairs], sdf=False)
+        family = "EDM-style (bonds from distances)"
+    edm = evaluate_molecules(pairs)
+    return {"family": family, "own_molecule_stability": own["molecule_stability"],
+            "own_atom_stability": own["atom_stability"], "own_connected_validity": own["connected_validity"],
+            "edm_molecule_stability": edm["molecule_stability"], "edm_atom_stability": edm["atom_stability"],
+            "edm_validity": edm["validity"]}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", metavar="LABEL=PATH:CORE_HOURS")
+    parser.add_argument("--num", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=100, help="sampler steps for every model (default: 100)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    rows = []
+    print("| model | family | training (CPU core-hours) | mol. stab., own bonds % | mol. stab., EDM's distances % "
+          "| connected valid, own bonds % |")
+    print("|---|---|---|---|---|---|")
+    for spec in args.models:
+        label, path, hours = parse_model(spec)
+        row = {"label": label, "path": path, "core_hours": hours, **score(path, args.num, args.steps, args.seed)}
+        rows.append(row)
+        print(f"| {label} | {row['family']} | {hours:.1f} | {100 * row['own_molecule_stability']:.1f} | "
+              f"{100 * row['edm_molecule_stability']:.1f} | {100 * row['own_connected_validity']:.1f} |", flush=True)
+    record = {"num": args.num, "steps": args.steps, "seed": args.seed, "rows": rows}
+    print_record(record, args.out)
+    return record
+
+
+if __name__ == "__main__":
+    main()
