@@ -509,14 +509,18 @@ class PackedGraphDenoiser(torch.nn.Module):
         """The graph this model uses for ``pos`` when no ``edge_index`` is given, ``[2, E]``."""
         return build_edges(self.edges, pos, batch, num_graphs, cutoff=self.cutoff, knn=self.knn)
 
+    def check_inputs(self, pos: Tensor, h: Tensor) -> None:
+        """Check ``pos [N, 3]`` and ``h [N, in_features]`` (raises ``ValueError``)."""
+        if pos.dim() != 2 or pos.shape[1] != 3:
+            raise ValueError(f"pos must be [N, 3], got {tuple(pos.shape)}")
+        if h.dim() != 2 or h.shape[0] != pos.shape[0] or h.shape[1] != self.in_features:
+            raise ValueError(f"h must be [N={pos.shape[0]}, {self.in_features}], got {tuple(h.shape)}")
+
     def prepare_graph(self, pos: Tensor, h: Tensor, batch: Tensor, num_graphs: int, edge_index: Tensor | None,
                       edge_attr: Tensor | None) -> tuple[Tensor | None, "IndexPlan", "IndexPlan"]:
         """Check ``pos [N, 3]`` and ``h [N, in_features]``; return ``(edge_attr, rows, cols)``, the
         receiver-sorted graph (:func:`resolve_edges`) as index plans of ``i`` and ``j``."""
-        if pos.dim() != 2 or pos.shape[1] != 3:
-            raise ValueError(f"pos must be [N, 3], got {tuple(pos.shape)}")
-        if h.shape[0] != pos.shape[0] or h.shape[1] != self.in_features:
-            raise ValueError(f"h must be [N={pos.shape[0]}, {self.in_features}], got {tuple(h.shape)}")
+        self.check_inputs(pos, h)
         edge_index, edge_attr = resolve_edges(
             self.edges, pos, batch, num_graphs, edge_index, edge_attr, self.extra_edge_features, self.cutoff, self.knn
         )
