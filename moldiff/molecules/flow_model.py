@@ -83,8 +83,9 @@ class MoleculeFlowConfig:
         categorical_power: its power (default: 1).
         loss_weights: ``{block: weight}`` (default: EQGAT-diff's 3 / 0.4 / 1 / 2 for
             pos / type / charge / bond).
-        time_weight: ``"none"`` or ``"clipped_snr"`` (EQGAT-diff's ``clip(SNR(t), 0.05, 1.5)``, on the
-            coordinate term) (default: none).
+        time_weight: ``"none"`` or ``"clipped_snr"`` (EQGAT-diff's ``w(t) = clip(SNR(t), 0.05, 1.5)`` of
+            the coordinate interpolant, ``SNR = (1 - t)^2 / t^2``, on every term as in EQGAT-diff: the
+            loss near the data weighs up to 30 times more than near the prior) (default: none).
         self_condition: probability of training a batch with self-conditioning (0: off) (default: 0.5).
         sampler: ``"joint_euler"``, ``"joint_heun"`` or ``"joint_ancestral"`` (default: joint_euler).
         sample_steps: sampler steps (default: 100).
@@ -106,7 +107,9 @@ class MoleculeFlowConfig:
     bond_prior: Literal["masking", "uniform", "marginal"] = "marginal"
     categorical_schedule: Literal["linear", "polynomial", "cosine"] = "linear"
     categorical_power: float = 1.0
-    loss_weights: dict[str, float] = field(default_factory=lambda: {"pos": 3.0, "type": 0.4, "charge": 1.0, "bond": 2.0})
+    loss_weights: dict[str, float] = field(
+        default_factory=lambda: {"pos": 3.0, "type": 0.4, "charge": 1.0, "bond": 2.0}
+    )
     time_weight: Literal["none", "clipped_snr"] = "none"
     self_condition: float = 0.5
     sampler: Literal["joint_euler", "joint_heun", "joint_ancestral"] = "joint_euler"
@@ -139,32 +142,51 @@ class MoleculeFlow(nn.Module):
         self.config = config
         self.stats = stats
         self.atom_types: list[str] = list(stats["atom_types"])
-        self.register_buffer("atomic_numbers", torch.tensor(stats["atomic_numbers"], dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "atomic_numbers", torch.tensor(stats["atomic_numbers"], dtype=torch.long), persistent=False
+        )
         self.register_buffer("charge_values", torch.tensor(stats["charge_values"], dtype=torch.long), persistent=False)
-        self.num_classes = {"type": len(self.atom_types), "charge": len(stats["charge_values"]),
-                            "bond": len(stats["bond_classes"])}
+        self.num_classes = {
+            "type": len(self.atom_types),
+            "charge": len(stats["charge_values"]),
+            "bond": len(stats["bond_classes"]),
+        }
         self.priors = {"type": config.type_prior, "charge": config.charge_prior, "bond": config.bond_prior}
-        self.marginals = {name: torch.tensor(stats["marginals"][name], dtype=torch.float64) for name in self.num_classes}
+        self.marginals = {
+            name: torch.tensor(stats["marginals"][name], dtype=torch.float64) for name in self.num_classes
+        }
         states = {n: k + (1 if self.priors[n] == "masking" else 0) for n, k in self.num_classes.items()}
         self.num_states = states
         node_in = states["type"] + states["charge"] + 1 + config.time_features
         node_in += self.num_classes["type"] + self.num_classes["charge"]  # self-conditioning: class probabilities
         pair_in = states["bond"] + self.num_classes["bond"] + config.num_rbf  # + predicted bond probs, distances
-        self.network = PairEGNN(node_in, pair_in, self.num_classes["type"] + self.num_classes["charge"],
-                                self.num_classes["bond"], hidden=config.hidden, pair_hidden=config.pair_hidden,
-                                layers=config.layers, num_rbf=config.num_rbf,
-                                rbf_cutoff=config.rbf_cutoff / config.coord_scale, coords_range=config.coords_range,
-                                normalization_factor=config.normalization_factor)
+        self.network = PairEGNN(
+            node_in,
+            pair_in,
+            self.num_classes["type"] + self.num_classes["charge"],
+            self.num_classes["bond"],
+            hidden=config.hidden,
+            pair_hidden=config.pair_hidden,
+            layers=config.layers,
+            num_rbf=config.num_rbf,
+            rbf_cutoff=config.rbf_cutoff / config.coord_scale,
+            coords_range=config.coords_range,
+            normalization_factor=config.normalization_factor,
+        )
         self.self_condition_rbf = GaussianRBF(config.num_rbf, 0.0, config.rbf_cutoff / config.coord_scale)
-        self.register_buffer("time_frequencies", math.pi * 2.0 ** torch.arange(config.time_features // 2).float(),
-                             persistent=False)
+        self.register_buffer(
+            "time_frequencies", math.pi * 2.0 ** torch.arange(config.time_features // 2).float(), persistent=False
+        )
         self.coordinate_schedule = FlowSchedule(t_min=0.0, t_max=1.0)
         self.categorical_schedule = CategoricalSchedule(config.categorical_schedule, config.categorical_power)
         hist = {int(k): float(v) for k, v in stats["num_atoms_histogram"].items()}
         sizes = sorted(hist)
         self.register_buffer("_sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
-        self.register_buffer("_size_probs", torch.tensor([hist[n] for n in sizes], dtype=torch.float64) /
-                             sum(hist.values()), persistent=False)
+        self.register_buffer(
+            "_size_probs",
+            torch.tensor([hist[n] for n in sizes], dtype=torch.float64) / sum(hist.values()),
+            persistent=False,
+        )
 
     # ------------------------------------------------------------------ the joint space of a batch
     def space(self, batch: Tensor, num_graphs: int, pairs: Tensor | None = None) -> JointSpace:
@@ -172,11 +194,21 @@ class MoleculeFlow(nn.Module):
         pairs = upper_triangle_edges(batch, num_graphs) if pairs is None else pairs
         blocks = {"pos": zero_com_space(batch, num_graphs)}
         for name in ("type", "charge"):
-            blocks[name] = CategoricalSpace.over_nodes(batch, self.num_classes[name], num_graphs, prior=self.priors[name],
-                                                       marginal=self.marginals[name])
-        blocks["bond"] = CategoricalSpace.over_edges(pairs, batch, self.num_classes["bond"], num_graphs,
-                                                     prior=self.priors["bond"], marginal=self.marginals["bond"])
-        schedules = {"pos": self.coordinate_schedule, **{n: self.categorical_schedule for n in ("type", "charge", "bond")}}
+            blocks[name] = CategoricalSpace.over_nodes(
+                batch, self.num_classes[name], num_graphs, prior=self.priors[name], marginal=self.marginals[name]
+            )
+        blocks["bond"] = CategoricalSpace.over_edges(
+            pairs,
+            batch,
+            self.num_classes["bond"],
+            num_graphs,
+            prior=self.priors["bond"],
+            marginal=self.marginals["bond"],
+        )
+        schedules = {
+            "pos": self.coordinate_schedule,
+            **{n: self.categorical_schedule for n in ("type", "charge", "bond")},
+        }
         return JointSpace(blocks, schedules)
 
     # ------------------------------------------------------------------ the denoiser
@@ -184,8 +216,16 @@ class MoleculeFlow(nn.Module):
         angles = t[:, None].float() * self.time_frequencies
         return torch.cat([t[:, None].float(), angles.sin(), angles.cos()], dim=1)
 
-    def denoise(self, state: dict[str, Tensor], t: Tensor, *, batch: Tensor, pairs: Tensor,
-                self_condition: dict[str, Tensor] | None = None, **_) -> dict[str, Tensor]:
+    def denoise(
+        self,
+        state: dict[str, Tensor],
+        t: Tensor,
+        *,
+        batch: Tensor,
+        pairs: Tensor,
+        self_condition: dict[str, Tensor] | None = None,
+        **_,
+    ) -> dict[str, Tensor]:
         """The joint denoiser: clean-state predictions at ``(state, t)``.
 
         Args:
@@ -208,10 +248,18 @@ class MoleculeFlow(nn.Module):
             sc_node = torch.cat([self_condition["type"].softmax(-1), self_condition["charge"].softmax(-1)], 1).to(dtype)
             x0 = self_condition["pos"].to(dtype)
             r0 = (x0[pairs[0]] - x0[pairs[1]]).pow(2).sum(-1).add(1e-8).sqrt()
-            sc_pair = torch.cat([self_condition["bond"].softmax(-1).to(dtype), self.self_condition_rbf(r0).to(dtype)], 1)
-        h = torch.cat([F.one_hot(state["type"], self.num_states["type"]).to(dtype),
-                       F.one_hot(state["charge"], self.num_states["charge"]).to(dtype),
-                       self._time_features(t)[batch].to(dtype), sc_node], dim=1)
+            sc_pair = torch.cat(
+                [self_condition["bond"].softmax(-1).to(dtype), self.self_condition_rbf(r0).to(dtype)], 1
+            )
+        h = torch.cat(
+            [
+                F.one_hot(state["type"], self.num_states["type"]).to(dtype),
+                F.one_hot(state["charge"], self.num_states["charge"]).to(dtype),
+                self._time_features(t)[batch].to(dtype),
+                sc_node,
+            ],
+            dim=1,
+        )
         pair_attr = torch.cat([F.one_hot(state["bond"], self.num_states["bond"]).to(dtype), sc_pair], dim=1)
         x, node, pair = self.network(pos, h, pair_attr, pairs)
         return {"pos": x, "type": node[:, :k_type], "charge": node[:, k_type:], "bond": pair}
@@ -219,19 +267,29 @@ class MoleculeFlow(nn.Module):
     # ------------------------------------------------------------------ training
     def encode(self, batch) -> dict[str, Tensor]:
         """The clean joint state of a :class:`~moldiff.molecules.bond_data.BondedBatch`."""
-        return {"pos": batch.pos / self.config.coord_scale, "type": batch.atom_types, "charge": batch.charge_classes,
-                "bond": batch.edge_types}
+        return {
+            "pos": batch.pos / self.config.coord_scale,
+            "type": batch.atom_types,
+            "charge": batch.charge_classes,
+            "bond": batch.edge_types,
+        }
 
     def training_loss(self, batch, generator: torch.Generator | None = None):
         """:func:`moldiff.core.joint_loss` of a bonded batch: weighted coordinate MSE and cross-entropies."""
         space = self.space(batch.batch, batch.num_graphs, batch.edge_index)
         time_weight = None
         if self.config.time_weight == "clipped_snr":
-            time_weight = {"pos": clipped_snr_weight(self.coordinate_schedule)}
-        per_item, terms = joint_loss(self.denoise, self.encode(batch), space, generator=generator,
-                                     weights=self.config.loss_weights, time_weight=time_weight,
-                                     extra_args={"batch": batch.batch, "pairs": batch.edge_index},
-                                     self_condition_prob=self.config.self_condition)
+            time_weight = clipped_snr_weight(self.coordinate_schedule)
+        per_item, terms = joint_loss(
+            self.denoise,
+            self.encode(batch),
+            space,
+            generator=generator,
+            weights=self.config.loss_weights,
+            time_weight=time_weight,
+            extra_args={"batch": batch.batch, "pairs": batch.edge_index},
+            self_condition_prob=self.config.self_condition,
+        )
         loss = per_item.mean()
         return loss, {f"{name}_loss": term.mean().detach() for name, term in terms.items()}
 
@@ -244,15 +302,26 @@ class MoleculeFlow(nn.Module):
         idx = torch.multinomial(self._size_probs, num, replacement=True, generator=generator)
         return self._sizes[idx]
 
-    def sampling_defaults(self, sampler: str | None = None, steps: int | None = None,
-                          grid: str | None = None) -> tuple[str, int, None]:
+    def sampling_defaults(
+        self, sampler: str | None = None, steps: int | None = None, grid: str | None = None
+    ) -> tuple[str, int, None]:
         """``(sampler, steps, None)``: the config's where not given (the clock is :func:`moldiff.core.joint_times`)."""
         return sampler or self.config.sampler, steps or self.config.sample_steps, None
 
     @torch.no_grad()
-    def sample_states(self, num_atoms: Sequence[int] | Tensor, *, sampler: str | None = None, steps: int | None = None,
-                      generator=None, callback: Callable | None = None, eta: float | None = None,
-                      rho: float | None = None, device=None, **sampler_options) -> dict[str, Tensor]:
+    def sample_states(
+        self,
+        num_atoms: Sequence[int] | Tensor,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        generator=None,
+        callback: Callable | None = None,
+        eta: float | None = None,
+        rho: float | None = None,
+        device=None,
+        **sampler_options,
+    ) -> dict[str, Tensor]:
         """Sample one packed batch of molecules.
 
         Args:
@@ -277,12 +346,26 @@ class MoleculeFlow(nn.Module):
         sampler, steps, _ = self.sampling_defaults(sampler, steps)
         times = joint_times(steps, rho=self.config.sample_rho if rho is None else rho)
         state = space.prior(generator)
-        state = get_sampler(sampler)(self.denoise, state, times, space, generator=generator, callback=callback,
-                                     extra_args={"batch": batch, "pairs": pairs},
-                                     eta=self.config.sample_eta if eta is None else eta,
-                                     self_condition=self.config.self_condition > 0, **sampler_options)
-        return {"pos": state["pos"] * self.config.coord_scale, "type": state["type"], "charge": state["charge"],
-                "bond": state["bond"], "batch": batch, "pairs": pairs}
+        state = get_sampler(sampler)(
+            self.denoise,
+            state,
+            times,
+            space,
+            generator=generator,
+            callback=callback,
+            extra_args={"batch": batch, "pairs": pairs},
+            eta=self.config.sample_eta if eta is None else eta,
+            self_condition=self.config.self_condition > 0,
+            **sampler_options,
+        )
+        return {
+            "pos": state["pos"] * self.config.coord_scale,
+            "type": state["type"],
+            "charge": state["charge"],
+            "bond": state["bond"],
+            "batch": batch,
+            "pairs": pairs,
+        }
 
     def split_molecules(self, sample: dict[str, Tensor]) -> list[dict[str, Any]]:
         """Per-molecule numpy records of a packed sample: ``{"atomic_numbers" [n], "formal_charges" [n],
@@ -299,6 +382,10 @@ class MoleculeFlow(nn.Module):
         for b, n in enumerate(counts):
             s = slice(starts[b], starts[b] + n)
             keep = (owner == b) & (bond.numpy() > 0)
-            rows = np.stack([pairs[0].numpy()[keep] - starts[b], pairs[1].numpy()[keep] - starts[b], bond.numpy()[keep]], 1)
-            out.append({"atomic_numbers": z[s], "formal_charges": q[s], "positions": p[s], "bonds": rows.astype(np.int64)})
+            rows = np.stack(
+                [pairs[0].numpy()[keep] - starts[b], pairs[1].numpy()[keep] - starts[b], bond.numpy()[keep]], 1
+            )
+            out.append(
+                {"atomic_numbers": z[s], "formal_charges": q[s], "positions": p[s], "bonds": rows.astype(np.int64)}
+            )
         return out
