@@ -59,12 +59,20 @@ def denoising_profile(model, chains, sigmas_angstrom, seed: int = 0) -> list[dic
         sigma = sigma_a / scale
         noisy = x0 + sigma * space.randn(generator)
         with torch.no_grad():
-            out = model.denoiser(noisy, torch.full((chains.num_graphs,), sigma), batch=chains.batch,
-                                 num_graphs=chains.num_graphs)
-        rows.append({"sigma_A": float(sigma_a), "rmsd_in": rmsd(noisy), "rmsd_out": rmsd(out),
-                     "ca_ca_abs_err_in": float((ca_ca(noisy) - real).abs().mean()),
-                     "ca_ca_abs_err_out": float((ca_ca(out) - real).abs().mean()),
-                     "ca_ca_out_mean": float(ca_ca(out).mean()), "ca_ca_out_std": float(ca_ca(out).std())})
+            out = model.denoiser(
+                noisy, torch.full((chains.num_graphs,), sigma), batch=chains.batch, num_graphs=chains.num_graphs
+            )
+        rows.append(
+            {
+                "sigma_A": float(sigma_a),
+                "rmsd_in": rmsd(noisy),
+                "rmsd_out": rmsd(out),
+                "ca_ca_abs_err_in": float((ca_ca(noisy) - real).abs().mean()),
+                "ca_ca_abs_err_out": float((ca_ca(out) - real).abs().mean()),
+                "ca_ca_out_mean": float(ca_ca(out).mean()),
+                "ca_ca_out_std": float(ca_ca(out).std()),
+            }
+        )
     return rows
 
 
@@ -72,8 +80,13 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a backbone model (cath_ca, a checkpoint) or 'untrained'")
     parser.add_argument("--num", type=int, default=16, help="held-out domains (default: 16)")
-    parser.add_argument("--sigmas", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10],
-                        help="noise levels in A (default: 0.05 0.1 0.2 0.5 1 2 5 10)")
+    parser.add_argument(
+        "--sigmas",
+        type=float,
+        nargs="+",
+        default=[0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10],
+        help="noise levels in A (default: 0.05 0.1 0.2 0.5 1 2 5 10)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
     parser.add_argument("--reference", default=None, help="CATH archive or folder (default: the shared archive)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -101,8 +114,10 @@ def main(argv=None) -> dict:
     print("| sigma (A) | RMSD in | RMSD out | abs. CA-CA error in | abs. CA-CA error out | CA-CA out mean +- std |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['sigma_A']:g} | {r['rmsd_in']:.3f} | {r['rmsd_out']:.3f} | {r['ca_ca_abs_err_in']:.3f} | "
-              f"{r['ca_ca_abs_err_out']:.3f} | {r['ca_ca_out_mean']:.2f} +- {r['ca_ca_out_std']:.2f} |")
+        print(
+            f"| {r['sigma_A']:g} | {r['rmsd_in']:.3f} | {r['rmsd_out']:.3f} | {r['ca_ca_abs_err_in']:.3f} | "
+            f"{r['ca_ca_abs_err_out']:.3f} | {r['ca_ca_out_mean']:.2f} +- {r['ca_ca_out_std']:.2f} |"
+        )
     summary = {"model": args.model, "num_domains": chains.num_graphs, "seed": args.seed, "levels": rows}
     print_record(summary, args.out)
     return summary

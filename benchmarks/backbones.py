@@ -72,10 +72,13 @@ def main(argv=None) -> dict:
     results, everything = {}, []
     for length in args.lengths:
         wall, cpu = time.perf_counter(), time.process_time()
-        designs = model.sample(length, num=args.num, seed=args.seed, sampler=args.sampler, steps=args.steps,
-                               temperature=args.temperature)
-        timing = {"wall_s_per_backbone": (time.perf_counter() - wall) / args.num,
-                  "cpu_s_per_backbone": (time.process_time() - cpu) / args.num}
+        designs = model.sample(
+            length, num=args.num, seed=args.seed, sampler=args.sampler, steps=args.steps, temperature=args.temperature
+        )
+        timing = {
+            "wall_s_per_backbone": (time.perf_counter() - wall) / args.num,
+            "cpu_s_per_backbone": (time.process_time() - cpu) / args.num,
+        }
         if args.pdb_dir:
             save_designs(designs, Path(args.pdb_dir) / f"L{length}", metadata={"model": args.model, "length": length})
         cas = [d.ca for d in designs]
@@ -88,10 +91,18 @@ def main(argv=None) -> dict:
     print(f"== all lengths: {len(everything)} samples ==")
     print(format_report(overall))
     summary = {
-        "model": args.model, "num_per_length": args.num, "lengths": args.lengths, "sampler": args.sampler or
-        model.config.sampler, "steps": args.steps or model.config.sample_steps, "temperature": args.temperature,
-        "seed": args.seed, "per_length": results, "all": overall["summary"], "real_heldout": overall["reference"],
-        "real_vs_real_baseline": overall["baseline"], "notes": overall["notes"],
+        "model": args.model,
+        "num_per_length": args.num,
+        "lengths": args.lengths,
+        "sampler": args.sampler or model.config.sampler,
+        "steps": args.steps or model.config.sample_steps,
+        "temperature": args.temperature,
+        "seed": args.seed,
+        "per_length": results,
+        "all": overall["summary"],
+        "real_heldout": overall["reference"],
+        "real_vs_real_baseline": overall["baseline"],
+        "notes": overall["notes"],
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
     print_record(summary, args.out)

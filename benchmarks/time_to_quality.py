@@ -62,10 +62,15 @@ def score(path: str, num: int, steps: int, seed: int) -> dict:
         own = evaluate_bonded_molecules([build_molecule(z, p, bonds="edm") for z, p in pairs], sdf=False)
         family = "EDM-style (bonds from distances)"
     edm = evaluate_molecules(pairs)
-    return {"family": family, "own_molecule_stability": own["molecule_stability"],
-            "own_atom_stability": own["atom_stability"], "own_connected_validity": own["connected_validity"],
-            "edm_molecule_stability": edm["molecule_stability"], "edm_atom_stability": edm["atom_stability"],
-            "edm_validity": edm["validity"]}
+    return {
+        "family": family,
+        "own_molecule_stability": own["molecule_stability"],
+        "own_atom_stability": own["atom_stability"],
+        "own_connected_validity": own["connected_validity"],
+        "edm_molecule_stability": edm["molecule_stability"],
+        "edm_atom_stability": edm["atom_stability"],
+        "edm_validity": edm["validity"],
+    }
 
 
 def main(argv=None) -> dict:
@@ -77,15 +82,20 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     rows = []
-    print("| model | family | training (CPU core-hours) | mol. stab., own bonds % | mol. stab., EDM's distances % "
-          "| connected valid, own bonds % |")
+    print(
+        "| model | family | training (CPU core-hours) | mol. stab., own bonds % | mol. stab., EDM's distances % "
+        "| connected valid, own bonds % |"
+    )
     print("|---|---|---|---|---|---|")
     for spec in args.models:
         label, path, hours = parse_model(spec)
         row = {"label": label, "path": path, "core_hours": hours, **score(path, args.num, args.steps, args.seed)}
         rows.append(row)
-        print(f"| {label} | {row['family']} | {hours:.1f} | {100 * row['own_molecule_stability']:.1f} | "
-              f"{100 * row['edm_molecule_stability']:.1f} | {100 * row['own_connected_validity']:.1f} |", flush=True)
+        print(
+            f"| {label} | {row['family']} | {hours:.1f} | {100 * row['own_molecule_stability']:.1f} | "
+            f"{100 * row['edm_molecule_stability']:.1f} | {100 * row['own_connected_validity']:.1f} |",
+            flush=True,
+        )
     record = {"num": args.num, "steps": args.steps, "seed": args.seed, "rows": rows}
     print_record(record, args.out)
     return record

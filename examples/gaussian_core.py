@@ -18,7 +18,8 @@ for name in sorted(SAMPLERS):
     steps = 40 if name in ("heun", "dpmpp_2m", "pf_ode") else 300
     g = torch.Generator().manual_seed(1)
     sigmas = sampling_sigmas(schedule, steps)
-    x = SAMPLERS[name](oracle, initial_noise(space, float(sigmas[0]), generator=g, dtype=torch.float64), sigmas, space,
-                       generator=g)
+    x = SAMPLERS[name](
+        oracle, initial_noise(space, float(sigmas[0]), generator=g, dtype=torch.float64), sigmas, space, generator=g
+    )
     var = float(space.sum_per_item((x - oracle.mean) ** 2).sum() / space.dof.sum())
     print(f"{name:15s} {steps:4d} steps  variance per degree of freedom {var:.3f} (target 0.500)")

@@ -1,6 +1,6 @@
 """Sample molecules from the shipped QM9 model, write them to SDF and score them with EDM's metrics.
 
-    python examples/sample_molecules.py --num 50 --sampler dpmpp_2m --steps 50
+python examples/sample_molecules.py --num 50 --sampler dpmpp_2m --steps 50
 """
 
 import argparse

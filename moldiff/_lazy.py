@@ -8,8 +8,9 @@ import sys
 from typing import Callable, Iterable, Mapping
 
 
-def lazy_exports(package: str, exports: Mapping[str, str],
-                 submodules: Iterable[str] = ()) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
+def lazy_exports(
+    package: str, exports: Mapping[str, str], submodules: Iterable[str] = ()
+) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
     """Module-level ``__getattr__`` and ``__dir__`` for ``package`` (PEP 562).
 
     Args:

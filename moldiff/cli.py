@@ -37,18 +37,34 @@ class Command:
 # moldiff train
 # ------------------------------------------------------------------------------------------------
 
+
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="experiment YAML file (sections task, model, data, train)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="override any config field, e.g. train.lr=3e-4 train.steps=2000 model.hidden=256")
-    parser.add_argument("--out", metavar="DIR", default=None,
-                        help="run folder for logs and checkpoints (default: train.out_dir, else runs/<config name>)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the newest checkpoint in the run folder (starts fresh if there is none) "
-                             "with the saved run's config (the folder's config.yaml) and only the overrides given now; "
-                             "one line names each key where the config file and the saved run differ")
-    parser.add_argument("--resume-from", metavar="CKPT", default=None,
-                        help="continue from this checkpoint file (the config is chosen as for --resume)")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. train.lr=3e-4 train.steps=2000 model.hidden=256",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="run folder for logs and checkpoints (default: train.out_dir, else runs/<config name>)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint in the run folder (starts fresh if there is none) "
+        "with the saved run's config (the folder's config.yaml) and only the overrides given now; "
+        "one line names each key where the config file and the saved run differ",
+    )
+    parser.add_argument(
+        "--resume-from",
+        metavar="CKPT",
+        default=None,
+        help="continue from this checkpoint file (the config is chosen as for --resume)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -79,8 +95,11 @@ def _train(args: argparse.Namespace) -> int:
     result = train(config, out_dir=out_dir, resume=resume, resume_plan=plan)
     if result.last_log and speaks:
         state = "stopped by signal (continue with --resume)" if result.stopped else "done"
-        print(f"{state}: step {result.step}, loss {result.last_log.get('loss')}, "
-              f"checkpoint {result.last_checkpoint}, skipped steps {result.skipped_steps}", file=sys.stderr)
+        print(
+            f"{state}: step {result.step}, loss {result.last_log.get('loss')}, "
+            f"checkpoint {result.last_checkpoint}, skipped steps {result.skipped_steps}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -88,54 +107,105 @@ def _train(args: argparse.Namespace) -> int:
 # moldiff sample
 # ------------------------------------------------------------------------------------------------
 
+
 def _sample_arguments(parser: argparse.ArgumentParser) -> None:
     generative = ", ".join(name for name in PRETRAINED if not name.endswith(("_predictor", "_guide", "_classifier")))
-    parser.add_argument("--model", default="qm9",
-                        help=f"a shipped model ({generative}) or a checkpoint / exported weights file (default: qm9)")
-    parser.add_argument("--num", "-n", "--num-samples", dest="num", type=int, default=100,
-                        help="number of molecules, images or backbones (default: 100); under torchrun write "
-                             "-n or --num-samples, since torchrun reads --num as its own --numa-binding")
-    parser.add_argument("--out", default=None,
-                        help="output file: .sdf, .sdf.gz, .xyz or .xyz.gz for molecules (default: samples.sdf), "
-                             ".png (a grid) for image models (default: samples.png), a folder for protein backbone "
-                             "models (default: samples/)")
-    parser.add_argument("--sampler", default=None,
-                        help="ddpm (EDM's ancestral sampler), ddim, euler, heun, dpmpp_2m, euler_maruyama, pc, pf_ode "
-                             "(default: ddpm for molecules, the model's configured sampler for images and backbones)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="sampler steps (default for molecules: the model's T = 1000 for ddpm, 50 for the others; "
-                             "for images: the model's configured sample_steps)")
+    parser.add_argument(
+        "--model",
+        default="qm9",
+        help=f"a shipped model ({generative}) or a checkpoint / exported weights file (default: qm9)",
+    )
+    parser.add_argument(
+        "--num",
+        "-n",
+        "--num-samples",
+        dest="num",
+        type=int,
+        default=100,
+        help="number of molecules, images or backbones (default: 100); under torchrun write "
+        "-n or --num-samples, since torchrun reads --num as its own --numa-binding",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output file: .sdf, .sdf.gz, .xyz or .xyz.gz for molecules (default: samples.sdf), "
+        ".png (a grid) for image models (default: samples.png), a folder for protein backbone "
+        "models (default: samples/)",
+    )
+    parser.add_argument(
+        "--sampler",
+        default=None,
+        help="ddpm (EDM's ancestral sampler), ddim, euler, heun, dpmpp_2m, euler_maruyama, pc, pf_ode "
+        "(default: ddpm for molecules, the model's configured sampler for images and backbones)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="sampler steps (default for molecules: the model's T = 1000 for ddpm, 50 for the others; "
+        "for images: the model's configured sample_steps)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--num-atoms", type=int, default=None, help="fixed number of atoms (default: drawn from the data)")
-    parser.add_argument("--batch-size", type=int, default=250, help="molecules or images sampled together (default: 250)")
-    parser.add_argument("--bonds", choices=("edm", "rdkit"), default="edm", help="bond perception for the SDF (default: edm)")
+    parser.add_argument(
+        "--num-atoms", type=int, default=None, help="fixed number of atoms (default: drawn from the data)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=250, help="molecules or images sampled together (default: 250)"
+    )
+    parser.add_argument(
+        "--bonds", choices=("edm", "rdkit"), default="edm", help="bond perception for the SDF (default: edm)"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
-                        help="the network's precision: fp32, bf16 (autocast; coordinates, the sampler's state and "
-                             "the schedule stay fp32) or auto (bf16 where the CPU or GPU multiplies bf16 matrices "
-                             "natively) (default: fp32)")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "auto"),
+        default="fp32",
+        help="the network's precision: fp32, bf16 (autocast; coordinates, the sampler's state and "
+        "the schedule stay fp32) or auto (bf16 where the CPU or GPU multiplies bf16 matrices "
+        "natively) (default: fp32)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     conditional = parser.add_argument_group("conditional molecule models")
-    conditional.add_argument("--condition", action="append", default=None, metavar="NAME=VALUE",
-                             help="target property in QM9's units, e.g. alpha=80.0 (repeat for several properties; "
-                                  "default: drawn from p(c | N) of the training data)")
-    conditional.add_argument("--force-condition", action="store_true",
-                             help="accept --condition values outside the model's training range")
+    conditional.add_argument(
+        "--condition",
+        action="append",
+        default=None,
+        metavar="NAME=VALUE",
+        help="target property in QM9's units, e.g. alpha=80.0 (repeat for several properties; "
+        "default: drawn from p(c | N) of the training data)",
+    )
+    conditional.add_argument(
+        "--force-condition", action="store_true", help="accept --condition values outside the model's training range"
+    )
     images = parser.add_argument_group("image models")
-    images.add_argument("--labels", default=None,
-                        help="class-conditional models: a class index or name for every image, a comma-separated list "
-                             "(one per image), or 'cycle' (0, 1, ..., K-1, 0, ...) (default: unconditional)")
-    images.add_argument("--guidance-scale", type=float, default=None,
-                        help="classifier-free guidance weight w, with --labels or for conditional molecule models "
-                             "(default: the model's for images, 1 = none)")
+    images.add_argument(
+        "--labels",
+        default=None,
+        help="class-conditional models: a class index or name for every image, a comma-separated list "
+        "(one per image), or 'cycle' (0, 1, ..., K-1, 0, ...) (default: unconditional)",
+    )
+    images.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="classifier-free guidance weight w, with --labels or for conditional molecule models "
+        "(default: the model's for images, 1 = none)",
+    )
     images.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square grid)")
     proteins = parser.add_argument_group("protein backbone models (--out is a folder of PDB files + JSON sidecars)")
     proteins.add_argument("--length", type=int, default=None, help="residues per chain (default: drawn from the data)")
-    proteins.add_argument("--contig", default=None,
-                          help="motif scaffolding, RFdiffusion's dialect, e.g. 10-20/A15-30/10-20 (needs --motif-pdb)")
+    proteins.add_argument(
+        "--contig",
+        default=None,
+        help="motif scaffolding, RFdiffusion's dialect, e.g. 10-20/A15-30/10-20 (needs --motif-pdb)",
+    )
     proteins.add_argument("--motif-pdb", default=None, help="PDB or mmCIF file holding the contig's motif residues")
-    proteins.add_argument("--temperature", type=float, default=1.0,
-                          help="scale of the sampler's noise; below 1 for low-temperature sampling (default: 1)")
+    proteins.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="scale of the sampler's noise; below 1 for low-temperature sampling (default: 1)",
+    )
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -149,8 +219,10 @@ def _sample(args: argparse.Namespace) -> int:
     try:
         generator = load_pretrained(args.model, device=info.device)  # imports the model's modality only
         if not hasattr(generator, "sample_command"):
-            print(f"moldiff sample: {args.model} is a {type(generator).__name__}, which generates nothing",
-                  file=sys.stderr)
+            print(
+                f"moldiff sample: {args.model} is a {type(generator).__name__}, which generates nothing",
+                file=sys.stderr,
+            )
             return 2
         with precision_autocast(args.precision, info.device):
             return generator.sample_command(args, info)
@@ -162,22 +234,38 @@ def _sample(args: argparse.Namespace) -> int:
 # moldiff evaluate
 # ------------------------------------------------------------------------------------------------
 
+
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", nargs="?", default=None,
-                        help="generated molecules: a file as moldiff sample writes it (.sdf, .sdf.gz or .xyz) or a "
-                             "folder of such files")
+    parser.add_argument(
+        "path",
+        nargs="?",
+        default=None,
+        help="generated molecules: a file as moldiff sample writes it (.sdf, .sdf.gz or .xyz) or a "
+        "folder of such files",
+    )
     parser.add_argument("--dataset", default=None, help="evaluate real molecules instead: qm9")
     parser.add_argument("--split", default="test", help="dataset split: train, valid, test or all (default: test)")
-    parser.add_argument("--training-smiles", default=None, metavar="qm9|FILE",
-                        help="reference SMILES for novelty: 'qm9' (QM9 training split, cached) or a file, one per line")
-    parser.add_argument("--bonds", choices=("edm", "rdkit", "file"), default="edm",
-                        help="edm: EDM's protocol, bonds perceived from distances (the file's bonds ignored); rdkit: "
-                             "RDKit's perception; file: the bonds and formal charges written in the SDF (the protocol "
-                             "of MiDi / EQGAT-diff / SemlaFlow, for models that generate bonds) (default: edm)")
-    parser.add_argument("--skip-bad-records", action="store_true", help="skip and count bad SDF records instead of stopping")
+    parser.add_argument(
+        "--training-smiles",
+        default=None,
+        metavar="qm9|FILE",
+        help="reference SMILES for novelty: 'qm9' (QM9 training split, cached) or a file, one per line",
+    )
+    parser.add_argument(
+        "--bonds",
+        choices=("edm", "rdkit", "file"),
+        default="edm",
+        help="edm: EDM's protocol, bonds perceived from distances (the file's bonds ignored); rdkit: "
+        "RDKit's perception; file: the bonds and formal charges written in the SDF (the protocol "
+        "of MiDi / EQGAT-diff / SemlaFlow, for models that generate bonds) (default: edm)",
+    )
+    parser.add_argument(
+        "--skip-bad-records", action="store_true", help="skip and count bad SDF records instead of stopping"
+    )
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="hide the progress bar (shown on stderr when it is a terminal)")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="hide the progress bar (shown on stderr when it is a terminal)"
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -190,11 +278,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
     try:
         if args.path is not None:
-            result = evaluate_file(args.path, training_smiles=args.training_smiles, bonds=args.bonds,
-                                   on_error="skip" if args.skip_bad_records else "raise", progress=progress)
+            result = evaluate_file(
+                args.path,
+                training_smiles=args.training_smiles,
+                bonds=args.bonds,
+                on_error="skip" if args.skip_bad_records else "raise",
+                progress=progress,
+            )
         else:
-            result = evaluate_dataset(args.dataset, args.split, training_smiles=args.training_smiles, bonds=args.bonds,
-                                      progress=progress)
+            result = evaluate_dataset(
+                args.dataset, args.split, training_smiles=args.training_smiles, bonds=args.bonds, progress=progress
+            )
     except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:  # bad record, missing file, unknown dataset
         hint = " (use --skip-bad-records to skip it)" if "record" in str(err) else ""
         print(f"moldiff evaluate: {err}{hint}", file=sys.stderr)
@@ -207,14 +301,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 # moldiff evaluate-backbones
 # ------------------------------------------------------------------------------------------------
 
+
 def _evaluate_backbones_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="folder of generated backbones (PDB or mmCIF files)")
-    parser.add_argument("--reference", default=None,
-                        help="real domains: CATH tar archive or folder; its fixed held-out split is used "
-                             "(default: ../shared/data/proteins/cath_domains_1000.tar.gz)")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="real domains: CATH tar archive or folder; its fixed held-out split is used "
+        "(default: ../shared/data/proteins/cath_domains_1000.tar.gz)",
+    )
     parser.add_argument("--max-reference", type=int, default=200, help="held-out domains used at most (default: 200)")
-    parser.add_argument("--skip-bad-files", action="store_true",
-                        help="skip and count unreadable files instead of stopping")
+    parser.add_argument(
+        "--skip-bad-files", action="store_true", help="skip and count unreadable files instead of stopping"
+    )
     parser.add_argument("--no-tm-score", action="store_true", help="skip the pairwise TM-score diversity")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
@@ -225,8 +324,13 @@ def _evaluate_backbones(args: argparse.Namespace) -> int:
     from moldiff.proteins.evaluate import evaluate_folder, format_report
 
     try:
-        result = evaluate_folder(args.path, args.reference, max_reference=args.max_reference,
-                                 on_error="skip" if args.skip_bad_files else "raise", tm_score=not args.no_tm_score)
+        result = evaluate_folder(
+            args.path,
+            args.reference,
+            max_reference=args.max_reference,
+            on_error="skip" if args.skip_bad_files else "raise",
+            tm_score=not args.no_tm_score,
+        )
     except (ValueError, FileNotFoundError) as err:  # bad structure file, empty folder, missing reference
         hint = " (use --skip-bad-files to skip it)" if "residue" in str(err) or "chain" in str(err) else ""
         print(f"moldiff evaluate-backbones: {err}{hint}", file=sys.stderr)
@@ -236,16 +340,32 @@ def _evaluate_backbones(args: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Command] = [
-    Command("train", "train a model from a YAML config (use torchrun for several GPUs or machines)",
-            _train_arguments, _train),
-    Command("sample", "sample molecules (SDF/XYZ file; torchrun for several GPUs), images (PNG grid) or protein "
-            "backbones (folder of PDB files) from a model",
-            _sample_arguments, _sample),
-    Command("evaluate", "EDM's metrics (stability, validity, uniqueness, novelty) of sampled molecules (SDF or XYZ) "
-            "or a dataset split",
-            _evaluate_arguments, _evaluate),
-    Command("evaluate-backbones", "geometry, compactness, secondary structure and diversity of generated protein "
-            "backbones against held-out CATH domains", _evaluate_backbones_arguments, _evaluate_backbones),
+    Command(
+        "train",
+        "train a model from a YAML config (use torchrun for several GPUs or machines)",
+        _train_arguments,
+        _train,
+    ),
+    Command(
+        "sample",
+        "sample molecules (SDF/XYZ file; torchrun for several GPUs), images (PNG grid) or protein "
+        "backbones (folder of PDB files) from a model",
+        _sample_arguments,
+        _sample,
+    ),
+    Command(
+        "evaluate",
+        "EDM's metrics (stability, validity, uniqueness, novelty) of sampled molecules (SDF or XYZ) or a dataset split",
+        _evaluate_arguments,
+        _evaluate,
+    ),
+    Command(
+        "evaluate-backbones",
+        "geometry, compactness, secondary structure and diversity of generated protein "
+        "backbones against held-out CATH domains",
+        _evaluate_backbones_arguments,
+        _evaluate_backbones,
+    ),
 ]
 
 

@@ -37,11 +37,20 @@ from moldiff.pretrained import PRETRAINED, pretrained_path
 from moldiff.train.checkpoint import load_checkpoint, model_from_checkpoint
 from moldiff.train.tasks import get_task
 
-__all__ = ["PRETRAINED", "pretrained_path", "load_model", "load_pretrained", "cache_dir", "shared_data_dir",
-           "data_path"]
+__all__ = [
+    "PRETRAINED",
+    "pretrained_path",
+    "load_model",
+    "load_pretrained",
+    "cache_dir",
+    "shared_data_dir",
+    "data_path",
+]
 
 
-def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True) -> torch.nn.Module:
+def load_model(
+    name_or_path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True
+) -> torch.nn.Module:
     """The trained network behind a pretrained name or a checkpoint path (EMA weights by default), in eval mode."""
     return model_from_checkpoint(load_checkpoint(pretrained_path(name_or_path)), ema=ema, device=device)
 
@@ -112,6 +121,8 @@ def data_path(given: str | os.PathLike | None, shared: str, *, option: str | Non
         return path
     now = f"{root} from MOLDIFF_DATA_DIR" if os.environ.get("MOLDIFF_DATA_DIR") else f"the default {root}"
     instead = f", or pass {option} PATH" if option else ""
-    raise FileNotFoundError(f"{path} not found: set MOLDIFF_DATA_DIR to the folder holding {Path(shared).parts[0]}/ "
-                            f"(the shared data folder, now {now}; datasets/*.md say where its files come from)"
-                            f"{instead}")
+    raise FileNotFoundError(
+        f"{path} not found: set MOLDIFF_DATA_DIR to the folder holding {Path(shared).parts[0]}/ "
+        f"(the shared data folder, now {now}; datasets/*.md say where its files come from)"
+        f"{instead}"
+    )

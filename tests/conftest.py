@@ -24,7 +24,9 @@ def shared_data_dir() -> Path:
 def shared_data() -> Path:
     path = shared_data_dir()
     if not path.is_dir():
-        pytest.skip(f"shared data folder {path} not found (set MOLDIFF_DATA_DIR to the folder holding qm9/, molecules/, ...)")
+        pytest.skip(
+            f"shared data folder {path} not found (set MOLDIFF_DATA_DIR to the folder holding qm9/, molecules/, ...)"
+        )
     return path
 
 

@@ -33,10 +33,15 @@ WITH_EXAMPLES = sorted(p for p in PACKAGE.rglob("*.py") if ">>>" in p.read_text(
 
 
 def test_no_doctest_is_skipped():
-    skipped = [f"{path.relative_to(PACKAGE.parent)}:{i}" for path in WITH_EXAMPLES
-               for i, line in enumerate(path.read_text().splitlines(), 1) if "doctest:" in line and "SKIP" in line]
-    assert skipped == [], ("skipped doctests (run them, or write them as an 'Example::' block without '>>>'):\n"
-                           + "\n".join(skipped))
+    skipped = [
+        f"{path.relative_to(PACKAGE.parent)}:{i}"
+        for path in WITH_EXAMPLES
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if "doctest:" in line and "SKIP" in line
+    ]
+    assert skipped == [], (
+        "skipped doctests (run them, or write them as an 'Example::' block without '>>>'):\n" + "\n".join(skipped)
+    )
 
 
 @pytest.mark.parametrize("path", WITH_EXAMPLES, ids=lambda p: _module_name(p))
@@ -45,7 +50,8 @@ def test_docstring_examples_run(path):
     tests = [t for t in doctest.DocTestFinder().find(module) if t.examples]
     # Every prompt in the file is an example doctest finds (none hides in a comment or a plain string).
     assert sum(len(t.examples) for t in tests) == _prompts(path), (
-        f"{path.name}: some '>>>' lines are not in docstrings doctest reads; write them as an 'Example::' block")
+        f"{path.name}: some '>>>' lines are not in docstrings doctest reads; write them as an 'Example::' block"
+    )
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     report = io.StringIO()
     for test in tests:
@@ -57,7 +63,11 @@ def test_examples_name_only_checkpoint_files_the_engine_writes():
     """The engine writes ``<run>/checkpoints/step_XXXXXXXX.ckpt`` and ``<run>/checkpoints/best.ckpt``,
     nothing else: no ``last.ckpt``, no checkpoint directly in the run folder."""
     stale = re.compile(r"\b(?:last|latest|final)\.ckpt\b|runs/[\w.<>-]+/(?!checkpoints/)[\w.-]+\.ckpt\b")
-    found = [f"{path.relative_to(REPO)}:{i}: {match.group(0)}"
-             for folder in ("moldiff", "benchmarks", "examples") for path in sorted((REPO / folder).rglob("*.py"))
-             for i, line in enumerate(path.read_text().splitlines(), 1) for match in stale.finditer(line)]
+    found = [
+        f"{path.relative_to(REPO)}:{i}: {match.group(0)}"
+        for folder in ("moldiff", "benchmarks", "examples")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        for match in stale.finditer(line)
+    ]
     assert found == [], "checkpoint files the engine never writes:\n" + "\n".join(found)

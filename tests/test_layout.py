@@ -35,8 +35,12 @@ def _targets(path: Path, node: ast.Import | ast.ImportFrom) -> list[str]:
     else:
         module = node.module or ""
     subs = [f"{module}.{a.name}" for a in node.names]
-    return [module] + [m for m in subs if (PACKAGE.parent / m.replace(".", "/")).with_suffix(".py").exists()
-                       or (PACKAGE.parent / m.replace(".", "/") / "__init__.py").exists()]
+    return [module] + [
+        m
+        for m in subs
+        if (PACKAGE.parent / m.replace(".", "/")).with_suffix(".py").exists()
+        or (PACKAGE.parent / m.replace(".", "/") / "__init__.py").exists()
+    ]
 
 
 def _imports() -> tuple[dict[str, set[str]], list[tuple[str, int, str]]]:
@@ -84,7 +88,14 @@ def test_moldiff_modules_are_imported_at_module_level():
 
 def test_shared_layers_import_no_modality():
     graph, _ = _imports()
-    for layer in ("moldiff.core", "moldiff.nn", "moldiff.train", "moldiff.testing", "moldiff.hub", "moldiff.pretrained"):
+    for layer in (
+        "moldiff.core",
+        "moldiff.nn",
+        "moldiff.train",
+        "moldiff.testing",
+        "moldiff.hub",
+        "moldiff.pretrained",
+    ):
         for module in [m for m in graph if m == layer or m.startswith(layer + ".")]:
             bad = sorted(t for t in _reachable(graph, module) if t.startswith(MODALITIES))
             assert bad == [], f"{module} imports {bad}"
@@ -101,15 +112,19 @@ def test_no_modality_imports_another():
     graph, _ = _imports()
     for modality in MODALITIES:
         for module in [m for m in graph if m.startswith(modality)]:
-            others = sorted(t for t in _reachable(graph, module) if t.startswith(MODALITIES) and not t.startswith(modality))
+            others = sorted(
+                t for t in _reachable(graph, module) if t.startswith(MODALITIES) and not t.startswith(modality)
+            )
             assert others == [], f"{module} imports {others}"
 
 
 def test_sampling_a_molecule_model_imports_only_the_molecule_modality(tmp_path):
-    probe = ("import sys\nfrom moldiff.cli import main\n"
-             f"assert main(['sample', '--model', 'qm9', '--num', '2', '--steps', '2', '--sampler', 'dpmpp_2m', "
-             f"'--out', {str(tmp_path / 'two.sdf')!r}, '--no-progress']) == 0\n"
-             "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith(('moldiff.images', 'moldiff.proteins', "
-             "'moldiff.molecules'))}))")
+    probe = (
+        "import sys\nfrom moldiff.cli import main\n"
+        f"assert main(['sample', '--model', 'qm9', '--num', '2', '--steps', '2', '--sampler', 'dpmpp_2m', "
+        f"'--out', {str(tmp_path / 'two.sdf')!r}, '--no-progress']) == 0\n"
+        "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith(('moldiff.images', 'moldiff.proteins', "
+        "'moldiff.molecules'))}))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert eval(out.strip().splitlines()[-1]) == ["molecules"]

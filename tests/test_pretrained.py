@@ -25,8 +25,9 @@ def _free_port() -> int:
 
 def _run(args, **kw):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "moldiff.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "moldiff.cli", *args], capture_output=True, text=True, env=env, timeout=600, **kw
+    )
 
 
 def test_the_shipped_weights_are_small_and_complete():
@@ -66,8 +67,22 @@ def test_unknown_model_names_are_refused_clearly():
 
 def test_cli_sample_then_evaluate(tmp_path):
     out = tmp_path / "samples.sdf"
-    proc = _run(["sample", "--model", "qm9", "--num", "6", "--sampler", "dpmpp_2m", "--steps", "20", "--out", str(out),
-                 "--no-progress"])
+    proc = _run(
+        [
+            "sample",
+            "--model",
+            "qm9",
+            "--num",
+            "6",
+            "--sampler",
+            "dpmpp_2m",
+            "--steps",
+            "20",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr
     assert "wrote 6 molecules" in proc.stderr
     proc = _run(["evaluate", str(out), "--json"])
@@ -78,13 +93,39 @@ def test_cli_sample_then_evaluate(tmp_path):
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 def test_torchrun_sampling_writes_the_same_file_as_one_process(tmp_path):
-    args = ["sample", "--model", "qm9", "--num-samples", "7", "--batch-size", "2", "--sampler", "ddim", "--steps", "8",
-            "--seed", "5", "--no-progress"]
+    args = [
+        "sample",
+        "--model",
+        "qm9",
+        "--num-samples",
+        "7",
+        "--batch-size",
+        "2",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "8",
+        "--seed",
+        "5",
+        "--no-progress",
+    ]
     single = _run([*args, "--out", str(tmp_path / "one.sdf")])
     assert single.returncode == 0, single.stderr
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "moldiff.cli", *args, "--out", str(tmp_path / "two.sdf")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        "-m",
+        "moldiff.cli",
+        *args,
+        "--out",
+        str(tmp_path / "two.sdf"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "2 process(es)" in proc.stderr

@@ -43,8 +43,10 @@ README = REPO / "README.md"
 CI_RUN = REPO / ".ci" / "run"
 
 INSTALL_TORCH = "pip install torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu"
-MAIN_COMMAND = (f"{INSTALL_TORCH} && pip install -e . && moldiff sample --model qm9 --num 100 --out samples.sdf "
-                "&& moldiff evaluate samples.sdf")
+MAIN_COMMAND = (
+    f"{INSTALL_TORCH} && pip install -e . && moldiff sample --model qm9 --num 100 --out samples.sdf "
+    "&& moldiff evaluate samples.sdf"
+)
 TEST_COMMAND = f'{INSTALL_TORCH} && pip install -e ".[test]" && python -m pytest -q'
 
 _FENCE = re.compile(r"^```(\S*)\s*$")
@@ -75,7 +77,7 @@ def readme_blocks(text: str | None = None) -> list[Block]:
         end = next((j for j in range(i + 1, len(lines)) if lines[j].rstrip() == "```"), None)
         assert end is not None, f"README.md:{i + 1}: code block never closed"
         label = _LABEL.match(lines[i - 1].strip()) if i > 0 else None
-        blocks.append(Block(i + 1, fence.group(1), label.group(1) if label else None, "\n".join(lines[i + 1:end])))
+        blocks.append(Block(i + 1, fence.group(1), label.group(1) if label else None, "\n".join(lines[i + 1 : end])))
         i = end + 1
     return blocks
 
@@ -116,12 +118,15 @@ def _data_dir() -> Path:
 # cheap checks
 # ------------------------------------------------------------------------------------------------
 
+
 def test_every_code_block_is_labelled_runnable_or_sketch():
     blocks = readme_blocks()
     assert blocks, "README.md has no code blocks"
     unlabelled = [str(b) for b in blocks if b.info != "text" and b.label is None]
-    assert unlabelled == [], ("blocks without <!-- runnable --> or <!-- sketch: why --> on the line before "
-                              f"(console output takes the info string `text`): {unlabelled}")
+    assert unlabelled == [], (
+        "blocks without <!-- runnable --> or <!-- sketch: why --> on the line before "
+        f"(console output takes the info string `text`): {unlabelled}"
+    )
     odd = [str(b) for b in blocks if b.label == "runnable" and b.info not in ("bash", "python")]
     assert odd == [], f"runnable blocks must be bash or python: {odd}"
     assert [b for b in blocks if b.label == "runnable"], "no runnable block"
@@ -145,37 +150,49 @@ def test_ci_runs_the_readme_test_command_verbatim():
 
 
 def test_the_shrinking_rules():
-    shell = ("pip install torch==2.13.0 --extra-index-url X && pip install -e . && moldiff sample --num 100 "
-             "--steps 50   # c\npip install -e \".[test]\" && python -m pytest -q   # tests\n"
-             "moldiff train configs/a.yaml --out r   # long\nmoldiff train configs/a.yaml \\\n    train.steps=500 --out r\n"
-             "torchrun -m moldiff.cli sample -n 10000")
+    shell = (
+        "pip install torch==2.13.0 --extra-index-url X && pip install -e . && moldiff sample --num 100 "
+        '--steps 50   # c\npip install -e ".[test]" && python -m pytest -q   # tests\n'
+        "moldiff train configs/a.yaml --out r   # long\nmoldiff train configs/a.yaml \\\n    train.steps=500 --out r\n"
+        "torchrun -m moldiff.cli sample -n 10000"
+    )
     assert shrink_shell(shell).splitlines() == [
         "moldiff sample --num 3 --steps 2   # c",
         "moldiff train configs/a.yaml train.steps=2 --out r   # long",
         "moldiff train configs/a.yaml train.steps=2 --out r",
         "torchrun -m moldiff.cli sample -n 3",
     ]
-    assert shrink_python("g.sample(100, labels=[k % 10 for k in range(100)])") == \
-        "g.sample(3, labels=[k % 10 for k in range(3)])"
+    assert (
+        shrink_python("g.sample(100, labels=[k % 10 for k in range(100)])")
+        == "g.sample(3, labels=[k % 10 for k in range(3)])"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # the runnable blocks
 # ------------------------------------------------------------------------------------------------
 
+
 def test_the_runnable_blocks_run(tmp_path):
     data = _data_dir()
     if not data.is_dir():
-        pytest.skip(f"shared data folder {data} not found (set MOLDIFF_DATA_DIR to the folder holding qm9/, "
-                    "molecules/, proteins/, images/): the README's runnable blocks read it")
+        pytest.skip(
+            f"shared data folder {data} not found (set MOLDIFF_DATA_DIR to the folder holding qm9/, "
+            "molecules/, proteins/, images/): the README's runnable blocks read it"
+        )
     work = tmp_path / "work"
     work.mkdir()
     for name in ("configs", "examples", "benchmarks"):
         (work / name).symlink_to(REPO / name, target_is_directory=True)
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "data").symlink_to(data, target_is_directory=True)
-    env = {**os.environ, "MOLDIFF_DATA_DIR": str(data), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "MOLDIFF_DATA_DIR": str(data),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
 
     failures, times = [], []
     for block in [b for b in readme_blocks() if b.label == "runnable"]:
@@ -193,6 +210,8 @@ def test_the_runnable_blocks_run(tmp_path):
             ok, output = False, f"timed out after {err.timeout} s"
         times.append(f"{block}: {time.perf_counter() - tick:.1f} s")
         if not ok:
-            failures.append(f"{block} failed; as run:\n{script}\n--- output (last 3000 characters) ---\n{output[-3000:]}")
+            failures.append(
+                f"{block} failed; as run:\n{script}\n--- output (last 3000 characters) ---\n{output[-3000:]}"
+            )
     print("\n".join(times))
     assert not failures, "\n\n".join(failures)

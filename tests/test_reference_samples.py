@@ -42,20 +42,44 @@ def _sdf_arrays(path: Path) -> list[tuple[list[str], np.ndarray]]:
         if len(lines) < 4:
             continue
         n = int(lines[3][:3])
-        atoms = [line.split() for line in lines[4:4 + n]]
+        atoms = [line.split() for line in lines[4 : 4 + n]]
         out.append(([a[3] for a in atoms], np.array([[float(v) for v in a[:3]] for a in atoms])))
     return out
 
 
 def _ca(path: Path) -> np.ndarray:
-    return np.array([[float(line[30:38]), float(line[38:46]), float(line[46:54])]
-                     for line in path.read_text().splitlines() if line.startswith("ATOM") and line[12:16] == " CA "])
+    return np.array(
+        [
+            [float(line[30:38]), float(line[38:46]), float(line[46:54])]
+            for line in path.read_text().splitlines()
+            if line.startswith("ATOM") and line[12:16] == " CA "
+        ]
+    )
 
 
 def test_the_shipped_molecule_model_gives_the_recorded_molecules(tmp_path, one_thread):
     out = tmp_path / "qm9.sdf"
-    assert main(["sample", "--model", "qm9", "--num", "8", "--seed", "0", "--steps", "20", "--sampler", "dpmpp_2m",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                "qm9",
+                "--num",
+                "8",
+                "--seed",
+                "0",
+                "--steps",
+                "20",
+                "--sampler",
+                "dpmpp_2m",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     got, want = _sdf_arrays(out), _sdf_arrays(REFERENCE / "qm9.sdf")
     assert len(got) == len(want) == 8
     for (z1, p1), (z2, p2) in zip(got, want):
@@ -65,15 +89,51 @@ def test_the_shipped_molecule_model_gives_the_recorded_molecules(tmp_path, one_t
 
 def test_the_shipped_image_model_gives_the_recorded_images(tmp_path, one_thread):
     out = tmp_path / "fm.png"
-    assert main(["sample", "--model", "fashion_mnist", "--num", "8", "--seed", "0", "--steps", "20",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                "fashion_mnist",
+                "--num",
+                "8",
+                "--seed",
+                "0",
+                "--steps",
+                "20",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     got = np.asarray(Image.open(out), dtype=np.int16)
     want = np.asarray(Image.open(REFERENCE / "fm.png"), dtype=np.int16)
     assert got.shape == want.shape and int(np.abs(got - want).max()) <= 2
 
 
 def test_the_shipped_backbone_model_gives_the_recorded_chains(tmp_path, one_thread):
-    assert main(["sample", "--model", "cath_ca", "--num", "2", "--length", "50", "--seed", "0", "--steps", "20",
-                 "--out", str(tmp_path / "bb"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                "cath_ca",
+                "--num",
+                "2",
+                "--length",
+                "50",
+                "--seed",
+                "0",
+                "--steps",
+                "20",
+                "--out",
+                str(tmp_path / "bb"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     for name in ("design_0000.pdb", "design_0001.pdb"):
         np.testing.assert_allclose(_ca(tmp_path / "bb" / name), _ca(REFERENCE / name), atol=1e-2)

@@ -29,19 +29,27 @@ def _one_line_and_the_fixes(message: str, option: str) -> None:
 
 
 def test_train_on_your_sdf_without_the_shared_data(no_shared_data):
-    proc = subprocess.run([sys.executable, str(REPO / "examples" / "train_on_your_sdf.py"), "--steps", "1"],
-                          capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "train_on_your_sdf.py"), "--steps", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
     assert proc.returncode != 0
     _one_line_and_the_fixes(proc.stderr, "--sdf")
     assert proc.stderr.startswith(f"train_on_your_sdf.py: {no_shared_data / 'molecules' / 'drug_like_3d.sdf.gz'}")
     assert not (no_shared_data.parent / "runs").exists()  # stopped before anything was written
 
 
-@pytest.mark.parametrize("name, args", [
-    ("backbones", ["--model", "untrained", "--num", "1", "--lengths", "5"]),
-    ("backbone_denoising", ["--model", "untrained", "--num", "1"]),
-    ("images", ["--model", "fashion_mnist", "--num", "2"]),
-])
+@pytest.mark.parametrize(
+    "name, args",
+    [
+        ("backbones", ["--model", "untrained", "--num", "1", "--lengths", "5"]),
+        ("backbone_denoising", ["--model", "untrained", "--num", "1"]),
+        ("images", ["--model", "fashion_mnist", "--num", "2"]),
+    ],
+)
 def test_benchmarks_without_the_shared_data(no_shared_data, benchmark_script, name, args):
     bench = benchmark_script(name)
     with pytest.raises(SystemExit) as exit_info:

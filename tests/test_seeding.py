@@ -14,8 +14,12 @@ def test_per_item_noise_does_not_depend_on_the_batch():
     sizes = torch.tensor([3, 5, 2, 4])
     batch = torch.repeat_interleave(torch.arange(4), sizes)
     whole = molecule_space(batch, 6, 4).randn(item_generators(7, range(4)))
-    halves = [molecule_space(torch.repeat_interleave(torch.arange(2), sizes[k:k + 2]), 6, 2)
-              .randn(item_generators(7, range(k, k + 2))) for k in (0, 2)]
+    halves = [
+        molecule_space(torch.repeat_interleave(torch.arange(2), sizes[k : k + 2]), 6, 2).randn(
+            item_generators(7, range(k, k + 2))
+        )
+        for k in (0, 2)
+    ]
     assert torch.equal(whole, torch.cat(halves))
     assert torch.allclose(GraphSpace(batch, 3, 4, zero_com=True).node_mean(whole[:, :3]), torch.zeros(4, 3), atol=1e-6)
     images = EuclideanSpace((3, 1, 4, 4)).randn(item_generators(7, range(3)))

@@ -72,6 +72,7 @@ METHODS = ("euler", "posterior")
 # Schedule
 # ------------------------------------------------------------------------------------------------
 
+
 class CategoricalSchedule:
     """``alpha(t)``: the probability that a categorical variable still holds its clean value at time ``t``.
 
@@ -116,7 +117,10 @@ class CategoricalSchedule:
 # Sampling helper
 # ------------------------------------------------------------------------------------------------
 
-def sample_categorical(probs: Tensor, generator: torch.Generator | None = None, uniform: Tensor | None = None) -> Tensor:
+
+def sample_categorical(
+    probs: Tensor, generator: torch.Generator | None = None, uniform: Tensor | None = None
+) -> Tensor:
     """One draw per row of ``probs [..., S]`` (non-negative, rows need not be normalised), ``[...]`` long.
 
     Inverse-CDF sampling with ``u`` in ``(0, total]``, so a class of probability zero is never drawn;
@@ -133,6 +137,7 @@ def sample_categorical(probs: Tensor, generator: torch.Generator | None = None, 
 # ------------------------------------------------------------------------------------------------
 # Space
 # ------------------------------------------------------------------------------------------------
+
 
 class CategoricalSpace:
     """``M`` categorical variables of a batch of ``B`` items (per node or per node pair of packed graphs).
@@ -153,8 +158,16 @@ class CategoricalSpace:
         count: ``[B]`` number of variables of each item.
     """
 
-    def __init__(self, num_classes: int, item_index: Tensor, num_items: int | None = None, *,
-                 prior: str = "masking", marginal: Tensor | None = None, edge_index: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        item_index: Tensor,
+        num_items: int | None = None,
+        *,
+        prior: str = "masking",
+        marginal: Tensor | None = None,
+        edge_index: Tensor | None = None,
+    ) -> None:
         if prior not in PRIORS:
             raise UnknownNameError(f"unknown categorical prior {prior!r}; choose from {PRIORS}")
         if item_index.dim() != 1:
@@ -196,8 +209,9 @@ class CategoricalSpace:
         return cls(num_classes, batch, num_graphs, **kwargs)
 
     @classmethod
-    def over_edges(cls, edge_index: Tensor, batch: Tensor, num_classes: int, num_graphs: int | None = None,
-                   **kwargs) -> "CategoricalSpace":
+    def over_edges(
+        cls, edge_index: Tensor, batch: Tensor, num_classes: int, num_graphs: int | None = None, **kwargs
+    ) -> "CategoricalSpace":
         """One variable per listed node pair (``edge_index [2, E]``, e.g. :func:`upper_triangle_edges`)."""
         if num_graphs is None:
             num_graphs = int(batch.max().item()) + 1
@@ -234,8 +248,10 @@ class CategoricalSpace:
         if isinstance(generator, (list, tuple)):
             if len(generator) != self.num_items:
                 raise ValueError(f"{len(generator)} generators for {self.num_items} items")
-            parts = [torch.rand((int(n), width), generator=g, device=self.device, dtype=torch.float64)
-                     for n, g in zip(self.count.tolist(), generator)]
+            parts = [
+                torch.rand((int(n), width), generator=g, device=self.device, dtype=torch.float64)
+                for n, g in zip(self.count.tolist(), generator)
+            ]
             return torch.cat(parts) if parts else torch.empty((0, width), device=self.device, dtype=torch.float64)
         return torch.rand((self.num_variables, width), generator=generator, device=self.device, dtype=torch.float64)
 
@@ -294,8 +310,17 @@ class CategoricalSpace:
             return pi
         return torch.cat([pi, pi.new_zeros(pi.shape[0], 1)], dim=-1)
 
-    def transition_probs(self, x: Tensor, logits: Tensor, alpha: float, alpha_next: float, *,
-                         method: str = "euler", eta: float = 0.0, dt: float | None = None) -> Tensor:
+    def transition_probs(
+        self,
+        x: Tensor,
+        logits: Tensor,
+        alpha: float,
+        alpha_next: float,
+        *,
+        method: str = "euler",
+        eta: float = 0.0,
+        dt: float | None = None,
+    ) -> Tensor:
         """Probabilities of the next state of every variable for one step from ``t`` to ``s < t``.
 
         Args:
@@ -335,10 +360,10 @@ class CategoricalSpace:
     def _posterior(self, x: Tensor, pi: Tensor, current: Tensor, alpha_t: float, alpha_s: float) -> Tensor:
         """``sum_{x_0} q(x_s = y | x_t = x, x_0) pi(x_0)`` with ``q(x_t | x_s) = beta delta + (1 - beta) p_0``."""
         p0 = self.prior_probs.to(pi.dtype)
-        p0_x = p0[x][:, None]                                       # p_0(x_t)
+        p0_x = p0[x][:, None]  # p_0(x_t)
         beta = alpha_t / alpha_s
-        a = beta * current + (1 - beta) * p0_x                      # q(x_t = x | x_s = y), [M, S]
-        denom = alpha_t * current + (1 - alpha_t) * p0_x            # q(x_t = x | x_0 = y)
+        a = beta * current + (1 - beta) * p0_x  # q(x_t = x | x_s = y), [M, S]
+        denom = alpha_t * current + (1 - alpha_t) * p0_x  # q(x_t = x | x_0 = y)
         tiny = torch.finfo(pi.dtype).tiny
         w = torch.where(denom > 0, pi / denom.clamp_min(tiny), torch.zeros_like(pi))  # pi(x_0) / q(x_t | x_0)
         probs = a * (alpha_s * w + (1 - alpha_s) * p0 * w.sum(-1, keepdim=True))
@@ -346,12 +371,23 @@ class CategoricalSpace:
         # a state impossible at t (e.g. unmasked at alpha = 0) has no posterior: it stays
         return torch.where(total > 0, probs / total.clamp_min(tiny), current)
 
-    def step(self, x: Tensor, logits: Tensor, alpha: float, alpha_next: float, *,
-             generator: torch.Generator | None = None, method: str = "euler", eta: float = 0.0,
-             dt: float | None = None) -> Tensor:
+    def step(
+        self,
+        x: Tensor,
+        logits: Tensor,
+        alpha: float,
+        alpha_next: float,
+        *,
+        generator: torch.Generator | None = None,
+        method: str = "euler",
+        eta: float = 0.0,
+        dt: float | None = None,
+    ) -> Tensor:
         """Draw the next states ``[M]`` from :meth:`transition_probs`."""
-        return sample_categorical(self.transition_probs(x, logits, alpha, alpha_next, method=method, eta=eta, dt=dt),
-                                  uniform=self.rand(generator))
+        return sample_categorical(
+            self.transition_probs(x, logits, alpha, alpha_next, method=method, eta=eta, dt=dt),
+            uniform=self.rand(generator),
+        )
 
     # --- loss ---------------------------------------------------------------------------------------
     def cross_entropy(self, logits: Tensor, x0: Tensor, x_t: Tensor | None = None) -> Tensor:
@@ -369,13 +405,16 @@ class CategoricalSpace:
 
     def __repr__(self) -> str:
         kind = "edges" if self.edge_index is not None else "variables"
-        return (f"CategoricalSpace({self.num_variables} {kind}, {self.num_items} items, K={self.num_classes}, "
-                f"prior={self.prior!r})")
+        return (
+            f"CategoricalSpace({self.num_variables} {kind}, {self.num_items} items, K={self.num_classes}, "
+            f"prior={self.prior!r})"
+        )
 
 
 # ------------------------------------------------------------------------------------------------
 # Edge indexing of packed graphs
 # ------------------------------------------------------------------------------------------------
+
 
 def _graph_offsets(batch: Tensor, num_graphs: int | None):
     batch = batch.long()
@@ -397,7 +436,7 @@ def upper_triangle_edges(batch: Tensor, num_graphs: int | None = None) -> Tensor
     """
     batch, counts, node_offset, _ = _graph_offsets(batch, num_graphs)
     local = torch.arange(batch.numel(), device=batch.device) - node_offset[batch]
-    later = counts[batch] - 1 - local                      # pairs (i, j > i) starting at each node
+    later = counts[batch] - 1 - local  # pairs (i, j > i) starting at each node
     src = torch.repeat_interleave(torch.arange(batch.numel(), device=batch.device), later)
     first = torch.cumsum(later, 0) - later
     dst = src + 1 + torch.arange(src.numel(), device=batch.device) - first[src]

@@ -16,8 +16,9 @@ from .spaces import StateSpace
 Tensor = torch.Tensor
 
 
-def classifier_free_guidance(denoiser: Callable, space: StateSpace, scale: float, cond_args: dict,
-                             uncond_args: dict, *, rescale: float = 0.0) -> Callable:
+def classifier_free_guidance(
+    denoiser: Callable, space: StateSpace, scale: float, cond_args: dict, uncond_args: dict, *, rescale: float = 0.0
+) -> Callable:
     """Classifier-free guidance (Ho & Salimans 2022, Eq. 6) on the clean-sample prediction:
     ``D' = D_u + w (D_c - D_u)``; ``w = 1`` is the conditional model, ``w = 0`` the unconditional one.
 
@@ -41,6 +42,7 @@ def classifier_free_guidance(denoiser: Callable, space: StateSpace, scale: float
         d_uncond = denoiser(x, sigma, **extra, **uncond_args)
         d = d_uncond + scale * (d_cond - d_uncond)
         if rescale > 0:
+
             def std(v):
                 centred = v - space.per_item(space.mean_per_item(v))
                 return space.mean_per_item(centred**2).clamp_min(1e-12).sqrt()
@@ -51,8 +53,15 @@ def classifier_free_guidance(denoiser: Callable, space: StateSpace, scale: float
     return guided
 
 
-def gradient_guidance(denoiser: Callable, space: StateSpace, log_likelihood: Callable, scale: float = 1.0, *,
-                      through_denoiser: bool = True, max_step: float | None = None) -> Callable:
+def gradient_guidance(
+    denoiser: Callable,
+    space: StateSpace,
+    log_likelihood: Callable,
+    scale: float = 1.0,
+    *,
+    through_denoiser: bool = True,
+    max_step: float | None = None,
+) -> Callable:
     """Guidance by the gradient of a differentiable function of the predicted clean sample
     (regressor or classifier guidance; Dhariwal & Nichol 2021, Eq. 14; Chung et al. 2023, DPS, Eq. 16;
     EDM for molecules uses a property regressor this way).
@@ -95,8 +104,15 @@ def gradient_guidance(denoiser: Callable, space: StateSpace, log_likelihood: Cal
     return guided
 
 
-def inpainting(denoiser: Callable, space: StateSpace, known: Tensor, mask: Tensor, *,
-               generator: torch.Generator | None = None, renoise: bool = True) -> Callable:
+def inpainting(
+    denoiser: Callable,
+    space: StateSpace,
+    known: Tensor,
+    mask: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    renoise: bool = True,
+) -> Callable:
     """Keep given parts of the sample fixed: scaffolds around motifs, image regions (replacement
     method: Song et al. 2021, App. I.2; Lugmayr et al. 2022, RePaint, Eq. 8 without resampling).
 

@@ -147,7 +147,9 @@ class JointSpace:
                     raise TypeError(f"block {name!r} is continuous: its schedule must be a NoiseSchedule")
                 self.continuous.append(name)
             else:
-                raise TypeError(f"block {name!r} must be a StateSpace or a CategoricalSpace, got {type(block).__name__}")
+                raise TypeError(
+                    f"block {name!r} must be a StateSpace or a CategoricalSpace, got {type(block).__name__}"
+                )
             self.schedules[name] = schedule
         sizes = {name: b.num_items for name, b in self.blocks.items()}
         if len(set(sizes.values())) != 1:
@@ -171,8 +173,9 @@ class JointSpace:
         return {n: self.blocks[n].one_hot(state[n], dtype) if n in self.categorical else state[n] for n in self.names}
 
     # --- drawing states ------------------------------------------------------------------------
-    def prior(self, generator: torch.Generator | None = None, *, t: float = 1.0,
-              dtype: torch.dtype | None = None) -> dict[str, Tensor]:
+    def prior(
+        self, generator: torch.Generator | None = None, *, t: float = 1.0, dtype: torch.dtype | None = None
+    ) -> dict[str, Tensor]:
         """The starting state at time ``t``: ``sigma(t) eps`` for continuous blocks (the exact marginal
         when ``alpha(t) = 0``, as for the linear interpolant at ``t = 1``), the categorical prior
         ``p_0`` for categorical blocks (exact at ``t = 1``)."""
@@ -185,7 +188,9 @@ class JointSpace:
                 out[name] = sigma * block.randn(generator=generator, dtype=dtype)
         return out
 
-    def noise(self, clean: Mapping[str, Tensor], t: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def noise(
+        self, clean: Mapping[str, Tensor], t: Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
         """Draw ``x_t ~ q_t(. | x_0)`` for every block (training), per-item times ``t [B]``.
 
         Continuous: ``alpha(t) x_0 + sigma(t) eps``; categorical: keep ``x_0`` with probability
@@ -216,7 +221,9 @@ class JointSpace:
         for n in self.categorical:
             k = self.blocks[n].num_classes
             if pred[n].shape[-1] != k:
-                raise ValueError(f"block {n!r}: expected logits [M, {k}] over the data classes, got {tuple(pred[n].shape)}")
+                raise ValueError(
+                    f"block {n!r}: expected logits [M, {k}] over the data classes, got {tuple(pred[n].shape)}"
+                )
         return self.project(pred)
 
     # --- sampling steps ---------------------------------------------------------------------------
@@ -229,8 +236,17 @@ class JointSpace:
             out[name] = da * d + ds * (x - a * d) / s
         return out
 
-    def step(self, state: Mapping[str, Tensor], pred: Mapping[str, Tensor], t: float, t_next: float, *,
-             generator: torch.Generator | None = None, method: str = "euler", eta: float = 0.0) -> dict[str, Tensor]:
+    def step(
+        self,
+        state: Mapping[str, Tensor],
+        pred: Mapping[str, Tensor],
+        t: float,
+        t_next: float,
+        *,
+        generator: torch.Generator | None = None,
+        method: str = "euler",
+        eta: float = 0.0,
+    ) -> dict[str, Tensor]:
         """Advance every block from ``t`` to ``t_next < t`` given the denoiser's predictions.
 
         Args:
@@ -250,12 +266,26 @@ class JointSpace:
             schedule = self.schedules[name]
             if name in self.categorical:
                 a, a_next = float(schedule.alpha(t)), float(schedule.alpha(t_next))
-                out[name] = block.step(x, pred[name], a, a_next, generator=generator,
-                                       method="euler" if method == "euler" else "posterior", eta=eta, dt=t - t_next)
+                out[name] = block.step(
+                    x,
+                    pred[name],
+                    a,
+                    a_next,
+                    generator=generator,
+                    method="euler" if method == "euler" else "posterior",
+                    eta=eta,
+                    dt=t - t_next,
+                )
                 continue
             d = pred[name].to(x.dtype)
-            a, s = (float(torch.as_tensor(f(torch.tensor(t, dtype=torch.float64)))) for f in (schedule.alpha, schedule.sigma))
-            a2, s2 = (float(torch.as_tensor(f(torch.tensor(t_next, dtype=torch.float64)))) for f in (schedule.alpha, schedule.sigma))
+            a, s = (
+                float(torch.as_tensor(f(torch.tensor(t, dtype=torch.float64))))
+                for f in (schedule.alpha, schedule.sigma)
+            )
+            a2, s2 = (
+                float(torch.as_tensor(f(torch.tensor(t_next, dtype=torch.float64))))
+                for f in (schedule.alpha, schedule.sigma)
+            )
             if s2 <= 0.0:
                 out[name] = a2 * d
                 continue

@@ -22,8 +22,9 @@ from .spaces import StateSpace
 Tensor = torch.Tensor
 
 
-def _drift_and_divergence(denoiser: Callable, x: Tensor, sigma: float, space: StateSpace, probes: list[Tensor] | None,
-                          extra_args: dict) -> tuple[Tensor, Tensor]:
+def _drift_and_divergence(
+    denoiser: Callable, x: Tensor, sigma: float, space: StateSpace, probes: list[Tensor] | None, extra_args: dict
+) -> tuple[Tensor, Tensor]:
     """``f(x, sigma)`` and its divergence in the space, ``[B]`` (exact when ``probes`` is None)."""
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
@@ -45,11 +46,22 @@ def _drift_and_divergence(denoiser: Callable, x: Tensor, sigma: float, space: St
     return f.detach(), div.detach()
 
 
-def pf_ode_log_likelihood(denoiser: Callable, x0: Tensor, space: StateSpace, *,
-                          schedule: NoiseSchedule | None = None, sigma_min: float | None = None,
-                          sigma_max: float | None = None, num_steps: int = 100, rho: float = 7.0,
-                          prior_variance: float | None = None, trace: str = "hutchinson", num_probes: int = 1,
-                          generator: torch.Generator | None = None, extra_args: dict | None = None) -> Tensor:
+def pf_ode_log_likelihood(
+    denoiser: Callable,
+    x0: Tensor,
+    space: StateSpace,
+    *,
+    schedule: NoiseSchedule | None = None,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    num_steps: int = 100,
+    rho: float = 7.0,
+    prior_variance: float | None = None,
+    trace: str = "hutchinson",
+    num_probes: int = 1,
+    generator: torch.Generator | None = None,
+    extra_args: dict | None = None,
+) -> Tensor:
     """Log-likelihood of ``x0`` under the model's PF-ODE, per item, in nats, ``[B]``.
 
     The ODE is integrated from ``sigma_min`` up to ``sigma_max`` with Heun's method on a Karras grid
@@ -81,8 +93,10 @@ def pf_ode_log_likelihood(denoiser: Callable, x0: Tensor, space: StateSpace, *,
     extra_args = extra_args or {}
     probes = None
     if trace == "hutchinson":  # Rademacher probes projected into the space: covariance P, low variance
-        probes = [space.project(torch.randint(0, 2, x0.shape, generator=generator, device=x0.device).to(x0.dtype) * 2 - 1)
-                  for _ in range(num_probes)]
+        probes = [
+            space.project(torch.randint(0, 2, x0.shape, generator=generator, device=x0.device).to(x0.dtype) * 2 - 1)
+            for _ in range(num_probes)
+        ]
     levels = [float(s) for s in karras_sigmas(num_steps + 1, sigma_min, sigma_max, rho).flip(0)]
     x = space.project(x0)
     integral = torch.zeros(space.num_items, dtype=x0.dtype, device=x0.device)
@@ -98,4 +112,6 @@ def pf_ode_log_likelihood(denoiser: Callable, x0: Tensor, space: StateSpace, *,
 
 def bits_per_dim(log_likelihood: Tensor, space: StateSpace) -> Tensor:
     """Convert per-item nats to bits per degree of freedom, ``[B]``."""
-    return -log_likelihood / (space.dof.to(log_likelihood.dtype) * torch.log(torch.tensor(2.0, dtype=log_likelihood.dtype)))
+    return -log_likelihood / (
+        space.dof.to(log_likelihood.dtype) * torch.log(torch.tensor(2.0, dtype=log_likelihood.dtype))
+    )

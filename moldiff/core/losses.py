@@ -38,9 +38,18 @@ WEIGHTINGS = ("eps", "x0", "v", "truncated_snr", "min_snr", "edm", "sigmoid")
 # Noise-level sampling
 # ------------------------------------------------------------------------------------------------
 
-def sample_times(schedule: NoiseSchedule, num_items: int, kind: str = "uniform", *,
-                 generator: torch.Generator | None = None, device=None, p_mean: float = -1.2,
-                 p_std: float = 1.2, num_steps: int | None = None) -> Tensor:
+
+def sample_times(
+    schedule: NoiseSchedule,
+    num_items: int,
+    kind: str = "uniform",
+    *,
+    generator: torch.Generator | None = None,
+    device=None,
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    num_steps: int | None = None,
+) -> Tensor:
     """Draw one training time per item, ``[B]`` float64.
 
     Args:
@@ -59,7 +68,7 @@ def sample_times(schedule: NoiseSchedule, num_items: int, kind: str = "uniform",
         if steps is None:
             raise ValueError("noise sampler 'discrete' needs num_steps for a continuous schedule")
         k = torch.randint(0, steps + 1, (num_items,), generator=generator, device=device)
-        return (t_min + (t_max - t_min) * k.double() / steps)
+        return t_min + (t_max - t_min) * k.double() / steps
     if kind == "lognormal":
         z = torch.randn(num_items, generator=generator, device=device, dtype=torch.float64)
         sigma = torch.exp(p_mean + p_std * z).clamp(schedule.sigma_min, schedule.sigma_max)
@@ -75,8 +84,10 @@ def sample_times(schedule: NoiseSchedule, num_items: int, kind: str = "uniform",
 # Weightings (weights on the eps mean-squared error)
 # ------------------------------------------------------------------------------------------------
 
-def loss_weight(log_snr: Tensor, kind: str = "eps", *, gamma: float = 5.0, sigma_data: float = 0.5,
-                bias: float = 0.0) -> Tensor:
+
+def loss_weight(
+    log_snr: Tensor, kind: str = "eps", *, gamma: float = 5.0, sigma_data: float = 0.5, bias: float = 0.0
+) -> Tensor:
     """Weight on the eps-MSE that turns it into the named objective.
 
     Args:
@@ -106,11 +117,20 @@ def loss_weight(log_snr: Tensor, kind: str = "eps", *, gamma: float = 5.0, sigma
     raise UnknownNameError(f"unknown loss weighting {kind!r}; choose from {', '.join(map(repr, WEIGHTINGS))}")
 
 
-def denoising_loss(denoiser: DiffusionDenoiser, x0: Tensor, space: StateSpace, *,
-                   generator: torch.Generator | None = None, weighting: str = "eps",
-                   noise_sampler: str = "uniform", extra_args: dict | None = None, t: Tensor | None = None,
-                   weighting_kwargs: dict | None = None, noise_kwargs: dict | None = None,
-                   auxiliary: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None) -> Tensor:
+def denoising_loss(
+    denoiser: DiffusionDenoiser,
+    x0: Tensor,
+    space: StateSpace,
+    *,
+    generator: torch.Generator | None = None,
+    weighting: str = "eps",
+    noise_sampler: str = "uniform",
+    extra_args: dict | None = None,
+    t: Tensor | None = None,
+    weighting_kwargs: dict | None = None,
+    noise_kwargs: dict | None = None,
+    auxiliary: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
+) -> Tensor:
     """Per-item denoising loss ``w(lambda_t) * mean ||eps_hat - eps||^2`` (Ho et al. 2020, Eq. 14 with
     the weights of :func:`loss_weight`; the mean runs over each item's entries, as EDM's ``l2`` loss).
 
@@ -130,8 +150,9 @@ def denoising_loss(denoiser: DiffusionDenoiser, x0: Tensor, space: StateSpace, *
     schedule = denoiser.schedule
     extra_args = extra_args or {}
     if t is None:
-        t = sample_times(schedule, space.num_items, noise_sampler, generator=generator, device=x0.device,
-                         **(noise_kwargs or {}))
+        t = sample_times(
+            schedule, space.num_items, noise_sampler, generator=generator, device=x0.device, **(noise_kwargs or {})
+        )
     eps = space.randn(generator=generator, dtype=x0.dtype)
     alpha = space.per_item(schedule.alpha(t).to(x0.dtype))
     sigma = space.per_item(schedule.sigma(t).to(x0.dtype))
@@ -146,6 +167,7 @@ def denoising_loss(denoiser: DiffusionDenoiser, x0: Tensor, space: StateSpace, *
 # ------------------------------------------------------------------------------------------------
 # Variational bound (Kingma et al. 2021, "Variational Diffusion Models"; EDM, Sec. 3.3)
 # ------------------------------------------------------------------------------------------------
+
 
 def vlb_diffusion_term(eps: Tensor, eps_hat: Tensor, log_snr_s: Tensor, log_snr_t: Tensor, space: StateSpace) -> Tensor:
     """One discrete-time diffusion term ``L_t`` for steps ``s < t`` (VDM, Eq. 13/14):
@@ -171,8 +193,15 @@ def gaussian_nll(x: Tensor, mean: Tensor, variance: Tensor | float, space: State
     return -space.log_normal(x, variance, mean)
 
 
-def diffusion_vlb_estimate(denoiser: DiffusionDenoiser, x0: Tensor, space: StateSpace, num_steps: int, *,
-                           generator: torch.Generator | None = None, extra_args: dict | None = None) -> Tensor:
+def diffusion_vlb_estimate(
+    denoiser: DiffusionDenoiser,
+    x0: Tensor,
+    space: StateSpace,
+    num_steps: int,
+    *,
+    generator: torch.Generator | None = None,
+    extra_args: dict | None = None,
+) -> Tensor:
     """Unbiased one-sample estimate of ``sum_{k=1..T} L_k`` (the diffusion part of the bound), ``[B]``.
 
     Draws ``k`` uniformly in ``1..T`` per item and returns ``T * L_k`` for the grid ``t_k = t_min +
@@ -218,6 +247,7 @@ def velocity_weight(schedule: NoiseSchedule, max_weight: float | None = None) ->
     Returns:
         ``w(t [B]) -> [B]`` float64.
     """
+
     def weight(t: Tensor) -> Tensor:
         a, s, da, ds = schedule_rates(schedule, t)
         w = (da - ds * a / s) ** 2
@@ -235,6 +265,7 @@ def masking_elbo_weight(schedule: CategoricalSchedule, max_weight: float | None 
     Returns:
         ``w(t [B]) -> [B]`` float64.
     """
+
     def weight(t: Tensor) -> Tensor:
         t = torch.as_tensor(t, dtype=torch.float64)
         w = -schedule.alpha_derivative(t) / (1 - schedule.alpha(t))
@@ -243,8 +274,14 @@ def masking_elbo_weight(schedule: CategoricalSchedule, max_weight: float | None 
     return weight
 
 
-def joint_loss_terms(pred: Mapping[str, Tensor], clean: Mapping[str, Tensor], noisy: Mapping[str, Tensor],
-                     space: JointSpace, *, only_noised: bool = True) -> dict[str, Tensor]:
+def joint_loss_terms(
+    pred: Mapping[str, Tensor],
+    clean: Mapping[str, Tensor],
+    noisy: Mapping[str, Tensor],
+    space: JointSpace,
+    *,
+    only_noised: bool = True,
+) -> dict[str, Tensor]:
     """Unweighted per-item loss of every block, ``{name: [B]}``.
 
     * continuous block: ``mean ||P x0_hat - x0||^2`` over the item's entries (``P`` the block's
@@ -271,12 +308,21 @@ def joint_loss_terms(pred: Mapping[str, Tensor], clean: Mapping[str, Tensor], no
     return terms
 
 
-def joint_loss(denoiser: Callable, clean: Mapping[str, Tensor], space: JointSpace, *,
-               generator: torch.Generator | None = None, t: Tensor | None = None,
-               weights: Mapping[str, float] | None = None,
-               time_weight: TimeWeight | Mapping[str, TimeWeight] | None = None,
-               extra_args: dict | None = None, self_condition_prob: float = 0.0,
-               t_min: float = 0.0, t_max: float = 1.0, only_noised: bool = True) -> tuple[Tensor, dict[str, Tensor]]:
+def joint_loss(
+    denoiser: Callable,
+    clean: Mapping[str, Tensor],
+    space: JointSpace,
+    *,
+    generator: torch.Generator | None = None,
+    t: Tensor | None = None,
+    weights: Mapping[str, float] | None = None,
+    time_weight: TimeWeight | Mapping[str, TimeWeight] | None = None,
+    extra_args: dict | None = None,
+    self_condition_prob: float = 0.0,
+    t_min: float = 0.0,
+    t_max: float = 1.0,
+    only_noised: bool = True,
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Per-item training loss of a joint model: noise, predict, and sum the weighted block terms.
 
     ``loss_b = sum_name weights[name] * w_name(t_b) * term_name_b`` with the terms of

@@ -99,8 +99,14 @@ class DiffusionDenoiser(nn.Module):
         sigma_data: data standard deviation for ``"edm"`` preconditioning (default 0.5).
     """
 
-    def __init__(self, network: nn.Module | Callable, schedule: NoiseSchedule, prediction: str = "eps",
-                 space_fn: Callable | None = None, sigma_data: float = 0.5) -> None:
+    def __init__(
+        self,
+        network: nn.Module | Callable,
+        schedule: NoiseSchedule,
+        prediction: str = "eps",
+        space_fn: Callable | None = None,
+        sigma_data: float = 0.5,
+    ) -> None:
         super().__init__()
         if prediction not in PREDICTIONS:
             raise UnknownNameError(f"unknown prediction kind {prediction!r}; expected one of {PREDICTIONS}")

@@ -54,8 +54,14 @@ Tensor = torch.Tensor
 Denoiser = Callable[..., Tensor]
 
 
-def initial_noise(space: StateSpace, sigma_max: float, *, generator: torch.Generator | None = None,
-                  schedule: NoiseSchedule | None = None, dtype: torch.dtype | None = None) -> Tensor:
+def initial_noise(
+    space: StateSpace,
+    sigma_max: float,
+    *,
+    generator: torch.Generator | None = None,
+    schedule: NoiseSchedule | None = None,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
     """Draw the starting state ``x ~ N(0, v I)`` in the space.
 
     ``v = sigma_max^2`` for VE-type schedules; for a variance-preserving schedule the VE-frame prior
@@ -85,8 +91,17 @@ def _levels(sigmas: Tensor) -> list[float]:
 
 
 @torch.no_grad()
-def sample_ddim(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace, *, generator=None,
-                callback=None, extra_args=None, eta: float = 0.0) -> Tensor:
+def sample_ddim(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    space: StateSpace,
+    *,
+    generator=None,
+    callback=None,
+    extra_args=None,
+    eta: float = 0.0,
+) -> Tensor:
     """DDIM (Song et al. 2021, Eq. 12) in the VE frame.
 
     From level ``s`` to ``s'``: ``x' = x0 + sqrt(s'^2 - c^2) eps_hat + c z`` with
@@ -110,17 +125,20 @@ def sample_ddim(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace
     return x
 
 
-def sample_ddpm(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace, *, generator=None,
-                callback=None, extra_args=None) -> Tensor:
+def sample_ddpm(
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace, *, generator=None, callback=None, extra_args=None
+) -> Tensor:
     """DDPM ancestral sampling (Ho et al. 2020, Alg. 2; EDM's sampler for molecules): each step
     samples the Gaussian posterior ``q(x_s | x_t, x0 = D(x_t))``. Identical to DDIM with ``eta = 1``."""
-    return sample_ddim(denoiser, x, sigmas, space, generator=generator, callback=callback,
-                       extra_args=extra_args, eta=1.0)
+    return sample_ddim(
+        denoiser, x, sigmas, space, generator=generator, callback=callback, extra_args=extra_args, eta=1.0
+    )
 
 
 @torch.no_grad()
-def sample_euler(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace, *, generator=None,
-                 callback=None, extra_args=None) -> Tensor:
+def sample_euler(
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace, *, generator=None, callback=None, extra_args=None
+) -> Tensor:
     """Euler's method on the PF-ODE ``dx/dsigma = (x - D(x, sigma)) / sigma`` (first order)."""
     levels = _levels(sigmas)
     x = space.project(x)
@@ -132,9 +150,20 @@ def sample_euler(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpac
 
 
 @torch.no_grad()
-def sample_heun(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace, *, generator=None,
-                callback=None, extra_args=None, s_churn: float = 0.0, s_tmin: float = 0.0,
-                s_tmax: float = float("inf"), s_noise: float = 1.0) -> Tensor:
+def sample_heun(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    space: StateSpace,
+    *,
+    generator=None,
+    callback=None,
+    extra_args=None,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = float("inf"),
+    s_noise: float = 1.0,
+) -> Tensor:
     """Heun's second-order method with optional churn (Karras et al. 2022, Alg. 2).
 
     With ``s_churn > 0`` each step inside ``[s_tmin, s_tmax]`` first raises the noise level to
@@ -163,8 +192,9 @@ def sample_heun(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace
 
 
 @torch.no_grad()
-def sample_dpmpp_2m(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace, *, generator=None,
-                    callback=None, extra_args=None) -> Tensor:
+def sample_dpmpp_2m(
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace, *, generator=None, callback=None, extra_args=None
+) -> Tensor:
     """DPM-Solver++(2M), the multistep second-order data-prediction solver (Lu et al. 2022,
     "DPM-Solver++", Alg. 2) in the VE frame, where ``lambda = -log sigma`` and ``alpha = 1``:
     ``x' = (s'/s) x - expm1(-h) D_eff`` with ``D_eff = (1 + 1/(2r)) D_i - 1/(2r) D_{i-1}``, ``r = h_{i-1}/h_i``.
@@ -191,8 +221,9 @@ def sample_dpmpp_2m(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateS
 
 
 @torch.no_grad()
-def sample_euler_maruyama(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace, *, generator=None,
-                          callback=None, extra_args=None) -> Tensor:
+def sample_euler_maruyama(
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace, *, generator=None, callback=None, extra_args=None
+) -> Tensor:
     """Euler-Maruyama on the reverse-time SDE (Song et al. 2021, Eq. 6) of the VE-frame process
     ``dx = sqrt(d sigma^2/dt) dw``: from ``s`` to ``s'``,
     ``x' = x + (s^2 - s'^2) score + sqrt(s^2 - s'^2) z`` with ``score = (D(x, s) - x) / s^2``.
@@ -211,8 +242,17 @@ def sample_euler_maruyama(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: 
 
 
 @torch.no_grad()
-def langevin_correct(denoiser: Denoiser, x: Tensor, sigma: float, space: StateSpace, *, generator=None,
-                     extra_args=None, snr: float = 0.16, steps: int = 1) -> Tensor:
+def langevin_correct(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigma: float,
+    space: StateSpace,
+    *,
+    generator=None,
+    extra_args=None,
+    snr: float = 0.16,
+    steps: int = 1,
+) -> Tensor:
     """Annealed Langevin corrector at a fixed noise level (Song et al. 2021, Alg. 4/5):
     ``x <- x + step score + sqrt(2 step) z`` with ``step = 2 (snr sigma)^2``.
 
@@ -230,9 +270,19 @@ def langevin_correct(denoiser: Denoiser, x: Tensor, sigma: float, space: StateSp
 
 
 @torch.no_grad()
-def sample_pc(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace, *, generator=None,
-              callback=None, extra_args=None, snr: float = 0.16, corrector_steps: int = 1,
-              predictor: str = "euler_maruyama") -> Tensor:
+def sample_pc(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    space: StateSpace,
+    *,
+    generator=None,
+    callback=None,
+    extra_args=None,
+    snr: float = 0.16,
+    corrector_steps: int = 1,
+    predictor: str = "euler_maruyama",
+) -> Tensor:
     """Predictor-corrector sampling (Song et al. 2021, Alg. 1): at each level ``corrector_steps``
     Langevin corrections (:func:`langevin_correct`), then one predictor step (``"euler_maruyama"``
     or ``"ddpm"``) to the next level."""
@@ -243,17 +293,25 @@ def sample_pc(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace, 
     x = space.project(x)
     for i, (s, s_next) in enumerate(zip(levels[:-1], levels[1:])):
         if corrector_steps > 0:
-            x = langevin_correct(denoiser, x, s, space, generator=generator, extra_args=extra_args,
-                                 snr=snr, steps=corrector_steps)
-        x = step_fn(denoiser, x, sigmas.new_tensor([s, s_next]), space, generator=generator,
-                    extra_args=extra_args,
-                    callback=None if callback is None else (lambda info, i=i: callback({**info, "i": i})))
+            x = langevin_correct(
+                denoiser, x, s, space, generator=generator, extra_args=extra_args, snr=snr, steps=corrector_steps
+            )
+        x = step_fn(
+            denoiser,
+            x,
+            sigmas.new_tensor([s, s_next]),
+            space,
+            generator=generator,
+            extra_args=extra_args,
+            callback=None if callback is None else (lambda info, i=i: callback({**info, "i": i})),
+        )
     return x
 
 
 @torch.no_grad()
-def sample_pf_ode(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace, *, generator=None,
-                  callback=None, extra_args=None) -> Tensor:
+def sample_pf_ode(
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpace, *, generator=None, callback=None, extra_args=None
+) -> Tensor:
     """The probability-flow ODE (Song et al. 2021, Eq. 13) ``dx/dsigma = (x - D(x, sigma)) / sigma``
     integrated with the classical fourth-order Runge-Kutta method on the given grid (4 denoiser
     calls per step). A final step to ``sigma = 0`` returns the denoised state."""
@@ -283,6 +341,7 @@ def sample_pf_ode(denoiser: Denoiser, x: Tensor, sigmas: Tensor, space: StateSpa
 # Joint samplers: continuous and categorical blocks of a JointSpace on one clock
 # ------------------------------------------------------------------------------------------------
 
+
 def _clock(times: Tensor) -> list[float]:
     levels = [float(t) for t in times]
     if len(levels) < 2 or any(b > a for a, b in zip(levels, levels[1:])) or levels[-1] < 0 or levels[0] > 1:
@@ -292,8 +351,10 @@ def _clock(times: Tensor) -> list[float]:
 
 def _joint_inputs(state, space) -> None:
     if not isinstance(space, JointSpace) or not isinstance(state, dict):
-        raise TypeError("joint samplers advance the dict state of a JointSpace; for a tensor state use "
-                        "the continuous samplers (sample_euler, sample_heun, ...)")
+        raise TypeError(
+            "joint samplers advance the dict state of a JointSpace; for a tensor state use "
+            "the continuous samplers (sample_euler, sample_heun, ...)"
+        )
 
 
 def _joint_denoise(denoiser, state, t: float, space: JointSpace, extra_args, self_condition: bool, previous):
@@ -309,8 +370,18 @@ def _report_joint(callback, i, state, t, t_next, denoised):
 
 
 @torch.no_grad()
-def sample_joint_euler(denoiser: Callable, state: dict, times: Tensor, space: JointSpace, *, generator=None,
-                       callback=None, extra_args=None, eta: float = 0.0, self_condition: bool = False) -> dict:
+def sample_joint_euler(
+    denoiser: Callable,
+    state: dict,
+    times: Tensor,
+    space: JointSpace,
+    *,
+    generator=None,
+    callback=None,
+    extra_args=None,
+    eta: float = 0.0,
+    self_condition: bool = False,
+) -> dict:
     """First-order joint sampler: one denoiser call per step, then every block steps by ``"euler"``.
 
     Continuous blocks: ``x' = alpha' D + sigma' eps_hat`` (DDIM with ``eta = 0``, Song et al. 2021,
@@ -345,8 +416,18 @@ def sample_joint_euler(denoiser: Callable, state: dict, times: Tensor, space: Jo
 
 
 @torch.no_grad()
-def sample_joint_heun(denoiser: Callable, state: dict, times: Tensor, space: JointSpace, *, generator=None,
-                      callback=None, extra_args=None, eta: float = 0.0, self_condition: bool = False) -> dict:
+def sample_joint_heun(
+    denoiser: Callable,
+    state: dict,
+    times: Tensor,
+    space: JointSpace,
+    *,
+    generator=None,
+    callback=None,
+    extra_args=None,
+    eta: float = 0.0,
+    self_condition: bool = False,
+) -> dict:
     """Heun's second-order method for the continuous blocks, the CTMC Euler step for the categorical ones.
 
     Each step first moves every block as :func:`sample_joint_euler` does (categorical variables
@@ -378,8 +459,17 @@ def sample_joint_heun(denoiser: Callable, state: dict, times: Tensor, space: Joi
 
 
 @torch.no_grad()
-def sample_joint_ancestral(denoiser: Callable, state: dict, times: Tensor, space: JointSpace, *, generator=None,
-                           callback=None, extra_args=None, self_condition: bool = False) -> dict:
+def sample_joint_ancestral(
+    denoiser: Callable,
+    state: dict,
+    times: Tensor,
+    space: JointSpace,
+    *,
+    generator=None,
+    callback=None,
+    extra_args=None,
+    self_condition: bool = False,
+) -> dict:
     """Ancestral joint sampler: every block draws from the posterior ``q(x_s | x_t, x_0 = prediction)``.
 
     Continuous blocks: DDPM's Gaussian posterior (Ho et al. 2020, Eq. 6-7, with ``x_0 = D``).
@@ -429,8 +519,9 @@ def get_sampler(name: str) -> Callable:
         return SAMPLERS[name]
     if name in JOINT_SAMPLERS:
         return JOINT_SAMPLERS[name]
-    raise UnknownNameError(f"unknown sampler {name!r}; choose from {sorted(SAMPLERS)} or, for a JointSpace, "
-                     f"{sorted(JOINT_SAMPLERS)}")
+    raise UnknownNameError(
+        f"unknown sampler {name!r}; choose from {sorted(SAMPLERS)} or, for a JointSpace, {sorted(JOINT_SAMPLERS)}"
+    )
 
 
 def count_denoiser_calls(name: str, sigmas: Tensor, corrector_steps: int = 1) -> int:

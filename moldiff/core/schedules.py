@@ -114,8 +114,15 @@ class VPSchedule(NoiseSchedule):
         t_min, t_max: time interval (default ``1e-3, 1``; the cosine kind uses ``t_max = 0.9946`` at most).
     """
 
-    def __init__(self, kind: str = "linear", beta_min: float = 0.1, beta_max: float = 20.0,
-                 cosine_s: float = 0.008, t_min: float = 1e-3, t_max: float = 1.0) -> None:
+    def __init__(
+        self,
+        kind: str = "linear",
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+        cosine_s: float = 0.008,
+        t_min: float = 1e-3,
+        t_max: float = 1.0,
+    ) -> None:
         if kind not in ("linear", "cosine"):
             raise UnknownNameError(f"unknown VP schedule kind {kind!r}; expected 'linear' or 'cosine'")
         self.kind = kind
@@ -127,7 +134,9 @@ class VPSchedule(NoiseSchedule):
         if self.kind == "linear":
             return -0.5 * t**2 * (self.beta_max - self.beta_min) - t * self.beta_min
         s = self.cosine_s
-        return 2 * (torch.log(torch.cos(0.5 * math.pi * (t + s) / (1 + s))) - math.log(math.cos(0.5 * math.pi * s / (1 + s))))
+        return 2 * (
+            torch.log(torch.cos(0.5 * math.pi * (t + s) / (1 + s))) - math.log(math.cos(0.5 * math.pi * s / (1 + s)))
+        )
 
     def log_snr(self, t):
         t = _f64(t)
@@ -197,7 +206,9 @@ class DiscreteVPSchedule(NoiseSchedule):
         return torch.sigmoid(self._log_snr)
 
     @classmethod
-    def linear_beta(cls, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "DiscreteVPSchedule":
+    def linear_beta(
+        cls, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+    ) -> "DiscreteVPSchedule":
         """DDPM's linear betas (Ho et al. 2020, Sec. 4): ``alpha_bar_k = prod_{i<=k} (1 - beta_i)``,
         ``k = 1..T`` at ``t = k / T``."""
         betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
@@ -216,8 +227,9 @@ class DiscreteVPSchedule(NoiseSchedule):
         return cls(alpha_bar, times)
 
     @classmethod
-    def polynomial(cls, num_steps: int = 1000, power: float = 2.0, precision: float = 1e-5,
-                   clip_value: float = 0.001) -> "DiscreteVPSchedule":
+    def polynomial(
+        cls, num_steps: int = 1000, power: float = 2.0, precision: float = 1e-5, clip_value: float = 0.001
+    ) -> "DiscreteVPSchedule":
         """EDM's ``polynomial_<power>`` schedule (Hoogeboom et al. 2022, App. B).
 
         ``alpha^2 = (1 - (x / (T+1))^power)^2`` on ``T + 1`` points ``x = linspace(0, T+1, T+1)``
@@ -309,6 +321,7 @@ class FlowSchedule(NoiseSchedule):
 # Time grids
 # ------------------------------------------------------------------------------------------------
 
+
 def uniform_times(schedule: NoiseSchedule, num_points: int) -> Tensor:
     """``num_points`` times evenly spaced from ``t_max`` down to ``t_min`` (float64)."""
     return torch.linspace(schedule.t_max, schedule.t_min, num_points, dtype=torch.float64)
@@ -349,8 +362,9 @@ TIME_GRIDS = {
 }
 
 
-def sampling_sigmas(schedule: NoiseSchedule, num_steps: int, grid: str = "karras",
-                    append_zero: bool = True, **grid_kwargs) -> Tensor:
+def sampling_sigmas(
+    schedule: NoiseSchedule, num_steps: int, grid: str = "karras", append_zero: bool = True, **grid_kwargs
+) -> Tensor:
     """The decreasing VE noise levels a sampler walks through.
 
     Args:

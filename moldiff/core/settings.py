@@ -58,8 +58,14 @@ class DiffusionSettings:
     sample_grid: str = "karras"
 
     def __post_init__(self) -> None:
-        choices = {"schedule": SCHEDULES, "prediction": PREDICTIONS, "weighting": WEIGHTINGS,
-                   "noise_sampler": NOISE_SAMPLERS, "sampler": SAMPLERS, "sample_grid": TIME_GRIDS}
+        choices = {
+            "schedule": SCHEDULES,
+            "prediction": PREDICTIONS,
+            "weighting": WEIGHTINGS,
+            "noise_sampler": NOISE_SAMPLERS,
+            "sampler": SAMPLERS,
+            "sample_grid": TIME_GRIDS,
+        }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: expected one of {', '.join(map(repr, allowed))}, got {getattr(self, key)!r}")
@@ -68,17 +74,24 @@ class DiffusionSettings:
         """The noise schedule, ``make_schedule(schedule, **schedule_options)``."""
         return make_schedule(self.schedule, **self.schedule_options)
 
-    def build_denoiser(self, network: torch.nn.Module, schedule, space_fn: Optional[Callable] = None) -> DiffusionDenoiser:
+    def build_denoiser(
+        self, network: torch.nn.Module, schedule, space_fn: Optional[Callable] = None
+    ) -> DiffusionDenoiser:
         """``network`` wrapped in this parameterisation as a denoiser ``D(x, sigma)``."""
         return DiffusionDenoiser(network, schedule, self.prediction, space_fn=space_fn, sigma_data=self.sigma_data)
 
     def loss_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`moldiff.core.denoising_loss` for this weighting and noise sampler."""
-        return {"weighting": self.weighting, "noise_sampler": self.noise_sampler, "noise_kwargs": self.noise_options,
-                "weighting_kwargs": {"sigma_data": self.sigma_data}}
+        return {
+            "weighting": self.weighting,
+            "noise_sampler": self.noise_sampler,
+            "noise_kwargs": self.noise_options,
+            "weighting_kwargs": {"sigma_data": self.sigma_data},
+        }
 
-    def sampling_defaults(self, schedule, sampler: Optional[str] = None, steps: Optional[int] = None,
-                          grid: Optional[str] = None) -> tuple[str, int, str]:
+    def sampling_defaults(
+        self, schedule, sampler: Optional[str] = None, steps: Optional[int] = None, grid: Optional[str] = None
+    ) -> tuple[str, int, str]:
         """``(sampler, steps, grid)`` with this config's defaults where not given.
 
         The one exception, stated here once for every modality: the ancestral sampler (``"ddpm"``) of a
@@ -92,8 +105,9 @@ class DiffusionSettings:
             return sampler, steps or int(num_steps), grid or "uniform"
         return sampler, steps or self.sample_steps, grid or self.sample_grid
 
-    def sigmas(self, schedule, steps: Optional[int] = None, grid: Optional[str] = None,
-               sampler: Optional[str] = None) -> torch.Tensor:
+    def sigmas(
+        self, schedule, steps: Optional[int] = None, grid: Optional[str] = None, sampler: Optional[str] = None
+    ) -> torch.Tensor:
         """The sampler's noise levels ``[steps + 1]`` (the defaults of :meth:`sampling_defaults` where not given)."""
         _, steps, grid = self.sampling_defaults(schedule, sampler, steps, grid)
         return sampling_sigmas(schedule, steps, grid)

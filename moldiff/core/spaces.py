@@ -48,8 +48,9 @@ def item_seed(seed: int, index: int, stream: str = "noise") -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def item_generators(seed: int, indices: Iterable[int], device: torch.device | str = "cpu",
-                    stream: str = "noise") -> list[torch.Generator]:
+def item_generators(
+    seed: int, indices: Iterable[int], device: torch.device | str = "cpu", stream: str = "noise"
+) -> list[torch.Generator]:
     """One generator per item, seeded by :func:`item_seed`: item ``i`` of a job draws the same noise
     whatever batch it is sampled in.
 
@@ -63,14 +64,20 @@ def item_generators(seed: int, indices: Iterable[int], device: torch.device | st
     return [torch.Generator(device=device).manual_seed(item_seed(seed, i, stream)) for i in indices]
 
 
-def per_item_randn(rows_per_item: Sequence[int], tail: tuple[int, ...], generators: Sequence[torch.Generator],
-                   device: torch.device, dtype: torch.dtype) -> Tensor:
+def per_item_randn(
+    rows_per_item: Sequence[int],
+    tail: tuple[int, ...],
+    generators: Sequence[torch.Generator],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Tensor:
     """Standard normal ``[sum(rows_per_item), *tail]``: the rows of item ``b`` (contiguous, in item
     order) drawn from ``generators[b]``."""
     if len(generators) != len(rows_per_item):
         raise ValueError(f"{len(generators)} generators for {len(rows_per_item)} items")
-    parts = [torch.randn((int(n), *tail), generator=g, device=device, dtype=dtype)
-             for n, g in zip(rows_per_item, generators)]
+    parts = [
+        torch.randn((int(n), *tail), generator=g, device=device, dtype=dtype) for n, g in zip(rows_per_item, generators)
+    ]
     return torch.cat(parts) if parts else torch.empty((0, *tail), device=device, dtype=dtype)
 
 
@@ -181,8 +188,7 @@ class EuclideanSpace(StateSpace):
 
     def randn(self, generator=None, dtype=None):
         if _per_item(generator):
-            return per_item_randn([1] * self.num_items, self.shape[1:], generator, self.device,
-                                  dtype or self.dtype)
+            return per_item_randn([1] * self.num_items, self.shape[1:], generator, self.device, dtype or self.dtype)
         return torch.randn(self.shape, generator=generator, device=self.device, dtype=dtype or self.dtype)
 
     def project(self, x):
@@ -354,7 +360,9 @@ def zero_com_space(batch: Tensor, num_graphs: int | None = None, dim: int = 3, d
     return GraphSpace(batch, dim, num_graphs, zero_com=True, dtype=dtype)
 
 
-def molecule_space(batch: Tensor, num_features: int, num_graphs: int | None = None, dtype=torch.float32) -> ProductSpace:
+def molecule_space(
+    batch: Tensor, num_features: int, num_graphs: int | None = None, dtype=torch.float32
+) -> ProductSpace:
     """EDM's state: ``[pos (3, zero-CoM) | atom features (num_features, Euclidean)]`` per node."""
     pos = GraphSpace(batch, 3, num_graphs, zero_com=True, dtype=dtype)
     if num_features == 0:

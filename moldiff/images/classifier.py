@@ -34,8 +34,14 @@ from .data import ImageDataset, ImageSourceConfig, collate_images, dataset_stats
 
 Tensor = torch.Tensor
 
-__all__ = ["ClassifierConfig", "ClassifierDataConfig", "ImageClassifier", "evaluate_classifier", "load_classifier",
-           "register"]
+__all__ = [
+    "ClassifierConfig",
+    "ClassifierDataConfig",
+    "ImageClassifier",
+    "evaluate_classifier",
+    "load_classifier",
+    "register",
+]
 
 TASK_NAME = "image_classifier"
 
@@ -97,9 +103,16 @@ class ImageClassifier(nn.Module):
         c, w = self.config, self.config.width
         in_channels = c.in_channels or (self.stats["image_shape"][0] if "image_shape" in self.stats else 1)
         num_classes = c.num_classes or self.stats.get("num_classes", 10)
-        self.body = nn.Sequential(_conv(in_channels, w), _conv(w, w), nn.AvgPool2d(2, ceil_mode=True),
-                                  _conv(w, 2 * w), _conv(2 * w, 2 * w), nn.AvgPool2d(2, ceil_mode=True),
-                                  _conv(2 * w, 4 * w), _conv(4 * w, c.feature_dim))
+        self.body = nn.Sequential(
+            _conv(in_channels, w),
+            _conv(w, w),
+            nn.AvgPool2d(2, ceil_mode=True),
+            _conv(w, 2 * w),
+            _conv(2 * w, 2 * w),
+            nn.AvgPool2d(2, ceil_mode=True),
+            _conv(2 * w, 4 * w),
+            _conv(4 * w, c.feature_dim),
+        )
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.feature_dim, num_classes)
 
@@ -122,7 +135,7 @@ class ImageClassifier(nn.Module):
             h, w = x.shape[-2:]
             x = F.pad(x, (self.shift,) * 4, value=-1.0)
             dx, dy = torch.randint(0, 2 * self.shift + 1, (2,), generator=generator, device=x.device).tolist()
-            x = x[:, :, dy:dy + h, dx:dx + w]
+            x = x[:, :, dy : dy + h, dx : dx + w]
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         return loss, {"accuracy": (logits.argmax(1) == y).float().mean().detach()}
@@ -133,7 +146,9 @@ class ImageClassifier(nn.Module):
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        out = [self.features(images[i:i + batch_size].to(device)).cpu() for i in range(0, images.shape[0], batch_size)]
+        out = [
+            self.features(images[i : i + batch_size].to(device)).cpu() for i in range(0, images.shape[0], batch_size)
+        ]
         self.train(was_training)
         return torch.cat(out)
 
@@ -143,11 +158,9 @@ class ImageClassifier(nn.Module):
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        out = [self(images[i:i + batch_size].to(device)).cpu() for i in range(0, images.shape[0], batch_size)]
+        out = [self(images[i : i + batch_size].to(device)).cpu() for i in range(0, images.shape[0], batch_size)]
         self.train(was_training)
         return torch.cat(out)
-
-
 
 
 @torch.no_grad()
@@ -156,13 +169,14 @@ def evaluate_classifier(model: ImageClassifier, dataset: ImageDataset, batch_siz
     idx = list(range(len(dataset)))
     correct = 0
     for start in range(0, len(dataset), batch_size):
-        batch = dataset.__getitems__(idx[start:start + batch_size])
+        batch = dataset.__getitems__(idx[start : start + batch_size])
         correct += int((model.predict(batch.images, batch_size).argmax(1) == batch.labels).sum())
     return correct / max(len(dataset), 1)
 
 
-def build(model_cfg: ClassifierConfig, data_cfg: ClassifierDataConfig, *, rank: int = 0, world_size: int = 1,
-          seed: int = 0) -> TaskBundle:
+def build(
+    model_cfg: ClassifierConfig, data_cfg: ClassifierDataConfig, *, rank: int = 0, world_size: int = 1, seed: int = 0
+) -> TaskBundle:
     """The task's ``build_fn``: labelled images, their statistics and the classifier; the evaluation
     reports the accuracy on the validation images."""
     train, valid = load_datasets(data_cfg)
@@ -176,8 +190,14 @@ def build(model_cfg: ClassifierConfig, data_cfg: ClassifierDataConfig, *, rank: 
     def evaluate(ema_model: ImageClassifier, step: int, out_dir) -> dict:
         return {"valid_accuracy": evaluate_classifier(ema_model, valid)}
 
-    return TaskBundle(model=model, train_dataset=train, collate_fn=collate_images, dataset_stats=stats,
-                      eval_fn=evaluate if valid is not None else None, valid_dataset=None)
+    return TaskBundle(
+        model=model,
+        train_dataset=train,
+        collate_fn=collate_images,
+        dataset_stats=stats,
+        eval_fn=evaluate if valid is not None else None,
+        valid_dataset=None,
+    )
 
 
 def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu") -> ImageClassifier:

@@ -43,15 +43,33 @@ __all__ = [
 ]
 
 #: idx type code -> numpy dtype (multi-byte values are big-endian)
-IDX_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+IDX_DTYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 #: split -> (images file, labels file), without the optional ``.gz``
-IDX_SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+IDX_SPLITS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                         "Ankle boot"]
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 MNIST_CLASSES = [str(d) for d in range(10)]
 
 
@@ -82,15 +100,17 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) < 4:
         raise IdxFormatError(f"{path}: {len(raw)} bytes, too short for an idx header (4 bytes at least)")
     if raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
-        raise IdxFormatError(f"{path}: wrong magic number 0x{raw[:4].hex()} (expected 0x0000TTNN with type code TT in "
-                             f"{{{', '.join(f'{c:02x}' for c in IDX_DTYPES)}}} and NN dimensions)")
+        raise IdxFormatError(
+            f"{path}: wrong magic number 0x{raw[:4].hex()} (expected 0x0000TTNN with type code TT in "
+            f"{{{', '.join(f'{c:02x}' for c in IDX_DTYPES)}}} and NN dimensions)"
+        )
     dtype, ndim = IDX_DTYPES[raw[2]], raw[3]
     if ndim == 0:
         raise IdxFormatError(f"{path}: the header declares 0 dimensions")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise IdxFormatError(f"{path}: truncated header ({len(raw)} bytes, {ndim} dimensions need {header})")
-    shape = tuple(int.from_bytes(raw[4 + 4 * k:8 + 4 * k], "big") for k in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     found = len(raw) - header
     if found < expected:
@@ -163,8 +183,12 @@ class ImageDataset(torch.utils.data.Dataset):
     DataLoader fetches whole batches through ``__getitems__`` (one indexing operation).
     """
 
-    def __init__(self, images: Tensor | np.ndarray, labels: Tensor | np.ndarray | None = None,
-                 class_names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        images: Tensor | np.ndarray,
+        labels: Tensor | np.ndarray | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> None:
         images = torch.as_tensor(np.asarray(images)) if isinstance(images, np.ndarray) else images
         if images.dtype != torch.uint8:
             raise TypeError(f"images must be uint8, got {images.dtype}")
@@ -272,8 +296,13 @@ class ImageFolderDataset(ImageDataset):
         ValueError: images of different sizes without ``size``, or a mix of labelled and unlabelled images.
     """
 
-    def __init__(self, root: str | os.PathLike, channels: int | None = None, size: int | Sequence[int] | None = None,
-                 extensions: Sequence[str] = (".png",)) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        channels: int | None = None,
+        size: int | Sequence[int] | None = None,
+        extensions: Sequence[str] = (".png",),
+    ) -> None:
         from PIL import Image
 
         root = Path(root)
@@ -306,8 +335,9 @@ class ImageFolderDataset(ImageDataset):
             a = np.asarray(im, dtype=np.uint8)
             a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
             if arrays and a.shape != arrays[0].shape:
-                raise ValueError(f"{path}: size {a.shape[1:]} differs from {arrays[0].shape[1:]} of {files[0]}; "
-                                 f"pass size= to resize")
+                raise ValueError(
+                    f"{path}: size {a.shape[1:]} differs from {arrays[0].shape[1:]} of {files[0]}; pass size= to resize"
+                )
             arrays.append(a)
         labels = None
         if class_names is not None:
@@ -368,11 +398,11 @@ def load_datasets(data: ImageSourceConfig) -> tuple[ImageDataset, ImageDataset |
         train = ImageFolderDataset(_path(data.root), channels=data.channels, size=data.image_size)
         valid = None
         if data.valid_root:
-            valid = ImageFolderDataset(_path(data.valid_root), channels=train.image_shape[0],
-                                       size=data.image_size or train.image_shape[1:])
+            valid = ImageFolderDataset(
+                _path(data.valid_root), channels=train.image_shape[0], size=data.image_size or train.image_shape[1:]
+            )
     else:
-        raise ValueError(f"unknown image dataset {data.dataset!r}; expected one of "
-                         f"{sorted(_IDX_CLASSES) + ['folder']}")
+        raise ValueError(f"unknown image dataset {data.dataset!r}; expected one of {sorted(_IDX_CLASSES) + ['folder']}")
     return train, valid
 
 

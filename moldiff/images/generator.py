@@ -48,10 +48,22 @@ class ImageGenerator:
     def num_classes(self) -> int:
         return self.model.num_classes
 
-    def sample(self, num: int, *, seed: int = 0, sampler: str | None = None, steps: int | None = None,
-               batch_size: int = 256, progress: bool = False, device: str | torch.device | None = None,
-               labels: int | str | Sequence | torch.Tensor | None = None, guidance_scale: float | None = None,
-               output: str = "tensor", callback: Callable | None = None, **options):
+    def sample(
+        self,
+        num: int,
+        *,
+        seed: int = 0,
+        sampler: str | None = None,
+        steps: int | None = None,
+        batch_size: int = 256,
+        progress: bool = False,
+        device: str | torch.device | None = None,
+        labels: int | str | Sequence | torch.Tensor | None = None,
+        guidance_scale: float | None = None,
+        output: str = "tensor",
+        callback: Callable | None = None,
+        **options,
+    ):
         """Sample ``num`` images.
 
         Args:
@@ -75,9 +87,17 @@ class ImageGenerator:
             self.to(device)
         total = (len(self.model.sigmas(steps)) - 1) * -(-num // batch_size)
         with step_progress(total, f"sampling {num} images", progress, callback) as step_callback:
-            images = self.model.sample(num, seed=seed, sampler=sampler, steps=steps, labels=labels,
-                                       guidance_scale=guidance_scale, batch_size=batch_size, callback=step_callback,
-                                       **options)
+            images = self.model.sample(
+                num,
+                seed=seed,
+                sampler=sampler,
+                steps=steps,
+                labels=labels,
+                guidance_scale=guidance_scale,
+                batch_size=batch_size,
+                callback=step_callback,
+                **options,
+            )
         if output == "tensor":
             return images
         from PIL import Image
@@ -104,14 +124,24 @@ class ImageGenerator:
             return 0
         tick = time.perf_counter()
         try:
-            images = self.sample(args.num, seed=args.seed, sampler=args.sampler, steps=args.steps, labels=labels,
-                                 guidance_scale=args.guidance_scale, batch_size=args.batch_size,
-                                 progress=not args.no_progress)
+            images = self.sample(
+                args.num,
+                seed=args.seed,
+                sampler=args.sampler,
+                steps=args.steps,
+                labels=labels,
+                guidance_scale=args.guidance_scale,
+                batch_size=args.batch_size,
+                progress=not args.no_progress,
+            )
         except ValueError as err:  # unknown sampler or class name, labels for an unconditional model, ...
             return fail(str(err))
         elapsed = time.perf_counter() - tick
         save_grid(images.cpu(), out, nrow=args.nrow or (self.num_classes if args.labels == "cycle" else None))
         nfe = self.model.nfe(args.sampler, args.steps, args.guidance_scale, guided=labels is not None)
-        print(f"wrote {args.num} images to {out} ({elapsed / args.num:.3f} s per image, {nfe} network evaluations "
-              f"per image, device {info.device})", file=sys.stderr)
+        print(
+            f"wrote {args.num} images to {out} ({elapsed / args.num:.3f} s per image, {nfe} network evaluations "
+            f"per image, device {info.device})",
+            file=sys.stderr,
+        )
         return 0

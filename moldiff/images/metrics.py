@@ -45,6 +45,7 @@ __all__ = [
 # Frechet distance
 # ------------------------------------------------------------------------------------------------
 
+
 def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
     """Mean ``[D]`` and unbiased covariance ``[D, D]`` (divisor ``N - 1``) of features ``[N, D]``, float64."""
     f = features.detach().double().reshape(features.shape[0], -1)
@@ -93,6 +94,7 @@ def frechet_distance_from_features(features1: Tensor, features2: Tensor) -> floa
 # Precision and recall (Kynkaanniemi et al. 2019)
 # ------------------------------------------------------------------------------------------------
 
+
 def knn_radii(features: Tensor, k: int = 3, chunk: int = 1024) -> Tensor:
     """Distance from each feature vector to its ``k``-th nearest *other* vector of the set, ``[N]``."""
     f = features.detach().float()
@@ -100,7 +102,7 @@ def knn_radii(features: Tensor, k: int = 3, chunk: int = 1024) -> Tensor:
         raise ValueError(f"k must lie in 1..{f.shape[0] - 1} for {f.shape[0]} vectors, got {k}")
     out = []
     for start in range(0, f.shape[0], chunk):
-        d = torch.cdist(f[start:start + chunk], f)
+        d = torch.cdist(f[start : start + chunk], f)
         out.append(d.kthvalue(k + 1, dim=1).values)  # the smallest distance is the vector itself (0)
     return torch.cat(out)
 
@@ -110,7 +112,7 @@ def _inside_manifold(queries: Tensor, support: Tensor, radii: Tensor, chunk: int
     q, s = queries.detach().float(), support.detach().float()
     out = []
     for start in range(0, q.shape[0], chunk):
-        d = torch.cdist(q[start:start + chunk], s)
+        d = torch.cdist(q[start : start + chunk], s)
         out.append((d <= radii[None, :]).any(dim=1))
     return torch.cat(out)
 
@@ -141,26 +143,31 @@ def precision_recall(real: Tensor, fake: Tensor, k: int = 3, chunk: int = 1024) 
 def feature_metrics(reference: Tensor, generated: Tensor, k: int = 3) -> dict[str, float]:
     """``{"frechet_distance", "precision", "recall"}`` of ``generated`` against ``reference`` features."""
     precision, recall = precision_recall(reference, generated, k)
-    return {"frechet_distance": frechet_distance_from_features(reference, generated), "precision": precision,
-            "recall": recall}
+    return {
+        "frechet_distance": frechet_distance_from_features(reference, generated),
+        "precision": precision,
+        "recall": recall,
+    }
 
 
 @torch.no_grad()
-def classifier_accuracy(classifier: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor,
-                        batch_size: int = 500) -> float:
+def classifier_accuracy(
+    classifier: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, batch_size: int = 500
+) -> float:
     """Fraction of ``images`` ``[N, C, H, W]`` (floats in ``[-1, 1]``) that ``classifier`` (logits
     ``[B, K]``) assigns to ``labels`` ``[N]``: for class-conditional samples, how often the sample
     shows the class it was asked for."""
     correct = 0
     for start in range(0, images.shape[0], batch_size):
-        logits = classifier(images[start:start + batch_size])
-        correct += int((logits.argmax(dim=1).cpu() == labels[start:start + batch_size].cpu()).sum())
+        logits = classifier(images[start : start + batch_size])
+        correct += int((logits.argmax(dim=1).cpu() == labels[start : start + batch_size].cpu()).sum())
     return correct / max(images.shape[0], 1)
 
 
 # ------------------------------------------------------------------------------------------------
 # Bits per dimension
 # ------------------------------------------------------------------------------------------------
+
 
 def dequantisation_offset(bits: int = 8, data_range: float = 2.0) -> float:
     """``bits - log2(data_range)``: the bits per dimension added to the continuous density's NLL when
@@ -177,8 +184,16 @@ def dequantize(images: Tensor, generator: torch.Generator | None = None, bits: i
     return (2.0 * (images.double() + v) / 2**bits - 1.0).float()
 
 
-def image_bits_per_dim(denoiser: Callable, images: Tensor, *, generator: torch.Generator | None = None, bits: int = 8,
-                       extra_args: dict | None = None, dtype: torch.dtype = torch.float32, **likelihood_options) -> Tensor:
+def image_bits_per_dim(
+    denoiser: Callable,
+    images: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    bits: int = 8,
+    extra_args: dict | None = None,
+    dtype: torch.dtype = torch.float32,
+    **likelihood_options,
+) -> Tensor:
     """Bits per dimension of integer images under a diffusion model's probability-flow ODE.
 
     Convention (uniform dequantisation; Theis et al. 2016; Song et al. 2021, App. D.2; Kingma et al.

@@ -100,10 +100,18 @@ class ImageDiffusion(nn.Module):
         self.num_classes = int(stats.get("num_classes", len(self.class_names))) if config.class_conditional else 0
         if config.class_conditional and self.num_classes == 0:
             raise ValueError("class_conditional: true needs a labelled dataset (num_classes > 0)")
-        self.network = UNet(self.image_shape[0], base_channels=config.base_channels,
-                            channel_mults=tuple(config.channel_mults), num_res_blocks=config.num_res_blocks,
-                            attention_levels=config.attention_levels, heads=config.heads, dropout=config.dropout,
-                            num_classes=self.num_classes, groups=config.groups, time_scale=config.time_scale)
+        self.network = UNet(
+            self.image_shape[0],
+            base_channels=config.base_channels,
+            channel_mults=tuple(config.channel_mults),
+            num_res_blocks=config.num_res_blocks,
+            attention_levels=config.attention_levels,
+            heads=config.heads,
+            dropout=config.dropout,
+            num_classes=self.num_classes,
+            groups=config.groups,
+            time_scale=config.time_scale,
+        )
         self.schedule = config.build_schedule()
         self.denoiser = config.build_denoiser(self.network, self.schedule)
 
@@ -129,8 +137,14 @@ class ImageDiffusion(nn.Module):
                 drop = torch.rand(labels.shape, generator=generator, device=labels.device) < self.config.label_dropout
                 labels = labels.masked_fill(drop, -1)
             extra["labels"] = labels
-        per_item = denoising_loss(self.denoiser, x0, EuclideanSpace.like(x0), generator=generator, extra_args=extra,
-                                  **self.config.loss_options())
+        per_item = denoising_loss(
+            self.denoiser,
+            x0,
+            EuclideanSpace.like(x0),
+            generator=generator,
+            extra_args=extra,
+            **self.config.loss_options(),
+        )
         return per_item.mean(), {"loss_std": per_item.detach().std()}
 
     def state_for_sampling(self) -> dict:
@@ -162,18 +176,35 @@ class ImageDiffusion(nn.Module):
         """The sampler's noise levels, ``[steps + 1]`` (see :func:`moldiff.core.sampling_sigmas`)."""
         return self.config.sigmas(self.schedule, steps, grid)
 
-    def nfe(self, sampler: str | None = None, steps: int | None = None, guidance_scale: float | None = None,
-            grid: str | None = None, guided: bool = True) -> int:
+    def nfe(
+        self,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        grid: str | None = None,
+        guided: bool = True,
+    ) -> int:
         """Network evaluations per image for a sampler setting (twice the denoiser calls under guidance)."""
         calls = count_denoiser_calls(sampler or self.config.sampler, self.sigmas(steps, grid))
         scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
         return calls * (2 if (guided and self.conditional and scale != 1.0) else 1)
 
     @torch.no_grad()
-    def sample(self, num: int, seed: int = 0, sampler: str | None = None, steps: int | None = None,
-               labels: int | str | Sequence | Tensor | None = None, guidance_scale: float | None = None, *,
-               grid: str | None = None, batch_size: int = 256, generator: torch.Generator | None = None,
-               callback: Callable | None = None, **sampler_options) -> Tensor:
+    def sample(
+        self,
+        num: int,
+        seed: int = 0,
+        sampler: str | None = None,
+        steps: int | None = None,
+        labels: int | str | Sequence | Tensor | None = None,
+        guidance_scale: float | None = None,
+        *,
+        grid: str | None = None,
+        batch_size: int = 256,
+        generator: torch.Generator | None = None,
+        callback: Callable | None = None,
+        **sampler_options,
+    ) -> Tensor:
         """Sample images.
 
         Args:
@@ -211,22 +242,33 @@ class ImageDiffusion(nn.Module):
             space = EuclideanSpace((n, *self.image_shape), device=device)
             denoiser, extra = self.denoiser, {}
             if y is not None:
-                chunk = y[start:start + n]
+                chunk = y[start : start + n]
                 if scale != 1.0:
-                    denoiser = classifier_free_guidance(self.denoiser, space, scale, {"labels": chunk}, {"labels": None})
+                    denoiser = classifier_free_guidance(
+                        self.denoiser, space, scale, {"labels": chunk}, {"labels": None}
+                    )
                 else:
                     extra = {"labels": chunk}
             g = generator if generator is not None else item_generators(seed, range(start, start + n), device)
             x = initial_noise(space, float(sigmas[0]), generator=g, schedule=self.schedule)
-            x = sample_fn(denoiser, x, sigmas, space, generator=g, callback=callback, extra_args=extra,
-                          **sampler_options)
+            x = sample_fn(
+                denoiser, x, sigmas, space, generator=g, callback=callback, extra_args=extra, **sampler_options
+            )
             out.append(x.clamp(-1.0, 1.0))
         return torch.cat(out)
 
     # ------------------------------------------------------------------ likelihood
-    def bits_per_dim(self, images: Tensor, labels: Tensor | None = None, *, num_steps: int = 50,
-                     trace: str = "hutchinson", num_probes: int = 1, generator: torch.Generator | None = None,
-                     batch_size: int = 64) -> Tensor:
+    def bits_per_dim(
+        self,
+        images: Tensor,
+        labels: Tensor | None = None,
+        *,
+        num_steps: int = 50,
+        trace: str = "hutchinson",
+        num_probes: int = 1,
+        generator: torch.Generator | None = None,
+        batch_size: int = 64,
+    ) -> Tensor:
         """Bits per dimension of 8-bit images ``[N, C, H, W]`` through the probability-flow ODE, ``[N]``.
 
         Uses :func:`moldiff.images.metrics.image_bits_per_dim` (uniform dequantisation,
@@ -237,8 +279,18 @@ class ImageDiffusion(nn.Module):
         y = self._labels(labels, images.shape[0], device)
         out = []
         for start in range(0, images.shape[0], batch_size):
-            chunk = images[start:start + batch_size].to(device)
-            extra = {"labels": y[start:start + batch_size]} if y is not None else None
-            out.append(image_bits_per_dim(self.denoiser, chunk, schedule=self.schedule, num_steps=num_steps,
-                                          trace=trace, num_probes=num_probes, generator=generator, extra_args=extra))
+            chunk = images[start : start + batch_size].to(device)
+            extra = {"labels": y[start : start + batch_size]} if y is not None else None
+            out.append(
+                image_bits_per_dim(
+                    self.denoiser,
+                    chunk,
+                    schedule=self.schedule,
+                    num_steps=num_steps,
+                    trace=trace,
+                    num_probes=num_probes,
+                    generator=generator,
+                    extra_args=extra,
+                )
+            )
         return torch.cat(out)

@@ -55,11 +55,15 @@ def _eval_fn(data: ImageDataConfig, valid: ImageDataset | None):
 
     def evaluate(model: ImageDiffusion, step: int, out_dir) -> dict:
         labels = torch.arange(data.eval_samples) % model.num_classes if model.conditional else None
-        samples = model.sample(data.eval_samples, seed=1234, sampler=data.eval_sampler, steps=data.eval_steps,
-                               labels=labels).cpu()
+        samples = model.sample(
+            data.eval_samples, seed=1234, sampler=data.eval_sampler, steps=data.eval_steps, labels=labels
+        ).cpu()
         if out_dir is not None:
-            save_grid(samples, Path(out_dir) / f"samples_step{step:08d}.png",
-                      nrow=model.num_classes if model.conditional else None)
+            save_grid(
+                samples,
+                Path(out_dir) / f"samples_step{step:08d}.png",
+                nrow=model.num_classes if model.conditional else None,
+            )
         metrics = {"sample_mean": float(samples.mean()), "sample_std": float(samples.std())}
         if data.eval_classifier and valid is not None:
             if "features" not in reference:  # cached across evaluations
@@ -75,8 +79,7 @@ def _eval_fn(data: ImageDataConfig, valid: ImageDataset | None):
     return evaluate
 
 
-def build(model_cfg: ImageModelConfig, data_cfg: ImageDataConfig, *, rank: int = 0, world_size: int = 1,
-          seed: int = 0):
+def build(model_cfg: ImageModelConfig, data_cfg: ImageDataConfig, *, rank: int = 0, world_size: int = 1, seed: int = 0):
     """The task's ``build_fn``: datasets, statistics, model and evaluation hook."""
     train, valid = load_datasets(data_cfg)
     if data_cfg.limit is not None:
@@ -84,11 +87,18 @@ def build(model_cfg: ImageModelConfig, data_cfg: ImageDataConfig, *, rank: int =
     stats = dataset_stats(train, data_cfg.dataset)
     model = ImageDiffusion(model_cfg, stats)
     eval_fn = _eval_fn(data_cfg, valid) if data_cfg.eval_samples > 0 else None
-    return TaskBundle(model=model, train_dataset=train, collate_fn=collate_images, dataset_stats=stats,
-                      eval_fn=eval_fn, valid_dataset=valid)
+    return TaskBundle(
+        model=model,
+        train_dataset=train,
+        collate_fn=collate_images,
+        dataset_stats=stats,
+        eval_fn=eval_fn,
+        valid_dataset=valid,
+    )
 
 
 def register() -> None:
     """Register ``images`` (called by :func:`moldiff.train.tasks.get_task` through the entry point)."""
-    register_task(TASK_NAME, ImageModelConfig, ImageDataConfig, build, model_fn=ImageDiffusion,
-                  generator_fn=ImageGenerator)
+    register_task(
+        TASK_NAME, ImageModelConfig, ImageDataConfig, build, model_fn=ImageDiffusion, generator_fn=ImageGenerator
+    )

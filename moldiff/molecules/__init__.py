@@ -88,8 +88,26 @@ _EXPORTS = {
     "PropertyPredictor": "predictor",
 }
 
-_SUBMODULES = ("elements", "bonds", "rdkit_io", "metrics", "evaluate", "bond_data", "bond_metrics", "graph", "dataset",
-               "qm9", "sdf", "training_data", "model", "flow_model", "task", "flow_task", "generator", "predictor")
+_SUBMODULES = (
+    "elements",
+    "bonds",
+    "rdkit_io",
+    "metrics",
+    "evaluate",
+    "bond_data",
+    "bond_metrics",
+    "graph",
+    "dataset",
+    "qm9",
+    "sdf",
+    "training_data",
+    "model",
+    "flow_model",
+    "task",
+    "flow_task",
+    "generator",
+    "predictor",
+)
 
 __all__ = sorted(_EXPORTS)
 

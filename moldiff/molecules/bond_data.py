@@ -105,14 +105,14 @@ BOND_DATA_VERSION = 1
 DERIVATION_METHODS = ("template", "xyz2mol")
 #: Why a molecule can be excluded.
 EXCLUSION_REASONS = (
-    "smiles_unparsable",       # the source SMILES does not parse
-    "no_bond_orders",          # no template match and xyz2mol found no assignment
-    "radical",                 # the result has unpaired electrons
-    "implicit_hydrogens",      # the result needs hydrogens the geometry does not have
-    "net_charge",              # formal charges do not sum to 0
-    "charge_out_of_range",     # a formal charge outside CHARGE_VALUES
+    "smiles_unparsable",  # the source SMILES does not parse
+    "no_bond_orders",  # no template match and xyz2mol found no assignment
+    "radical",  # the result has unpaired electrons
+    "implicit_hydrogens",  # the result needs hydrogens the geometry does not have
+    "net_charge",  # formal charges do not sum to 0
+    "charge_out_of_range",  # a formal charge outside CHARGE_VALUES
     "element_out_of_vocabulary",
-    "round_trip_failed",       # the stored bonds do not rebuild a sanitizable molecule
+    "round_trip_failed",  # the stored bonds do not rebuild a sanitizable molecule
 )
 
 #: Connectivity perceptions tried in order for the template (see the module docstring); the first whose
@@ -264,16 +264,22 @@ def derive_bonds(atomic_numbers: Any, positions: Any, smiles: str | None = None)
             raise BondDerivationError("no_bond_orders", error)
     atoms = list(out.GetAtoms())
     if any(a.GetNumRadicalElectrons() for a in atoms):
-        raise BondDerivationError("radical", f"radical electrons on atoms {[a.GetIdx() for a in atoms if a.GetNumRadicalElectrons()]}")
+        raise BondDerivationError(
+            "radical", f"radical electrons on atoms {[a.GetIdx() for a in atoms if a.GetNumRadicalElectrons()]}"
+        )
     if any(a.GetTotalNumHs(includeNeighbors=False) for a in atoms):
-        raise BondDerivationError("implicit_hydrogens", "the assignment needs hydrogens that are not atoms of the geometry")
+        raise BondDerivationError(
+            "implicit_hydrogens", "the assignment needs hydrogens that are not atoms of the geometry"
+        )
     z2, q, index, types = mol_bond_arrays(out)
     if not np.array_equal(z2, z):
         raise RuntimeError("RDKit reordered the atoms")  # never expected: a bug, not a data problem
     if int(q.sum()) != 0:
         raise BondDerivationError("net_charge", f"formal charges sum to {int(q.sum())}")
     if not np.isin(q, CHARGE_VALUES).all():
-        raise BondDerivationError("charge_out_of_range", f"formal charges {sorted(set(q.tolist()))} outside {CHARGE_VALUES}")
+        raise BondDerivationError(
+            "charge_out_of_range", f"formal charges {sorted(set(q.tolist()))} outside {CHARGE_VALUES}"
+        )
     _, _, kindex, kek = mol_bond_arrays(out, kekulize=True)
     if not np.array_equal(kindex, index):
         raise RuntimeError("kekulization changed the bonded pairs")
@@ -321,8 +327,8 @@ def derive_bonded_arrays(data: dict[str, np.ndarray], rows: Sequence[int] | None
     kept, q_parts, bi_parts, bt_parts, bk_parts, nb, methods, smiles = [], [], [], [], [], [], [], []
     excluded_rows, reasons, details = [], [], []
     for k in todo:
-        z = z_all[offsets[k]:offsets[k + 1]].astype(np.int64)
-        pos = pos_all[offsets[k]:offsets[k + 1]]
+        z = z_all[offsets[k] : offsets[k + 1]].astype(np.int64)
+        pos = pos_all[offsets[k] : offsets[k + 1]]
         try:
             if not set(z.tolist()) <= vocab:
                 raise BondDerivationError("element_out_of_vocabulary", f"elements {sorted(set(z.tolist()) - vocab)}")
@@ -403,9 +409,12 @@ def load_bonded_qm9(
     save_npz_atomic(path, out)
     reasons, counts = np.unique(out["excluded_reasons"], return_counts=True)
     why = ", ".join(f"{r} {c}" for r, c in zip(reasons.tolist(), counts.tolist())) or "none"
-    print(f"moldiff: derived bonds and charges of {len(data['num_atoms']):,} QM9 molecules ({source}) in "
-          f"{time.perf_counter() - start:.0f} s: {len(out['rows']):,} kept, {len(out['excluded_rows']):,} excluded "
-          f"({why}); cached to {path}", file=sys.stderr)
+    print(
+        f"moldiff: derived bonds and charges of {len(data['num_atoms']):,} QM9 molecules ({source}) in "
+        f"{time.perf_counter() - start:.0f} s: {len(out['rows']):,} kept, {len(out['excluded_rows']):,} excluded "
+        f"({why}); cached to {path}",
+        file=sys.stderr,
+    )
     return out
 
 
@@ -433,9 +442,15 @@ class BondedMoleculeGraph(MoleculeGraph):
         if self.bond_index is None:
             self.bond_index = torch.zeros(2, 0, dtype=torch.long)
             self.bond_types = torch.zeros(0, dtype=torch.long)
-        if self.bond_index.dim() != 2 or self.bond_index.shape[0] != 2 or self.bond_types.shape != self.bond_index.shape[1:]:
-            raise ValueError(f"bond_index must be [2, B] and bond_types [B], got {tuple(self.bond_index.shape)} and "
-                             f"{tuple(self.bond_types.shape)}")
+        if (
+            self.bond_index.dim() != 2
+            or self.bond_index.shape[0] != 2
+            or self.bond_types.shape != self.bond_index.shape[1:]
+        ):
+            raise ValueError(
+                f"bond_index must be [2, B] and bond_types [B], got {tuple(self.bond_index.shape)} and "
+                f"{tuple(self.bond_types.shape)}"
+            )
         if self.charges is None:
             self.charges = torch.zeros(self.num_atoms, dtype=torch.long)
         if self.charge_classes is None:
@@ -457,9 +472,14 @@ class BondedMoleculeGraph(MoleculeGraph):
         inverse[perm] = torch.arange(perm.numel())
         i, j = inverse[self.bond_index[0]], inverse[self.bond_index[1]]
         return BondedMoleculeGraph(
-            pos=self.pos[perm], atomic_numbers=self.atomic_numbers[perm], atom_types=self.atom_types[perm],
-            properties=self.properties, charges=self.charges[perm], index=self.index,
-            charge_classes=self.charge_classes[perm], bond_index=torch.stack([torch.minimum(i, j), torch.maximum(i, j)]),
+            pos=self.pos[perm],
+            atomic_numbers=self.atomic_numbers[perm],
+            atom_types=self.atom_types[perm],
+            properties=self.properties,
+            charges=self.charges[perm],
+            index=self.index,
+            charge_classes=self.charge_classes[perm],
+            bond_index=torch.stack([torch.minimum(i, j), torch.maximum(i, j)]),
             bond_types=self.bond_types.clone(),
         )
 
@@ -505,12 +525,19 @@ class BondedBatch(PackedMolecules):
         index = None if self.index is None else self.index.tolist()
         for b in range(self.num_graphs):
             s, t = slice(ptr[b], ptr[b + 1]), slice(starts[b], starts[b + 1])
-            out.append(BondedMoleculeGraph(
-                pos=self.pos[s], atomic_numbers=self.atomic_numbers[s], atom_types=self.atom_types[s],
-                properties=None if self.properties is None else self.properties[b], charges=self.charges[s],
-                index=None if index is None else index[b], charge_classes=self.charge_classes[s],
-                bond_index=self.bond_index[:, t] - ptr[b], bond_types=self.bond_types[t],
-            ))
+            out.append(
+                BondedMoleculeGraph(
+                    pos=self.pos[s],
+                    atomic_numbers=self.atomic_numbers[s],
+                    atom_types=self.atom_types[s],
+                    properties=None if self.properties is None else self.properties[b],
+                    charges=self.charges[s],
+                    index=None if index is None else index[b],
+                    charge_classes=self.charge_classes[s],
+                    bond_index=self.bond_index[:, t] - ptr[b],
+                    bond_types=self.bond_types[t],
+                )
+            )
         return out
 
 
@@ -546,7 +573,9 @@ def collate_bonded(molecules: Sequence[BondedMoleculeGraph]) -> BondedBatch:
     num_bonds = np.array([m.bond_types.shape[0] for m in molecules], dtype=np.int64)
     num_atoms, ptr = torch.from_numpy(sizes), torch.from_numpy(offsets)
     batch = torch.from_numpy(np.repeat(np.arange(num_graphs), sizes))
-    bond_index = torch.cat([m.bond_index for m in molecules], dim=1) + torch.from_numpy(np.repeat(offsets[:-1], num_bonds))
+    bond_index = torch.cat([m.bond_index for m in molecules], dim=1) + torch.from_numpy(
+        np.repeat(offsets[:-1], num_bonds)
+    )
     bond_types = torch.cat([m.bond_types for m in molecules])
     edge_index = _upper_triangle_edges(sizes.tolist(), offsets.tolist())
     edge_types = torch.zeros(edge_index.shape[1], dtype=torch.long)
@@ -561,10 +590,17 @@ def collate_bonded(molecules: Sequence[BondedMoleculeGraph]) -> BondedBatch:
         pos=torch.cat([m.pos for m in molecules]).to(torch.float32),
         atomic_numbers=torch.cat([m.atomic_numbers for m in molecules]),
         atom_types=torch.cat([m.atom_types for m in molecules]),
-        batch=batch, num_atoms=num_atoms, ptr=ptr, properties=properties,
-        charges=torch.cat([m.charges for m in molecules]), index=index,
+        batch=batch,
+        num_atoms=num_atoms,
+        ptr=ptr,
+        properties=properties,
+        charges=torch.cat([m.charges for m in molecules]),
+        index=index,
         charge_classes=torch.cat([m.charge_classes for m in molecules]),
-        edge_index=edge_index, edge_types=edge_types, bond_index=bond_index, bond_types=bond_types,
+        edge_index=edge_index,
+        edge_types=edge_types,
+        bond_index=bond_index,
+        bond_types=bond_types,
     )
 
 
@@ -703,7 +739,9 @@ class BondedQM9Dataset(MoleculeDataset):
         }
 
 
-def training_bonded_smiles(source: str | os.PathLike = "qm9pack", cache_dir: str | os.PathLike | None = None) -> frozenset[str]:
+def training_bonded_smiles(
+    source: str | os.PathLike = "qm9pack", cache_dir: str | os.PathLike | None = None
+) -> frozenset[str]:
     """The SMILES of the bonded QM9 training split, for the novelty of
     :func:`~moldiff.molecules.bond_metrics.evaluate_bonded_molecules` (same SMILES function)."""
     data = load_bonded_qm9(source, cache_dir=cache_dir)

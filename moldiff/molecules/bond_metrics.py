@@ -212,7 +212,9 @@ def bond_list(num_atoms: int, bonds: Any = None, bond_matrix: Any = None) -> tup
             raise ValueError("a bond joins an atom to itself")
         i, j = np.minimum(i, j), np.maximum(i, j)
     if ((c < 0) | (c >= len(BOND_CLASSES))).any():
-        raise ValueError(f"bond classes must be in 0..{len(BOND_CLASSES) - 1} {BOND_CLASSES}, got {np.unique(c).tolist()}")
+        raise ValueError(
+            f"bond classes must be in 0..{len(BOND_CLASSES) - 1} {BOND_CLASSES}, got {np.unique(c).tolist()}"
+        )
     order = np.lexsort((j, i))
     i, j, c = i[order], j[order], c[order]
     if len(i) > 1 and ((np.diff(i) == 0) & (np.diff(j) == 0)).any():
@@ -225,13 +227,17 @@ def _is_pair(bonds: Any) -> bool:
     return isinstance(bonds, (tuple, list)) and len(bonds) == 2 and _numpy(bonds[0]).ndim == 2
 
 
-def _atoms(atomic_numbers: Any, formal_charges: Any, positions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _atoms(
+    atomic_numbers: Any, formal_charges: Any, positions: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     z = _numpy(atomic_numbers).astype(np.int64).reshape(-1)
     q = np.zeros_like(z) if formal_charges is None else _numpy(formal_charges).astype(np.int64).reshape(-1)
     pos = None if positions is None else _numpy(positions).astype(np.float64)
     if q.shape != z.shape or (pos is not None and pos.shape != (z.shape[0], 3)):
-        raise ValueError(f"expected atomic_numbers [n], formal_charges [n], positions [n, 3]; got {z.shape}, "
-                         f"{q.shape}, {None if pos is None else pos.shape}")
+        raise ValueError(
+            f"expected atomic_numbers [n], formal_charges [n], positions [n, 3]; got {z.shape}, "
+            f"{q.shape}, {None if pos is None else pos.shape}"
+        )
     return z, q, pos
 
 
@@ -312,7 +318,9 @@ def mol_bond_arrays(mol, kekulize: bool = False) -> tuple[np.ndarray, np.ndarray
     atoms = [mol.GetAtomWithIdx(k) for k in range(mol.GetNumAtoms())]
     z = np.array([a.GetAtomicNum() for a in atoms], dtype=np.int64)
     q = np.array([a.GetFormalCharge() for a in atoms], dtype=np.int64)
-    orders = np.triu(Chem.GetAdjacencyMatrix(mol, useBO=True, force=True), 1) if atoms else np.zeros((0, 0))  # force: no stale cached matrix
+    orders = (
+        np.triu(Chem.GetAdjacencyMatrix(mol, useBO=True, force=True), 1) if atoms else np.zeros((0, 0))
+    )  # force: no stale cached matrix
     i, j = np.nonzero(orders)
     order = orders[i, j]
     if len(i) != mol.GetNumBonds() or not np.isin(order, (1.0, 1.5, 2.0, 3.0)).all():
@@ -341,8 +349,14 @@ def canonical_smiles(mol) -> str | None:
 # stability
 
 
-def atom_valences(num_atoms: int, i: np.ndarray, j: np.ndarray, classes: np.ndarray, mol=None,
-                  aromatic: Literal["kekule", "midi"] = "kekule") -> np.ndarray:
+def atom_valences(
+    num_atoms: int,
+    i: np.ndarray,
+    j: np.ndarray,
+    classes: np.ndarray,
+    mol=None,
+    aromatic: Literal["kekule", "midi"] = "kekule",
+) -> np.ndarray:
     """Valence (sum of bond orders) of every atom, ``[n]`` float64.
 
     Args:
@@ -373,11 +387,17 @@ def _kekule_orders(mol, i: np.ndarray, j: np.ndarray) -> np.ndarray | None:
             Chem.Kekulize(m, clearAromaticFlags=True)
         except Exception:  # AtomKekulizeException, KekulizeException
             return None
-    return np.array([m.GetBondBetweenAtoms(int(a), int(b)).GetBondTypeAsDouble() for a, b in zip(i, j)], dtype=np.float64)
+    return np.array(
+        [m.GetBondBetweenAtoms(int(a), int(b)).GetBondTypeAsDouble() for a, b in zip(i, j)], dtype=np.float64
+    )
 
 
-def stable_atoms(atomic_numbers: np.ndarray, formal_charges: np.ndarray, valences: np.ndarray,
-                 table: Literal["strict", "midi"] | ValenceTable = "strict") -> np.ndarray:
+def stable_atoms(
+    atomic_numbers: np.ndarray,
+    formal_charges: np.ndarray,
+    valences: np.ndarray,
+    table: Literal["strict", "midi"] | ValenceTable = "strict",
+) -> np.ndarray:
     """``[n]`` bool: the valence of each atom is allowed for its element and formal charge.
 
     Args:

@@ -98,8 +98,18 @@ BOND_LENGTHS_PM: dict[int, dict[tuple[str, str], int]] = {
 
 #: Allowed valences (sum of bond orders) per element. H/C/N/O/F are EDM's; the rest extend it.
 ALLOWED_VALENCES: dict[str, tuple[int, ...]] = {
-    "H": (1,), "C": (4,), "N": (3,), "O": (2,), "F": (1,),
-    "B": (3,), "Si": (4,), "P": (3, 5), "S": (2, 4, 6), "Cl": (1,), "Br": (1,), "I": (1,),
+    "H": (1,),
+    "C": (4,),
+    "N": (3,),
+    "O": (2,),
+    "F": (1,),
+    "B": (3,),
+    "Si": (4,),
+    "P": (3, 5),
+    "S": (2, 4, 6),
+    "Cl": (1,),
+    "Br": (1,),
+    "I": (1,),
 }
 
 

@@ -75,7 +75,9 @@ class MoleculeDataset(Dataset):
             raise ValueError(f"elements {missing} are not in the vocabulary {self._vocabulary}")
         self._types = types
         self.property_names = tuple(property_names)
-        self._properties = None if properties is None else np.asarray(properties, dtype=np.float32).reshape(len(self._num_atoms), -1)
+        self._properties = (
+            None if properties is None else np.asarray(properties, dtype=np.float32).reshape(len(self._num_atoms), -1)
+        )
         if self._properties is not None and self._properties.shape[1] != len(self.property_names):
             raise ValueError(f"{self._properties.shape[1]} property columns but names {self.property_names}")
         self._charges = None if charges is None else np.asarray(charges, dtype=np.int64)
@@ -187,8 +189,12 @@ def training_smiles(
         if path.is_file():
             return frozenset(path.read_text(encoding="utf-8").split())
         took = _rough_duration(len(dataset) * 0.55e-3, len(dataset) * 1.2e-3)  # 55-120 s for QM9's 100k
-        print(f"moldiff: computing the SMILES of {len(dataset):,} training molecules ({dataset.cache_key}) for the "
-              f"novelty metric, once: cached for next time ({took}) in {path}", file=sys.stderr, flush=True)
+        print(
+            f"moldiff: computing the SMILES of {len(dataset):,} training molecules ({dataset.cache_key}) for the "
+            f"novelty metric, once: cached for next time ({took}) in {path}",
+            file=sys.stderr,
+            flush=True,
+        )
     items = dataset.iter_molecules()
     if progress:
         from tqdm.auto import tqdm

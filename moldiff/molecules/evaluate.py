@@ -25,12 +25,19 @@ from .qm9 import QM9Dataset
 from .rdkit_io import MOLECULE_FILE_SUFFIXES, MoleculeRecordError, molecule_file_format, open_text, read_xyz
 from .sdf import SDFDataset
 
-__all__ = ["evaluate_dataset", "evaluate_file", "evaluate_sdf", "format_report", "read_molecule_files",
-           "resolve_training_smiles"]
+__all__ = [
+    "evaluate_dataset",
+    "evaluate_file",
+    "evaluate_sdf",
+    "format_report",
+    "read_molecule_files",
+    "resolve_training_smiles",
+]
 
 
-def resolve_training_smiles(spec: Any, cache_dir: str | os.PathLike | None = None,
-                            progress: bool = False) -> frozenset[str] | None:
+def resolve_training_smiles(
+    spec: Any, cache_dir: str | os.PathLike | None = None, progress: bool = False
+) -> frozenset[str] | None:
     """Reference SMILES for novelty from a flexible specification.
 
     Args:
@@ -80,8 +87,9 @@ def read_molecule_files(
     """
     path = Path(path).expanduser()
     if path.is_dir():
-        files = sorted(p for p in path.iterdir()
-                       if p.is_file() and p.name.lower().endswith(tuple(MOLECULE_FILE_SUFFIXES)))
+        files = sorted(
+            p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(tuple(MOLECULE_FILE_SUFFIXES))
+        )
         if not files:
             raise FileNotFoundError(f"no molecule files ({', '.join(MOLECULE_FILE_SUFFIXES)}) in {path}")
     elif path.is_file():
@@ -125,9 +133,11 @@ def read_bonded_sdf(path: str | os.PathLike) -> list:
 #: The protocols of :func:`evaluate_file`: EDM's distance-based bond perception (``"edm"``, or RDKit's
 #: perception, ``"rdkit"``), or the bonds and formal charges written in the file (``"file"``: the
 #: MiDi / EQGAT-diff / SemlaFlow protocol, valence with formal charges, validity by sanitisation).
-PROTOCOLS = {"edm": "EDM's protocol: bonds perceived from distances with EDM's tables; the file's bonds ignored",
-             "rdkit": "bonds perceived from distances by RDKit; the file's bonds ignored",
-             "file": "the file's own bonds and formal charges (MiDi / EQGAT-diff / SemlaFlow protocol)"}
+PROTOCOLS = {
+    "edm": "EDM's protocol: bonds perceived from distances with EDM's tables; the file's bonds ignored",
+    "rdkit": "bonds perceived from distances by RDKit; the file's bonds ignored",
+    "file": "the file's own bonds and formal charges (MiDi / EQGAT-diff / SemlaFlow protocol)",
+}
 
 
 def evaluate_file(
@@ -169,16 +179,21 @@ def evaluate_file(
             raise InputError(f"{path}: an XYZ file holds no bonds; score it with EDM's protocol (--bonds edm)")
         if training_smiles is not None and str(training_smiles).lower() == "qm9":
             training_smiles = training_bonded_smiles()
-        result = evaluate_bonded_molecules(read_bonded_sdf(path), resolve_training_smiles(training_smiles),
-                                           progress=progress)
+        result = evaluate_bonded_molecules(
+            read_bonded_sdf(path), resolve_training_smiles(training_smiles), progress=progress
+        )
         skipped = {}
     else:
         molecules, skipped = read_molecule_files(path, on_error=on_error)
-        result = evaluate_molecules(molecules, training_smiles=resolve_training_smiles(training_smiles,
-                                                                                         progress=progress),
-                                    bonds=bonds, progress=progress)
-    result.update(source=str(path), bonds=bonds, protocol=PROTOCOLS[bonds], skipped=skipped,
-                  seconds=time.perf_counter() - start)
+        result = evaluate_molecules(
+            molecules,
+            training_smiles=resolve_training_smiles(training_smiles, progress=progress),
+            bonds=bonds,
+            progress=progress,
+        )
+    result.update(
+        source=str(path), bonds=bonds, protocol=PROTOCOLS[bonds], skipped=skipped, seconds=time.perf_counter() - start
+    )
     return result
 
 
@@ -226,8 +241,13 @@ def evaluate_dataset(
         raise ValueError(f"unknown dataset {name!r}; use 'qm9' or 'sdf'")
     count = len(dataset) if limit is None else min(limit, len(dataset))
     molecules: Iterable = (dataset.molecule(i) for i in range(count))
-    result = evaluate_molecules(molecules, training_smiles=resolve_training_smiles(training_smiles, progress=progress),
-                                bonds=bonds, progress=progress, total=count)
+    result = evaluate_molecules(
+        molecules,
+        training_smiles=resolve_training_smiles(training_smiles, progress=progress),
+        bonds=bonds,
+        progress=progress,
+        total=count,
+    )
     result.update(
         dataset=name, split=split, source=str(source or "qm9pack"), bonds=bonds, seconds=time.perf_counter() - start
     )

@@ -62,8 +62,11 @@ def flow_stats(train: BondedQM9Dataset) -> dict:
         "charge_values": [int(v) for v in train.charge_values],
         "bond_classes": list(train.bond_classes),
         "num_atoms_histogram": {int(k): int(v) for k, v in train.num_atoms_histogram().items()},
-        "marginals": {"type": marginals["atom_types"].tolist(), "charge": marginals["charges"].tolist(),
-                      "bond": marginals["bond_types"].tolist()},
+        "marginals": {
+            "type": marginals["atom_types"].tolist(),
+            "charge": marginals["charges"].tolist(),
+            "bond": marginals["bond_types"].tolist(),
+        },
         "dataset": "qm9_bonded",
         "num_molecules": len(train),
     }
@@ -74,23 +77,27 @@ def _eval_fn(data: FlowDataConfig):
         g = torch.Generator().manual_seed(1234)
         sizes = model.sample_num_atoms(data.eval_samples, generator=g)
         device = next(model.parameters()).device
-        sample = model.sample_states(sizes, steps=data.eval_steps,
-                                     generator=item_generators(1234, range(len(sizes)), device))
+        sample = model.sample_states(
+            sizes, steps=data.eval_steps, generator=item_generators(1234, range(len(sizes)), device)
+        )
         records = model.split_molecules(sample)
         metrics = evaluate_bonded_molecules(records)
         edm = evaluate_molecules([(r["atomic_numbers"], r["positions"]) for r in records])  # EDM's distance protocol
         metrics.update({f"edm_{k}": v for k, v in edm.items()})
         if out_dir is not None:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
-            mols = [bonded_molecule(r["atomic_numbers"], r["formal_charges"], r["positions"], r["bonds"]) for r in records]
+            mols = [
+                bonded_molecule(r["atomic_numbers"], r["formal_charges"], r["positions"], r["bonds"]) for r in records
+            ]
             write_sdf(mols, Path(out_dir) / f"samples_step{step:08d}.sdf")
         return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
 
     return evaluate
 
 
-def build(model_cfg: MoleculeFlowConfig, data_cfg: FlowDataConfig, *, rank: int = 0, world_size: int = 1,
-          seed: int = 0) -> TaskBundle:
+def build(
+    model_cfg: MoleculeFlowConfig, data_cfg: FlowDataConfig, *, rank: int = 0, world_size: int = 1, seed: int = 0
+) -> TaskBundle:
     """The task's ``build_fn``: bonded QM9 splits, their statistics, the model and the evaluation hook."""
     train = BondedQM9Dataset(data_cfg.split, data_cfg.source, kekulize=data_cfg.kekulize)
     valid = None
@@ -99,12 +106,23 @@ def build(model_cfg: MoleculeFlowConfig, data_cfg: FlowDataConfig, *, rank: int 
     stats = flow_stats(train)
     if data_cfg.limit is not None:
         train = torch.utils.data.Subset(train, range(min(data_cfg.limit, len(train))))
-    return TaskBundle(model=MoleculeFlow(model_cfg, stats), train_dataset=train, collate_fn=collate_bonded,
-                      dataset_stats=stats, eval_fn=_eval_fn(data_cfg) if data_cfg.eval_samples > 0 else None,
-                      valid_dataset=valid)
+    return TaskBundle(
+        model=MoleculeFlow(model_cfg, stats),
+        train_dataset=train,
+        collate_fn=collate_bonded,
+        dataset_stats=stats,
+        eval_fn=_eval_fn(data_cfg) if data_cfg.eval_samples > 0 else None,
+        valid_dataset=valid,
+    )
 
 
 def register() -> None:
     """Register ``molecule_flow`` (called by :func:`moldiff.train.tasks.get_task` through the entry point)."""
-    register_task("molecule_flow", MoleculeFlowConfig, FlowDataConfig, build, model_fn=MoleculeFlow,
-                  generator_fn=FlowMoleculeGenerator)
+    register_task(
+        "molecule_flow",
+        MoleculeFlowConfig,
+        FlowDataConfig,
+        build,
+        model_fn=MoleculeFlow,
+        generator_fn=FlowMoleculeGenerator,
+    )

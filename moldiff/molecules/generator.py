@@ -38,7 +38,9 @@ class SampledMolecules(list):
 
     @property
     def failed(self) -> list[int]:
-        return [i for i, m in enumerate(self) if m.HasProp("moldiff_sanitized") and m.GetProp("moldiff_sanitized") == "0"]
+        return [
+            i for i, m in enumerate(self) if m.HasProp("moldiff_sanitized") and m.GetProp("moldiff_sanitized") == "0"
+        ]
 
 
 class MoleculeGenerator:
@@ -82,8 +84,9 @@ class MoleculeGenerator:
             raise InputError("every molecule needs at least 2 atoms")
         return sizes
 
-    def plan_condition(self, sizes: torch.Tensor, seed: int = 0, condition: dict | None = None, *, force: bool = False,
-                       predictor=None) -> dict[str, torch.Tensor] | None:
+    def plan_condition(
+        self, sizes: torch.Tensor, seed: int = 0, condition: dict | None = None, *, force: bool = False, predictor=None
+    ) -> dict[str, torch.Tensor] | None:
         """Target properties of the molecules to sample, ``{name: [num]}`` in physical units.
 
         A conditional model needs a value for each of its properties; with ``condition=None`` they
@@ -120,13 +123,18 @@ class MoleculeGenerator:
             return sample_context(self.model.stats, names, sizes, generator=g)
         allowed = set(names) | (set(predictor.properties) if predictor is not None else set())
         if not allowed:
-            raise InputError("this model is unconditional: it takes no condition (pass predictor= for gradient guidance)")
+            raise InputError(
+                "this model is unconditional: it takes no condition (pass predictor= for gradient guidance)"
+            )
         unknown = [n for n in condition if n not in allowed]
         missing = [n for n in names if n not in condition]
         if unknown or missing:
-            raise InputError(f"this model is conditioned on {names or 'nothing'}"
-                             + (f" and the predictor predicts {predictor.properties}" if predictor is not None else "")
-                             + (f"; unknown {unknown}" if unknown else "") + (f"; missing {missing}" if missing else ""))
+            raise InputError(
+                f"this model is conditioned on {names or 'nothing'}"
+                + (f" and the predictor predicts {predictor.properties}" if predictor is not None else "")
+                + (f"; unknown {unknown}" if unknown else "")
+                + (f"; missing {missing}" if missing else "")
+            )
         out = {}
         for name, value in condition.items():
             v = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
@@ -136,16 +144,30 @@ class MoleculeGenerator:
             outside = v[(v < lo) | (v > hi)]
             if outside.numel() and not force:
                 unit = QM9_PROPERTIES.get(name, ("",))[0]
-                raise InputError(f"{name}={float(outside[0]):g} is outside this model's training range of {name}, "
-                                 f"[{lo:g}, {hi:g}] {unit}; pass force=True (--force-condition) to sample anyway")
+                raise InputError(
+                    f"{name}={float(outside[0]):g} is outside this model's training range of {name}, "
+                    f"[{lo:g}, {hi:g}] {unit}; pass force=True (--force-condition) to sample anyway"
+                )
             out[name] = v.expand(len(sizes)).clone()
         return out
 
-    def sample_chunk(self, sizes: torch.Tensor, seed: int, start: int, *, sampler: str | None = None, steps: int | None = None,
-                     callback: Callable | None = None, condition: dict[str, torch.Tensor] | None = None,
-                     predictor=None, predictor_scale: float = 1.0, predictor_tau: float = 1.0,
-                     predictor_sigma_max: float | None = GUIDANCE_SIGMA_MAX, predictor_max_step: float | None = GUIDANCE_MAX_STEP,
-                     **options) -> list[tuple[Any, Any]]:
+    def sample_chunk(
+        self,
+        sizes: torch.Tensor,
+        seed: int,
+        start: int,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        callback: Callable | None = None,
+        condition: dict[str, torch.Tensor] | None = None,
+        predictor=None,
+        predictor_scale: float = 1.0,
+        predictor_tau: float = 1.0,
+        predictor_sigma_max: float | None = GUIDANCE_SIGMA_MAX,
+        predictor_max_step: float | None = GUIDANCE_MAX_STEP,
+        **options,
+    ) -> list[tuple[Any, Any]]:
         """One chunk as ``(atomic_numbers [n], positions [n, 3] Angstrom)`` numpy pairs.
 
         Args:
@@ -166,12 +188,19 @@ class MoleculeGenerator:
                 options["context"] = context
             if predictor is not None:
                 targets = {n: v for n, v in condition.items() if n in predictor.properties}
-                options["guidance"] = predictor_guidance(predictor.to(self.device).eval(), self.model, targets,
-                                                         predictor_scale, predictor_tau, predictor_sigma_max,
-                                                         max_step=predictor_max_step)
+                options["guidance"] = predictor_guidance(
+                    predictor.to(self.device).eval(),
+                    self.model,
+                    targets,
+                    predictor_scale,
+                    predictor_tau,
+                    predictor_sigma_max,
+                    max_step=predictor_max_step,
+                )
         g = item_generators(seed, range(start, start + len(sizes)), self.device)
-        pos, types, batch = self.model.sample_states(sizes, sampler=sampler, steps=steps, generator=g,
-                                                     callback=callback, **options)
+        pos, types, batch = self.model.sample_states(
+            sizes, sampler=sampler, steps=steps, generator=g, callback=callback, **options
+        )
         return split_molecules(self.model, pos, types, batch)
 
     @staticmethod
@@ -180,10 +209,21 @@ class MoleculeGenerator:
         chunk ``k`` (molecules ``k * batch_size`` onwards) belongs to rank ``k mod world_size``."""
         return range(rank, math.ceil(num / batch_size), world_size)
 
-    def sample_chunks(self, sizes: torch.Tensor, seed: int, chunks: Iterable[int], *, batch_size: int = 250,
-                      targets: dict[str, torch.Tensor] | None = None, sampler: str | None = None, steps: int | None = None,
-                      callback: Callable | None = None, on_chunk: Callable[[int], Any] | None = None,
-                      predictor=None, **options) -> dict[int, list[tuple[Any, Any]]]:
+    def sample_chunks(
+        self,
+        sizes: torch.Tensor,
+        seed: int,
+        chunks: Iterable[int],
+        *,
+        batch_size: int = 250,
+        targets: dict[str, torch.Tensor] | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        callback: Callable | None = None,
+        on_chunk: Callable[[int], Any] | None = None,
+        predictor=None,
+        **options,
+    ) -> dict[int, list[tuple[Any, Any]]]:
         """Some chunks of a planned job: ``{k: molecules of chunk k}``.
 
         Chunk ``k`` holds molecules ``k * batch_size`` to ``(k + 1) * batch_size - 1`` of ``sizes``
@@ -203,16 +243,37 @@ class MoleculeGenerator:
         for k in chunks:
             part = slice(k * batch_size, (k + 1) * batch_size)
             condition = None if targets is None else {n: v[part] for n, v in targets.items()}
-            out[k] = self.sample_chunk(sizes[part], seed, k * batch_size, sampler=sampler, steps=steps, callback=callback,
-                                       condition=condition, predictor=predictor, **options)
+            out[k] = self.sample_chunk(
+                sizes[part],
+                seed,
+                k * batch_size,
+                sampler=sampler,
+                steps=steps,
+                callback=callback,
+                condition=condition,
+                predictor=predictor,
+                **options,
+            )
             if on_chunk is not None:
                 on_chunk(len(out[k]))
         return out
 
-    def sample_arrays(self, num: int, *, seed: int = 0, sampler: str | None = None, steps: int | None = None,
-                      num_atoms: int | Sequence[int] | None = None, batch_size: int = 250, progress: bool = False,
-                      device: str | torch.device | None = None, condition: dict | None = None, force: bool = False,
-                      predictor=None, **options) -> list[tuple[Any, Any]]:
+    def sample_arrays(
+        self,
+        num: int,
+        *,
+        seed: int = 0,
+        sampler: str | None = None,
+        steps: int | None = None,
+        num_atoms: int | Sequence[int] | None = None,
+        batch_size: int = 250,
+        progress: bool = False,
+        device: str | torch.device | None = None,
+        condition: dict | None = None,
+        force: bool = False,
+        predictor=None,
+        **options,
+    ) -> list[tuple[Any, Any]]:
         """``num`` molecules as ``(atomic_numbers, positions)`` numpy pairs (see :meth:`sample`)."""
         if condition is None and "context" in options:  # the older spelling of condition=
             condition = options.pop("context")
@@ -221,18 +282,43 @@ class MoleculeGenerator:
         sizes = self.plan(num, seed, num_atoms)
         targets = self.plan_condition(sizes, seed, condition, force=force, predictor=predictor)
         with step_progress(num, f"sampling ({self.model.sampling_defaults(sampler)[0]})", progress, unit="mol") as tick:
-            chunks = self.sample_chunks(sizes, seed, self.chunks_for(num, batch_size), batch_size=batch_size,
-                                        targets=targets, sampler=sampler, steps=steps, predictor=predictor,
-                                        on_chunk=(lambda n: tick(n=n)) if tick else None, **options)
+            chunks = self.sample_chunks(
+                sizes,
+                seed,
+                self.chunks_for(num, batch_size),
+                batch_size=batch_size,
+                targets=targets,
+                sampler=sampler,
+                steps=steps,
+                predictor=predictor,
+                on_chunk=(lambda n: tick(n=n)) if tick else None,
+                **options,
+            )
         return [mol for k in sorted(chunks) for mol in chunks[k]]
 
-    def sample(self, num: int, *, seed: int = 0, sampler: str | None = None, steps: int | None = None,
-               batch_size: int = 250, progress: bool = False, device: str | torch.device | None = None,
-               num_atoms: int | Sequence[int] | None = None, bonds: str = "edm",
-               condition: dict | None = None, guidance_scale: float = 1.0,
-               force: bool = False, predictor=None, predictor_scale: float = 1.0, predictor_tau: float = 1.0,
-               predictor_sigma_max: float | None = GUIDANCE_SIGMA_MAX, predictor_max_step: float | None = GUIDANCE_MAX_STEP,
-               sanitize: bool | None = None, **options) -> "SampledMolecules":
+    def sample(
+        self,
+        num: int,
+        *,
+        seed: int = 0,
+        sampler: str | None = None,
+        steps: int | None = None,
+        batch_size: int = 250,
+        progress: bool = False,
+        device: str | torch.device | None = None,
+        num_atoms: int | Sequence[int] | None = None,
+        bonds: str = "edm",
+        condition: dict | None = None,
+        guidance_scale: float = 1.0,
+        force: bool = False,
+        predictor=None,
+        predictor_scale: float = 1.0,
+        predictor_tau: float = 1.0,
+        predictor_sigma_max: float | None = GUIDANCE_SIGMA_MAX,
+        predictor_max_step: float | None = GUIDANCE_MAX_STEP,
+        sanitize: bool | None = None,
+        **options,
+    ) -> "SampledMolecules":
         """Sample ``num`` molecules as RDKit molecules with a 3D conformer.
 
         Example::
@@ -276,11 +362,27 @@ class MoleculeGenerator:
             (``"0"``, with the reason in ``moldiff_error``), and listed in ``.failed``.
         """
         if predictor is not None:
-            options.update(predictor_scale=predictor_scale, predictor_tau=predictor_tau,
-                           predictor_sigma_max=predictor_sigma_max, predictor_max_step=predictor_max_step)
-        arrays = self.sample_arrays(num, seed=seed, sampler=sampler, steps=steps, num_atoms=num_atoms,
-                                    batch_size=batch_size, progress=progress, device=device, condition=condition, force=force, predictor=predictor,
-                                    guidance_scale=guidance_scale, **options)
+            options.update(
+                predictor_scale=predictor_scale,
+                predictor_tau=predictor_tau,
+                predictor_sigma_max=predictor_sigma_max,
+                predictor_max_step=predictor_max_step,
+            )
+        arrays = self.sample_arrays(
+            num,
+            seed=seed,
+            sampler=sampler,
+            steps=steps,
+            num_atoms=num_atoms,
+            batch_size=batch_size,
+            progress=progress,
+            device=device,
+            condition=condition,
+            force=force,
+            predictor=predictor,
+            guidance_scale=guidance_scale,
+            **options,
+        )
         mols = [self.molecule(record, bonds) for record in arrays]
         if self.sanitize_by_default if sanitize is None else sanitize:
             mols = [self.checked(m) for m in mols]
@@ -313,7 +415,6 @@ class MoleculeGenerator:
         z, p = record
         return build_molecule(z, p, bonds=bonds)
 
-
     def sample_command(self, args, info) -> int:
         """``moldiff sample`` for molecule models: one SDF (or XYZ) file; under torchrun every rank samples
         its own chunks (:meth:`chunks_for`) and rank 0 writes them all."""
@@ -326,10 +427,20 @@ class MoleculeGenerator:
         options = {} if args.guidance_scale is None else {"guidance_scale": args.guidance_scale}
         mine = self.chunks_for(args.num, args.batch_size, info.rank, info.world_size)  # each rank its own chunks
         tick = time.perf_counter()
-        with step_progress(len(mine) * steps, f"sampling {args.num} molecules ({sampler})",
-                           info.is_main and not args.no_progress) as callback:
-            results = self.sample_chunks(sizes, args.seed, mine, batch_size=args.batch_size, targets=targets,
-                                         sampler=sampler, steps=args.steps, callback=callback, **options)
+        with step_progress(
+            len(mine) * steps, f"sampling {args.num} molecules ({sampler})", info.is_main and not args.no_progress
+        ) as callback:
+            results = self.sample_chunks(
+                sizes,
+                args.seed,
+                mine,
+                batch_size=args.batch_size,
+                targets=targets,
+                sampler=sampler,
+                steps=args.steps,
+                callback=callback,
+                **options,
+            )
         elapsed = time.perf_counter() - tick
         gathered = gather_objects(results) if info.distributed else [results]
         if not info.is_main:
@@ -339,21 +450,27 @@ class MoleculeGenerator:
         if self.sanitize_by_default:
             molecules = SampledMolecules(self.checked(m) for m in molecules)
             if molecules.failed:
-                print(f"{len(molecules.failed)} of {len(molecules)} molecules failed RDKit's sanitisation: written as "
-                      f"generated, with the SDF property moldiff_sanitized = 0 and the reason in moldiff_error",
-                      file=sys.stderr)
+                print(
+                    f"{len(molecules.failed)} of {len(molecules)} molecules failed RDKit's sanitisation: written as "
+                    f"generated, with the SDF property moldiff_sanitized = 0 and the reason in moldiff_error",
+                    file=sys.stderr,
+                )
         out.parent.mkdir(parents=True, exist_ok=True)
         if out_format == "xyz":
             write_xyz(molecules, out)
         else:
+
             def title(i: int) -> str:
                 target = "" if targets is None else "".join(f" {n}={float(v[i]):.6g}" for n, v in targets.items())
                 return f"moldiff {args.model} seed={args.seed} #{i}{target}"
 
             write_sdf(molecules, out, titles=[title(i) for i in range(len(molecules))])
         per_molecule = elapsed / max(1, sum(len(results[k]) for k in mine))
-        print(f"wrote {len(molecules)} molecules to {out} ({per_molecule:.3f} s per molecule on rank 0, "
-              f"{info.world_size} process(es), device {info.device})", file=sys.stderr)
+        print(
+            f"wrote {len(molecules)} molecules to {out} ({per_molecule:.3f} s per molecule on rank 0, "
+            f"{info.world_size} process(es), device {info.device})",
+            file=sys.stderr,
+        )
         return 0
 
 
@@ -390,14 +507,27 @@ def _sample_shard(job: tuple) -> tuple[dict, float]:
     if isinstance(options.get("predictor"), (str, os.PathLike)):
         options = {**options, "predictor": load_model(options["predictor"])}
     cpu0 = time.process_time()
-    chunks = generator.sample_chunks(sizes, seed, generator.chunks_for(len(sizes), batch_size, rank, processes),
-                                     batch_size=batch_size, targets=targets, **options)
+    chunks = generator.sample_chunks(
+        sizes,
+        seed,
+        generator.chunks_for(len(sizes), batch_size, rank, processes),
+        batch_size=batch_size,
+        targets=targets,
+        **options,
+    )
     return chunks, time.process_time() - cpu0
 
 
-def sample_in_processes(model: str | os.PathLike, sizes: torch.Tensor, seed: int, *, processes: int,
-                        targets: dict[str, torch.Tensor] | None = None, batch_size: int = 250,
-                        **options) -> tuple[list[tuple[Any, Any]], float]:
+def sample_in_processes(
+    model: str | os.PathLike,
+    sizes: torch.Tensor,
+    seed: int,
+    *,
+    processes: int,
+    targets: dict[str, torch.Tensor] | None = None,
+    batch_size: int = 250,
+    **options,
+) -> tuple[list[tuple[Any, Any]], float]:
     """A planned sampling job spread over ``processes`` one-thread processes on this machine.
 
     Process ``r`` samples the chunks :meth:`MoleculeGenerator.chunks_for` gives it, so the molecules
@@ -445,13 +575,25 @@ class FlowMoleculeGenerator(MoleculeGenerator):
             raise InputError("this model family takes no condition or predictor yet")
         return None
 
-    def sample_chunk(self, sizes: torch.Tensor, seed: int, start: int, *, sampler: str | None = None,
-                     steps: int | None = None, callback: Callable | None = None, condition=None, predictor=None,
-                     **options) -> list[dict]:
+    def sample_chunk(
+        self,
+        sizes: torch.Tensor,
+        seed: int,
+        start: int,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        callback: Callable | None = None,
+        condition=None,
+        predictor=None,
+        **options,
+    ) -> list[dict]:
         """One chunk of molecule records (see :meth:`MoleculeGenerator.sample_chunk` for the seeding)."""
         g = item_generators(seed, range(start, start + len(sizes)), self.device)
         options.pop("guidance_scale", None)
-        sample = self.model.sample_states(sizes, sampler=sampler, steps=steps, generator=g, callback=callback, **options)
+        sample = self.model.sample_states(
+            sizes, sampler=sampler, steps=steps, generator=g, callback=callback, **options
+        )
         return self.model.split_molecules(sample)
 
     def molecule(self, record, bonds: str = "edm"):

@@ -35,7 +35,9 @@ Tensor = torch.Tensor
 
 def _move(obj: Any, fn) -> Any:
     """A copy of a dataclass with ``fn`` applied to every tensor field."""
-    return replace(obj, **{f.name: fn(getattr(obj, f.name)) for f in fields(obj) if isinstance(getattr(obj, f.name), Tensor)})
+    return replace(
+        obj, **{f.name: fn(getattr(obj, f.name)) for f in fields(obj) if isinstance(getattr(obj, f.name), Tensor)}
+    )
 
 
 @dataclass

@@ -106,8 +106,11 @@ class MoleculeModelConfig(DiffusionSettings):
         if "schedule_options" in data:
             raise ConfigError(f"model: give schedule_options or the older keys {sorted(legacy)}, not both")
         schedule = data.get("schedule", "polynomial")
-        names = {"polynomial": {"schedule_steps": "num_steps", "schedule_power": "power", "precision": "precision"},
-                 "ddpm_linear": {"schedule_steps": "num_steps"}, "ddpm_cosine": {"schedule_steps": "num_steps"}}
+        names = {
+            "polynomial": {"schedule_steps": "num_steps", "schedule_power": "power", "precision": "precision"},
+            "ddpm_linear": {"schedule_steps": "num_steps"},
+            "ddpm_cosine": {"schedule_steps": "num_steps"},
+        }
         data["schedule_options"] = {new: legacy[old] for old, new in names.get(schedule, {}).items() if old in legacy}
         return data
 
@@ -122,7 +125,9 @@ class _StateNetwork(nn.Module):
         self.net = net
         self.num_context = num_context
 
-    def forward(self, x_t: Tensor, t: Tensor, *, batch: Tensor, num_graphs: int, context: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x_t: Tensor, t: Tensor, *, batch: Tensor, num_graphs: int, context: Tensor | None = None
+    ) -> Tensor:
         pos, feats = x_t[:, :3], x_t[:, 3:]
         parts = [feats, t.to(x_t.dtype)[batch].unsqueeze(-1)]
         if self.num_context:
@@ -164,18 +169,36 @@ class MoleculeDiffusion(nn.Module):
         self.config = config
         self.stats = stats
         self.atom_types: list[str] = list(stats["atom_types"])
-        self.register_buffer("atomic_numbers", torch.tensor(stats["atomic_numbers"], dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "atomic_numbers", torch.tensor(stats["atomic_numbers"], dtype=torch.long), persistent=False
+        )
         self.num_types = len(self.atom_types)
         self.feature_width = self.num_types + int(config.include_charges)
         num_context = len(config.context)
         in_features = self.feature_width + 1 + num_context
         if config.network == "egnn":
-            net = EGNNDenoiser(in_features, self.feature_width, hidden=config.hidden, layers=config.layers,
-                               attention=config.attention, coords_range=config.coords_range, edges=config.edges,
-                               cutoff=config.cutoff, knn=config.knn, normalization_factor=config.normalization_factor)
+            net = EGNNDenoiser(
+                in_features,
+                self.feature_width,
+                hidden=config.hidden,
+                layers=config.layers,
+                attention=config.attention,
+                coords_range=config.coords_range,
+                edges=config.edges,
+                cutoff=config.cutoff,
+                knn=config.knn,
+                normalization_factor=config.normalization_factor,
+            )
         elif config.network == "e3nn":
-            net = E3nnDenoiser(in_features, self.feature_width, irreps_hidden=config.e3nn_irreps, layers=config.layers,
-                               edges=config.edges, cutoff=config.cutoff, knn=config.knn)
+            net = E3nnDenoiser(
+                in_features,
+                self.feature_width,
+                irreps_hidden=config.e3nn_irreps,
+                layers=config.layers,
+                edges=config.edges,
+                cutoff=config.cutoff,
+                knn=config.knn,
+            )
         else:
             raise ValueError(f"unknown network {config.network!r}; expected 'egnn' or 'e3nn'")
         self.network = _StateNetwork(net, num_context)
@@ -184,8 +207,11 @@ class MoleculeDiffusion(nn.Module):
         hist = {int(k): float(v) for k, v in stats["num_atoms_histogram"].items()}
         sizes = sorted(hist)
         self.register_buffer("_sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
-        self.register_buffer("_size_probs", torch.tensor([hist[n] for n in sizes], dtype=torch.float64) /
-                             sum(hist.values()), persistent=False)
+        self.register_buffer(
+            "_size_probs",
+            torch.tensor([hist[n] for n in sizes], dtype=torch.float64) / sum(hist.values()),
+            persistent=False,
+        )
 
     # ------------------------------------------------------------------ features <-> state
     def encode(self, pos: Tensor, atom_types: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
@@ -201,7 +227,7 @@ class MoleculeDiffusion(nn.Module):
     def decode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(pos [N, 3] Angstrom, atom_types [N] vocabulary indices)`` from a sampled state."""
         nx = self.config.norm_values[0]
-        return x[:, :3] * nx, x[:, 3:3 + self.num_types].argmax(dim=-1)
+        return x[:, :3] * nx, x[:, 3 : 3 + self.num_types].argmax(dim=-1)
 
     def normalise_context(self, values: dict[str, Any] | Tensor, num_graphs: int, device=None) -> Tensor | None:
         """Per-molecule context ``[B, P]`` in the model's normalised units."""
@@ -229,11 +255,15 @@ class MoleculeDiffusion(nn.Module):
         if self.config.context:
             context = self.normalise_context(batch.properties, batch.num_graphs, x0.device)  # columns = config.context
             if self.config.context_dropout > 0:
-                keep = torch.rand(batch.num_graphs, 1, generator=generator, device=x0.device) >= self.config.context_dropout
+                keep = (
+                    torch.rand(batch.num_graphs, 1, generator=generator, device=x0.device)
+                    >= self.config.context_dropout
+                )
                 context = context * keep
             extra["context"] = context
-        per_item = denoising_loss(self.denoiser, x0, space, generator=generator, extra_args=extra,
-                                  **self.config.loss_options())
+        per_item = denoising_loss(
+            self.denoiser, x0, space, generator=generator, extra_args=extra, **self.config.loss_options()
+        )
         loss = per_item.mean()
         return loss, {"eps_mse": loss.detach()}
 
@@ -246,19 +276,32 @@ class MoleculeDiffusion(nn.Module):
         idx = torch.multinomial(self._size_probs, num, replacement=True, generator=generator)
         return self._sizes[idx]
 
-    def sampling_defaults(self, sampler: str | None = None, steps: int | None = None,
-                          grid: str | None = None) -> tuple[str, int, str]:
+    def sampling_defaults(
+        self, sampler: str | None = None, steps: int | None = None, grid: str | None = None
+    ) -> tuple[str, int, str]:
         """``(sampler, steps, grid)`` where not given (:meth:`moldiff.core.DiffusionSettings.sampling_defaults`):
         EDM's ancestral sampler with ``T`` steps on a grid uniform in ``t`` (a faithful reproduction);
         any other sampler 50 steps on Karras et al.'s grid."""
         return self.config.sampling_defaults(self.schedule, sampler, steps, grid)
 
     @torch.no_grad()
-    def sample_states(self, num_atoms: Sequence[int] | Tensor, *, sampler: str | None = None, steps: int | None = None,
-                      grid: str | None = None, generator: torch.Generator | None = None, context=None,
-                      guidance_scale: float = 1.0, guidance: Callable | None = None, callback: Callable | None = None,
-                      device=None, dtype=torch.float32, precision: str | None = None,
-                      **sampler_options) -> tuple[Tensor, Tensor, Tensor]:
+    def sample_states(
+        self,
+        num_atoms: Sequence[int] | Tensor,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        grid: str | None = None,
+        generator: torch.Generator | None = None,
+        context=None,
+        guidance_scale: float = 1.0,
+        guidance: Callable | None = None,
+        callback: Callable | None = None,
+        device=None,
+        dtype=torch.float32,
+        precision: str | None = None,
+        **sampler_options,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Sample one packed batch.
 
         Args:
@@ -295,21 +338,25 @@ class MoleculeDiffusion(nn.Module):
                 raise ValueError(f"this model is conditioned on {self.config.context}: pass context=")
             ctx = self.normalise_context(context, num_graphs, device)
             if guidance_scale != 1.0:
-                denoiser = classifier_free_guidance(self.denoiser, space, guidance_scale, {"context": ctx}, {"context": None})
+                denoiser = classifier_free_guidance(
+                    self.denoiser, space, guidance_scale, {"context": ctx}, {"context": None}
+                )
             else:
                 extra["context"] = ctx
         if guidance is not None:
             denoiser = guidance(denoiser, space, extra)
         x = initial_noise(space, float(sigmas[0]), generator=generator, schedule=self.schedule, dtype=dtype).to(device)
         with precision_autocast(precision, device):
-            x = get_sampler(sampler)(denoiser, x, sigmas, space, generator=generator, callback=callback,
-                                     extra_args=extra, **sampler_options)
+            x = get_sampler(sampler)(
+                denoiser, x, sigmas, space, generator=generator, callback=callback, extra_args=extra, **sampler_options
+            )
         pos, types = self.decode(x)
         return pos, types, batch
 
 
-def sample_context(stats: dict, names: list[str], sizes: torch.Tensor, generator: torch.Generator | None = None
-                   ) -> dict[str, torch.Tensor]:
+def sample_context(
+    stats: dict, names: list[str], sizes: torch.Tensor, generator: torch.Generator | None = None
+) -> dict[str, torch.Tensor]:
     """Targets drawn from ``p(c | N)`` for molecules of the given sizes, as EDM's
     ``DistributionProperty.sample``: a bin by its count, then uniformly inside it; several properties
     are drawn independently given ``N``. Sizes never seen in training use the nearest seen size.
@@ -346,6 +393,6 @@ def split_molecules(model: MoleculeDiffusion, pos: torch.Tensor, types: torch.Te
     counts = torch.bincount(batch.cpu()).tolist()
     out, start = [], 0
     for n in counts:
-        out.append((z[start:start + n], p[start:start + n]))
+        out.append((z[start : start + n], p[start : start + n]))
         start += n
     return out

@@ -39,8 +39,14 @@ from .training_data import DatasetRows, MoleculeDataConfig, load_datasets
 
 Tensor = torch.Tensor
 
-__all__ = ["PropertyPredictorConfig", "PredictorDataConfig", "PropertyPredictor", "AtomCountBaseline",
-           "predictor_guidance", "register"]
+__all__ = [
+    "PropertyPredictorConfig",
+    "PredictorDataConfig",
+    "PropertyPredictor",
+    "AtomCountBaseline",
+    "predictor_guidance",
+    "register",
+]
 
 
 @dataclass
@@ -106,7 +112,9 @@ class AtomCountBaseline:
         self.table = {p: {int(n): float(v) for n, v in t.items()} for p, t in table.items()}
 
     @classmethod
-    def fit(cls, num_atoms: np.ndarray, values: dict[str, np.ndarray], statistic: str = "median") -> "AtomCountBaseline":
+    def fit(
+        cls, num_atoms: np.ndarray, values: dict[str, np.ndarray], statistic: str = "median"
+    ) -> "AtomCountBaseline":
         """Per-size median (the L1-optimal constant, as EDM's L1-trained model) or mean of each property.
 
         Args:
@@ -116,8 +124,12 @@ class AtomCountBaseline:
         """
         reduce = {"median": np.median, "mean": np.mean}[statistic]
         num_atoms = np.asarray(num_atoms)
-        return cls({p: {int(n): float(reduce(np.asarray(v)[num_atoms == n])) for n in np.unique(num_atoms)}
-                    for p, v in values.items()})
+        return cls(
+            {
+                p: {int(n): float(reduce(np.asarray(v)[num_atoms == n])) for n in np.unique(num_atoms)}
+                for p, v in values.items()
+            }
+        )
 
     def predict(self, num_atoms) -> dict[str, np.ndarray]:
         """``{property: [M]}`` predictions for ``[M]`` sizes."""
@@ -152,12 +164,23 @@ class PropertyPredictor(nn.Module):
         z = torch.tensor(stats["atomic_numbers"], dtype=torch.float32)
         powers = torch.stack([(z / z.max()) ** p for p in range(config.charge_power + 1)], dim=-1)  # [K, C]
         self.register_buffer("_charge_powers", powers, persistent=False)
-        self.register_buffer("mean", torch.tensor([stats["property_mean"][p] for p in self.properties]), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor([stats["property_mean"][p] for p in self.properties]), persistent=False
+        )
         self.register_buffer("mad", torch.tensor([stats["property_mad"][p] for p in self.properties]), persistent=False)
         h = config.hidden
-        self.egnn = EGNNDenoiser(len(self.atom_types) * (config.charge_power + 1), h, hidden=h, layers=config.layers,
-                                 attention=config.attention, coords_range=config.coords_range, edges=config.edges,
-                                 cutoff=config.cutoff, knn=config.knn, normalization_factor=config.normalization_factor)
+        self.egnn = EGNNDenoiser(
+            len(self.atom_types) * (config.charge_power + 1),
+            h,
+            hidden=h,
+            layers=config.layers,
+            attention=config.attention,
+            coords_range=config.coords_range,
+            edges=config.edges,
+            cutoff=config.cutoff,
+            knn=config.knn,
+            normalization_factor=config.normalization_factor,
+        )
         self.node_dec = nn.Sequential(nn.Linear(h, h), nn.SiLU(), nn.Linear(h, h))
         self.graph_dec = nn.Sequential(nn.Linear(h, h), nn.SiLU(), nn.Linear(h, len(self.properties)))
 
@@ -167,7 +190,9 @@ class PropertyPredictor(nn.Module):
         feats = (onehot.unsqueeze(-1) * self._charge_powers.to(onehot.dtype)).flatten(1)
         _, h = self.egnn(pos, feats, batch, num_graphs)
         nodes = self.node_dec(h)
-        graph = torch.zeros(num_graphs, nodes.shape[1], dtype=nodes.dtype, device=nodes.device).index_add_(0, batch, nodes)
+        graph = torch.zeros(num_graphs, nodes.shape[1], dtype=nodes.dtype, device=nodes.device).index_add_(
+            0, batch, nodes
+        )
         return self.graph_dec(graph)
 
     def normalise(self, values: Tensor) -> Tensor:
@@ -188,7 +213,7 @@ class PropertyPredictor(nn.Module):
         device = self.mean.device
         out = []
         for start in range(0, len(molecules), batch_size):
-            part = molecules[start:start + batch_size]
+            part = molecules[start : start + batch_size]
             pos = torch.cat([torch.as_tensor(np.asarray(p), dtype=torch.float32) for _, p in part]).to(device)
             types = torch.tensor([index[int(z)] for zs, _ in part for z in zs], device=device)
             sizes = torch.tensor([len(zs) for zs, _ in part])
@@ -242,9 +267,16 @@ GUIDANCE_SIGMA_MAX = 1.0
 GUIDANCE_MAX_STEP = 1.0
 
 
-def predictor_guidance(predictor: PropertyPredictor, model, targets: dict[str, Tensor], scale: float = 1.0,
-                       tau: float = 1.0, sigma_max: float | None = GUIDANCE_SIGMA_MAX,
-                       through_denoiser: bool = True, max_step: float | None = GUIDANCE_MAX_STEP) -> Callable:
+def predictor_guidance(
+    predictor: PropertyPredictor,
+    model,
+    targets: dict[str, Tensor],
+    scale: float = 1.0,
+    tau: float = 1.0,
+    sigma_max: float | None = GUIDANCE_SIGMA_MAX,
+    through_denoiser: bool = True,
+    max_step: float | None = GUIDANCE_MAX_STEP,
+) -> Callable:
     """Gradient guidance of a :class:`~moldiff.molecules.model.MoleculeDiffusion` by a property
     predictor, for ``sample_states(..., guidance=...)``.
 
@@ -275,7 +307,9 @@ def predictor_guidance(predictor: PropertyPredictor, model, targets: dict[str, T
         ``guidance(denoiser, space, extra_args) -> denoiser``.
     """
     if list(predictor.atom_types) != list(model.atom_types):
-        raise ValueError(f"the predictor's atom types {predictor.atom_types} differ from the model's {model.atom_types}")
+        raise ValueError(
+            f"the predictor's atom types {predictor.atom_types} differ from the model's {model.atom_types}"
+        )
     unknown = [n for n in targets if n not in predictor.properties]
     if unknown:
         raise ValueError(f"the predictor predicts {predictor.properties}, not {unknown}")
@@ -285,16 +319,18 @@ def predictor_guidance(predictor: PropertyPredictor, model, targets: dict[str, T
 
     def wrap(denoiser: Callable, space, extra: dict) -> Callable:
         batch, num_graphs = extra["batch"], extra["num_graphs"]
-        raw = torch.stack([torch.as_tensor(v, dtype=torch.float32).reshape(-1).expand(num_graphs)
-                           for v in targets.values()], dim=-1).to(batch.device)
+        raw = torch.stack(
+            [torch.as_tensor(v, dtype=torch.float32).reshape(-1).expand(num_graphs) for v in targets.values()], dim=-1
+        ).to(batch.device)
         goal = (raw - predictor.mean[cols].to(raw)) / predictor.mad[cols].to(raw)
 
         def log_likelihood(x0: Tensor, sigma: Tensor) -> Tensor:
-            pred = predictor(x0[:, :3] * nx, x0[:, 3:3 + k] * nh, batch, num_graphs)[:, cols]
+            pred = predictor(x0[:, :3] * nx, x0[:, 3 : 3 + k] * nh, batch, num_graphs)[:, cols]
             return -((pred - goal.to(pred)) ** 2).sum(-1) / (2 * tau**2)
 
-        guided = gradient_guidance(denoiser, space, log_likelihood, scale, through_denoiser=through_denoiser,
-                                   max_step=max_step)
+        guided = gradient_guidance(
+            denoiser, space, log_likelihood, scale, through_denoiser=through_denoiser, max_step=max_step
+        )
 
         def checked(x: Tensor, sigma: Tensor, **extra_args) -> Tensor:
             out = guided(x, sigma, **extra_args)
@@ -302,29 +338,49 @@ def predictor_guidance(predictor: PropertyPredictor, model, targets: dict[str, T
                 raise FloatingPointError(
                     f"predictor guidance diverged at noise level sigma = {float(sigma.max()):.3g} (scale {scale:g}, "
                     f"sigma_max {sigma_max}, max_step {max_step}): lower the guidance scale, guide only at smaller "
-                    f"noise (sigma_max) or bound the step (max_step)")
+                    f"noise (sigma_max) or bound the step (max_step)"
+                )
             return out
 
         def windowed(x: Tensor, sigma: Tensor, **extra_args) -> Tensor:
             # the time grid is known on the host, so this check costs no device sync in practice
-            return checked(x, sigma, **extra_args) if float(sigma.max()) <= sigma_max else denoiser(x, sigma, **extra_args)
+            return (
+                checked(x, sigma, **extra_args) if float(sigma.max()) <= sigma_max else denoiser(x, sigma, **extra_args)
+            )
 
         return checked if sigma_max is None else windowed
 
     return wrap
 
 
-def build(model_cfg: PropertyPredictorConfig, data_cfg: PredictorDataConfig, *, rank: int = 0, world_size: int = 1,
-          seed: int = 0):
-    data = MoleculeDataConfig(dataset="qm9", source=data_cfg.source, split=data_cfg.split, half=data_cfg.half,
-                              valid_split=data_cfg.valid_split, remove_hydrogens=data_cfg.remove_hydrogens)
+def build(
+    model_cfg: PropertyPredictorConfig,
+    data_cfg: PredictorDataConfig,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int = 0,
+):
+    data = MoleculeDataConfig(
+        dataset="qm9",
+        source=data_cfg.source,
+        split=data_cfg.split,
+        half=data_cfg.half,
+        valid_split=data_cfg.valid_split,
+        remove_hydrogens=data_cfg.remove_hydrogens,
+    )
     train, valid = load_datasets(data, list(model_cfg.properties))
     stats = predictor_stats(train, list(model_cfg.properties))
     stats["half"] = data_cfg.half
     if data_cfg.limit is not None:
         train = DatasetRows(train, np.arange(min(data_cfg.limit, len(train))))
-    return TaskBundle(model=PropertyPredictor(model_cfg, stats), train_dataset=train, collate_fn=collate_molecules,
-                      dataset_stats=stats, valid_dataset=valid)
+    return TaskBundle(
+        model=PropertyPredictor(model_cfg, stats),
+        train_dataset=train,
+        collate_fn=collate_molecules,
+        dataset_stats=stats,
+        valid_dataset=valid,
+    )
 
 
 def register() -> None:

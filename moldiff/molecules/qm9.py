@@ -175,10 +175,21 @@ def _parse_number_lists(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]
 def _read_qm9pack() -> dict[str, np.ndarray]:
     data = _qm9pack_data_dir()
     rename = {
-        "RotA_GHz": "A", "RotB_GHz": "B", "RotC_GHz": "C", "Dipole_debye": "mu", "Polarizability_bohr3": "alpha",
-        "HOMO_au": "homo", "LUMO_au": "lumo", "HOMO_LUMO_gap_au": "gap", "R2_bohr2": "r2", "ZPVE_au": "zpve",
-        "InternalEnergy_0K_au": "U0", "InternalEnergy_298K_au": "U", "Enthalphy_298K_au": "H",
-        "GibbsFreeEnergy_298K_au": "G", "Heatcapacity_Cv_cal_mol_K": "Cv",
+        "RotA_GHz": "A",
+        "RotB_GHz": "B",
+        "RotC_GHz": "C",
+        "Dipole_debye": "mu",
+        "Polarizability_bohr3": "alpha",
+        "HOMO_au": "homo",
+        "LUMO_au": "lumo",
+        "HOMO_LUMO_gap_au": "gap",
+        "R2_bohr2": "r2",
+        "ZPVE_au": "zpve",
+        "InternalEnergy_0K_au": "U0",
+        "InternalEnergy_298K_au": "U",
+        "Enthalphy_298K_au": "H",
+        "GibbsFreeEnergy_298K_au": "G",
+        "Heatcapacity_Cv_cal_mol_K": "Cv",
     }
     columns: dict[str, list[str]] = {}
     header: list[str] | None = None
@@ -410,8 +421,11 @@ def load_qm9(
         how = f"cache {cache}"
     else:
         took = "about 25 s" if str(source) == "qm9pack" else "about 30 s for all of QM9"
-        print(f"moldiff: parsing QM9 from {origin}, once: cached so that later loads take a second ({took}) "
-              f"in {cache}", file=sys.stderr, flush=True)
+        print(
+            f"moldiff: parsing QM9 from {origin}, once: cached so that later loads take a second ({took}) in {cache}",
+            file=sys.stderr,
+            flush=True,
+        )
         arrays = reader()
         save_npz_atomic(cache, {k: v for k, v in arrays.items()})
         how = f"parsed {origin}, cached to {cache}"
@@ -481,7 +495,9 @@ class QM9Dataset(MoleculeDataset):
         elif "edm_processed" in data:
             name = Path(str(source)).stem
             if not name.endswith(split):
-                raise ValueError(f"{source} holds one processed split ({name!r}); use split='all' or the split it holds")
+                raise ValueError(
+                    f"{source} holds one processed split ({name!r}); use split='all' or the split it holds"
+                )
             rows = np.arange(num_all)
         else:
             rows = edm_split_indices(num_all)[split]

@@ -61,8 +61,14 @@ SKIP_REASONS = (
 
 #: Molecule files moldiff reads and writes, by how the name ends (case-insensitive): ``"sdf"`` or ``"xyz"``.
 MOLECULE_FILE_SUFFIXES: dict[str, str] = {
-    ".sdf": "sdf", ".sdf.gz": "sdf", ".sd": "sdf", ".sd.gz": "sdf", ".mol": "sdf", ".mol.gz": "sdf",
-    ".xyz": "xyz", ".xyz.gz": "xyz",
+    ".sdf": "sdf",
+    ".sdf.gz": "sdf",
+    ".sd": "sdf",
+    ".sd.gz": "sdf",
+    ".mol": "sdf",
+    ".mol.gz": "sdf",
+    ".xyz": "xyz",
+    ".xyz.gz": "xyz",
 }
 
 
@@ -82,8 +88,9 @@ def molecule_file_format(path: str | os.PathLike) -> Literal["sdf", "xyz"]:
         if name.endswith(suffix):
             return MOLECULE_FILE_SUFFIXES[suffix]  # type: ignore[return-value]
     found = "".join(Path(name).suffixes[-2:]) or "no suffix"
-    raise InputError(f"{path}: unknown molecule file type ({found}); moldiff reads and writes "
-                     f"{', '.join(MOLECULE_FILE_SUFFIXES)}")
+    raise InputError(
+        f"{path}: unknown molecule file type ({found}); moldiff reads and writes {', '.join(MOLECULE_FILE_SUFFIXES)}"
+    )
 
 
 def open_text(path: str | os.PathLike, mode: str = "r") -> IO[str]:
@@ -411,7 +418,9 @@ def read_sdf_records(
     if skipped is not None:
         skipped.extend(local_skips)
     elif local_skips:
-        warnings.warn(f"{path}: skipped {len(local_skips)} bad record(s), first: {local_skips[0].message}", stacklevel=2)
+        warnings.warn(
+            f"{path}: skipped {len(local_skips)} bad record(s), first: {local_skips[0].message}", stacklevel=2
+        )
     return records
 
 
@@ -541,7 +550,9 @@ def read_xyz(path: str | os.PathLike) -> list[XYZMolecule]:
             raise fail(i + 1, f"expected the number of atoms of frame {len(frames) + 1}, got {lines[i]!r}") from None
         if len(lines) < i + 2 + n:
             available = max(len(lines) - i - 2, 0)
-            raise fail(i + 1, f"frame {len(frames) + 1} announces {n} atoms but the file ends after {available} atom line(s)")
+            raise fail(
+                i + 1, f"frame {len(frames) + 1} announces {n} atoms but the file ends after {available} atom line(s)"
+            )
         comment = lines[i + 1]
         z = np.empty(n, dtype=np.int64)
         pos = np.empty((n, 3), dtype=np.float64)
@@ -566,4 +577,3 @@ def read_xyz(path: str | os.PathLike) -> list[XYZMolecule]:
     if not frames:
         raise XYZFormatError(f"{path}: no molecules found (empty file)")
     return frames
-

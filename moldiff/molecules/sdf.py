@@ -91,7 +91,10 @@ class SDFDataset(MoleculeDataset):
                     outside = sorted({element_symbol(z) for z in rec.atomic_numbers.tolist() if z not in allowed})
                     if outside:
                         error = MoleculeRecordError(
-                            rec.path, rec.record, rec.title, "not_in_vocabulary",
+                            rec.path,
+                            rec.record,
+                            rec.title,
+                            "not_in_vocabulary",
                             f"elements {outside} are not in the vocabulary {tuple(vocabulary)}",
                         )
                         if on_error == "raise":
@@ -121,8 +124,12 @@ class SDFDataset(MoleculeDataset):
             vocabulary = tuple(s for s in vocabulary if s != "H")
         key = hashlib.sha1(
             repr(
-                ([(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in self.files],
-                 remove_hydrogens, tuple(vocabulary), on_error)
+                (
+                    [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in self.files],
+                    remove_hydrogens,
+                    tuple(vocabulary),
+                    on_error,
+                )
             ).encode()
         ).hexdigest()[:12]
         super().__init__(z, pos, num_atoms, vocabulary, charges=charges, cache_key=f"sdf-{key}")

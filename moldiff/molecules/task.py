@@ -28,8 +28,13 @@ def _eval_fn(data: MoleculeDataConfig):
         sizes = model.sample_num_atoms(data.eval_samples, generator=g)
         # A conditional model is scored on targets drawn from p(c | N), as it is sampled by default.
         context = sample_context(model.stats, list(model.config.context), sizes, g) if model.config.context else None
-        pos, types, batch = model.sample_states(sizes, sampler=data.eval_sampler, steps=data.eval_steps, context=context,
-                                                generator=torch.Generator(device=device).manual_seed(1234))
+        pos, types, batch = model.sample_states(
+            sizes,
+            sampler=data.eval_sampler,
+            steps=data.eval_steps,
+            context=context,
+            generator=torch.Generator(device=device).manual_seed(1234),
+        )
         mols = split_molecules(model, pos, types, batch)
         metrics = evaluate_molecules(mols)
         if out_dir is not None:
@@ -40,17 +45,31 @@ def _eval_fn(data: MoleculeDataConfig):
     return evaluate
 
 
-def build(model_cfg: MoleculeModelConfig, data_cfg: MoleculeDataConfig, *, rank: int = 0, world_size: int = 1, seed: int = 0):
+def build(
+    model_cfg: MoleculeModelConfig, data_cfg: MoleculeDataConfig, *, rank: int = 0, world_size: int = 1, seed: int = 0
+):
     train, valid = load_datasets(data_cfg, list(model_cfg.context))
     stats = dataset_stats(train, list(model_cfg.context))
     if data_cfg.limit is not None:
         train = DatasetRows(train, np.arange(min(data_cfg.limit, len(train))))
     model = MoleculeDiffusion(model_cfg, stats)
-    return TaskBundle(model=model, train_dataset=train, collate_fn=collate_molecules, dataset_stats=stats,
-                      eval_fn=_eval_fn(data_cfg) if data_cfg.eval_samples > 0 else None, valid_dataset=valid)
+    return TaskBundle(
+        model=model,
+        train_dataset=train,
+        collate_fn=collate_molecules,
+        dataset_stats=stats,
+        eval_fn=_eval_fn(data_cfg) if data_cfg.eval_samples > 0 else None,
+        valid_dataset=valid,
+    )
 
 
 def register() -> None:
     """Register ``molecules`` (called by :func:`moldiff.train.tasks.get_task` through the entry point)."""
-    register_task("molecules", MoleculeModelConfig, MoleculeDataConfig, build, model_fn=MoleculeDiffusion,
-                  generator_fn=MoleculeGenerator)
+    register_task(
+        "molecules",
+        MoleculeModelConfig,
+        MoleculeDataConfig,
+        build,
+        model_fn=MoleculeDiffusion,
+        generator_fn=MoleculeGenerator,
+    )

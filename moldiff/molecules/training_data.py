@@ -75,7 +75,7 @@ def training_half_rows(num: int, half: str) -> np.ndarray:
     if half not in HALVES:
         raise ValueError(f"half must be one of {HALVES} or null, got {half!r}")
     perm = np.random.RandomState(42).permutation(num)
-    rows = perm[: num // 2] if half == "predictor" else perm[num // 2:]
+    rows = perm[: num // 2] if half == "predictor" else perm[num // 2 :]
     return np.sort(rows)
 
 
@@ -112,21 +112,25 @@ class DatasetRows(torch.utils.data.Dataset):
         return np.asarray(self.dataset.property(name))[self.rows]
 
     def loader(self, batch_size: int, shuffle: bool = False, **kwargs):
-        return torch.utils.data.DataLoader(self, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_molecules,
-                                           **kwargs)
+        return torch.utils.data.DataLoader(
+            self, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_molecules, **kwargs
+        )
 
 
 def load_datasets(data: MoleculeDataConfig, context: list[str]):
     """``(train_dataset, valid_dataset or None)`` for a data config."""
     if data.dataset == "qm9":
         arrays = load_qm9(data.source)
-        train = QM9Dataset(data.split, data.source, properties=context, remove_hydrogens=data.remove_hydrogens, arrays=arrays)
+        train = QM9Dataset(
+            data.split, data.source, properties=context, remove_hydrogens=data.remove_hydrogens, arrays=arrays
+        )
         if data.half is not None:
             train = DatasetRows(train, training_half_rows(len(train), data.half))
         valid = None
         if data.valid_split:
-            valid = QM9Dataset(data.valid_split, data.source, properties=context,
-                               remove_hydrogens=data.remove_hydrogens, arrays=arrays)
+            valid = QM9Dataset(
+                data.valid_split, data.source, properties=context, remove_hydrogens=data.remove_hydrogens, arrays=arrays
+            )
     elif data.dataset == "sdf":
         if context:
             raise ValueError("conditioning on properties needs a dataset with properties (QM9)")

@@ -195,7 +195,9 @@ class E3nnDenoiser(PackedGraphDenoiser):
         d2 = vec.pow(2).sum(-1, keepdim=True)
         dist = torch.sqrt(d2 + 1e-12)
         # unit vectors (smoothly zero for coincident atoms instead of NaN)
-        sh = o3.spherical_harmonics(self.irreps_sh, vec / torch.sqrt(d2 + 1e-8), normalize=False, normalization="component")
+        sh = o3.spherical_harmonics(
+            self.irreps_sh, vec / torch.sqrt(d2 + 1e-8), normalize=False, normalization="component"
+        )
         radial = self.basis(dist).to(pos.dtype)
         if edge_attr is not None:
             radial = torch.cat([radial, edge_attr.to(pos.dtype)], dim=1)

@@ -203,9 +203,7 @@ class _FusedEdgeMLP(torch.autograd.Function):
         return g_pre, g_w2, g_b2, g_w_out, g_b_out, None
 
 
-def fused_edge_mlp(
-    pre: Tensor, lin2: nn.Linear, out: nn.Linear | None, mode: str
-) -> Tensor:
+def fused_edge_mlp(pre: Tensor, lin2: nn.Linear, out: nn.Linear | None, mode: str) -> Tensor:
     """``[E, H]`` pre-activations -> EDM's edge MLP tail, see :class:`_FusedEdgeMLP`.
 
     Args:
@@ -295,9 +293,7 @@ class EquivariantUpdate(nn.Module):
             nn.Linear(2 * hidden + edge_features, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), last
         )
 
-    def forward(
-        self, h: Tensor, x: Tensor, rows: IndexPlan, cols: IndexPlan, u: Tensor, edge_attr: Tensor
-    ) -> Tensor:
+    def forward(self, h: Tensor, x: Tensor, rows: IndexPlan, cols: IndexPlan, u: Tensor, edge_attr: Tensor) -> Tensor:
         """Args: ``h [N, H]``, ``x [N, 3]``, plans ``rows`` / ``cols``, ``u [E, 3]``,
         ``edge_attr [E, k]``.
 

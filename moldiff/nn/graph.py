@@ -227,9 +227,7 @@ def _empty_edges(device: torch.device) -> Tensor:
     return torch.empty(2, 0, dtype=torch.long, device=device)
 
 
-def _windows(
-    batch: Tensor, sizes: Tensor, chunk_size: int
-) -> Iterator[tuple[int, int, Tensor, Tensor]]:
+def _windows(batch: Tensor, sizes: Tensor, chunk_size: int) -> Iterator[tuple[int, int, Tensor, Tensor]]:
     """Yield query chunks ``(a, b, cand [b-a, W], valid [b-a, W])``.
 
     Node ``i`` of graph ``g`` is compared with the ``W = max_g n_g`` positions starting at
@@ -389,9 +387,7 @@ def knn_edges(
     return torch.stack([torch.cat(rows), torch.cat(cols)])
 
 
-def sequence_edges(
-    batch: Tensor, offsets: Sequence[int] = (1,), num_graphs: int | None = None
-) -> Tensor:
+def sequence_edges(batch: Tensor, offsets: Sequence[int] = (1,), num_graphs: int | None = None) -> Tensor:
     """Chain edges: ``(i, i + o)`` and ``(i + o, i)`` for every offset ``o`` within each graph.
 
     For protein backbones the nodes of a graph are residues in chain order, so ``offsets=(1,)``
@@ -516,8 +512,15 @@ class PackedGraphDenoiser(torch.nn.Module):
         if h.dim() != 2 or h.shape[0] != pos.shape[0] or h.shape[1] != self.in_features:
             raise ValueError(f"h must be [N={pos.shape[0]}, {self.in_features}], got {tuple(h.shape)}")
 
-    def prepare_graph(self, pos: Tensor, h: Tensor, batch: Tensor, num_graphs: int, edge_index: Tensor | None,
-                      edge_attr: Tensor | None) -> tuple[Tensor | None, "IndexPlan", "IndexPlan"]:
+    def prepare_graph(
+        self,
+        pos: Tensor,
+        h: Tensor,
+        batch: Tensor,
+        num_graphs: int,
+        edge_index: Tensor | None,
+        edge_attr: Tensor | None,
+    ) -> tuple[Tensor | None, "IndexPlan", "IndexPlan"]:
         """Check ``pos [N, 3]`` and ``h [N, in_features]``; return ``(edge_attr, rows, cols)``, the
         receiver-sorted graph (:func:`resolve_edges`) as index plans of ``i`` and ``j``."""
         self.check_inputs(pos, h)

@@ -59,8 +59,16 @@ class PairLayer(nn.Module):
         update_coords: whether the layer moves the coordinates.
     """
 
-    def __init__(self, hidden: int, pair_hidden: int, num_rbf: int = 16, rbf_cutoff: float = 8.0,
-                 coords_range: float = 10.0, normalization_factor: float = 10.0, update_coords: bool = True):
+    def __init__(
+        self,
+        hidden: int,
+        pair_hidden: int,
+        num_rbf: int = 16,
+        rbf_cutoff: float = 8.0,
+        coords_range: float = 10.0,
+        normalization_factor: float = 10.0,
+        update_coords: bool = True,
+    ):
         super().__init__()
         self.rbf = GaussianRBF(num_rbf, 0.0, rbf_cutoff)
         self.message_nodes = nn.Linear(hidden, 2 * hidden)  # [W_i; W_j] in one product (bias on W_i)
@@ -77,7 +85,9 @@ class PairLayer(nn.Module):
         self.normalization_factor = float(normalization_factor)
         self.hidden = hidden
 
-    def forward(self, h: Tensor, e: Tensor, x: Tensor, rows: IndexPlan, cols: IndexPlan) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        self, h: Tensor, e: Tensor, x: Tensor, rows: IndexPlan, cols: IndexPlan
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Args: ``h [N, H]``, pair states ``e [P, H_e]``, ``x [N, 3]``, plans of the receiving and
         sending nodes of the ``2P`` directed pairs (:func:`directed_pairs`).
 
@@ -121,9 +131,21 @@ class PairEGNN(nn.Module):
         (equivariant), the others invariant; the pair output is symmetric in ``i, j``.
     """
 
-    def __init__(self, node_in: int, pair_in: int, node_out: int, pair_out: int, *, hidden: int = 128,
-                 pair_hidden: int = 32, layers: int = 6, num_rbf: int = 16, rbf_cutoff: float = 8.0,
-                 coords_range: float = 10.0, normalization_factor: float = 10.0):
+    def __init__(
+        self,
+        node_in: int,
+        pair_in: int,
+        node_out: int,
+        pair_out: int,
+        *,
+        hidden: int = 128,
+        pair_hidden: int = 32,
+        layers: int = 6,
+        num_rbf: int = 16,
+        rbf_cutoff: float = 8.0,
+        coords_range: float = 10.0,
+        normalization_factor: float = 10.0,
+    ):
         super().__init__()
         self.node_embedding = nn.Linear(node_in, hidden)
         self.pair_embedding = nn.Linear(pair_in, pair_hidden)
@@ -131,11 +153,13 @@ class PairEGNN(nn.Module):
             PairLayer(hidden, pair_hidden, num_rbf, rbf_cutoff, coords_range, normalization_factor)
             for _ in range(layers)
         )
-        self.node_head = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.SiLU(),
-                                       nn.Linear(hidden, node_out))
+        self.node_head = nn.Sequential(
+            nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, node_out)
+        )
         self.pair_rbf = GaussianRBF(num_rbf, 0.0, rbf_cutoff)
-        self.pair_head = nn.Sequential(nn.Linear(pair_hidden + num_rbf, pair_hidden), nn.SiLU(),
-                                       nn.Linear(pair_hidden, pair_out))
+        self.pair_head = nn.Sequential(
+            nn.Linear(pair_hidden + num_rbf, pair_hidden), nn.SiLU(), nn.Linear(pair_hidden, pair_out)
+        )
 
     def forward(self, pos: Tensor, h: Tensor, pair_attr: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """See the class docstring."""

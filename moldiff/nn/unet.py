@@ -67,7 +67,9 @@ class ResBlock(nn.Module):
         ``x [B, in_channels, H, W]``, ``emb [B, emb_dim]`` -> ``[B, out_channels, H, W]``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, dropout: float = 0.0, groups: int = 32) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, emb_dim: int, dropout: float = 0.0, groups: int = 32
+    ) -> None:
         super().__init__()
         self.norm1 = _group_norm(in_channels, groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
@@ -115,12 +117,21 @@ class AttentionBlock(nn.Module):
 class _Level(nn.Module):
     """The residual (and attention) blocks of one resolution level."""
 
-    def __init__(self, channels_in: Sequence[int], out_channels: int, emb_dim: int, attention: bool, dropout: float,
-                 heads: int, groups: int) -> None:
+    def __init__(
+        self,
+        channels_in: Sequence[int],
+        out_channels: int,
+        emb_dim: int,
+        attention: bool,
+        dropout: float,
+        heads: int,
+        groups: int,
+    ) -> None:
         super().__init__()
         self.res = nn.ModuleList(ResBlock(c, out_channels, emb_dim, dropout, groups) for c in channels_in)
-        self.attn = nn.ModuleList(AttentionBlock(out_channels, heads, groups) if attention else nn.Identity()
-                                  for _ in channels_in)
+        self.attn = nn.ModuleList(
+            AttentionBlock(out_channels, heads, groups) if attention else nn.Identity() for _ in channels_in
+        )
 
 
 class UNet(nn.Module):
@@ -158,10 +169,22 @@ class UNet(nn.Module):
         torch.Size([2, 1, 28, 28])
     """
 
-    def __init__(self, in_channels: int, out_channels: int | None = None, *, base_channels: int = 64,
-                 channel_mults: Sequence[int] = (1, 2, 2), num_res_blocks: int = 2,
-                 attention_levels: Sequence[int] | None = None, heads: int = 4, dropout: float = 0.0,
-                 num_classes: int = 0, groups: int = 32, time_scale: float = 1000.0, emb_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int | None = None,
+        *,
+        base_channels: int = 64,
+        channel_mults: Sequence[int] = (1, 2, 2),
+        num_res_blocks: int = 2,
+        attention_levels: Sequence[int] | None = None,
+        heads: int = 4,
+        dropout: float = 0.0,
+        num_classes: int = 0,
+        groups: int = 32,
+        time_scale: float = 1000.0,
+        emb_dim: int | None = None,
+    ) -> None:
         super().__init__()
         if not channel_mults:
             raise ValueError("channel_mults needs at least one level")
@@ -173,8 +196,12 @@ class UNet(nn.Module):
         self.out_channels = out_channels or in_channels
         self.num_classes = int(num_classes)
         emb_dim = emb_dim or 4 * base_channels
-        self.time_embed = nn.Sequential(SinusoidalEmbedding(base_channels, scale=time_scale),
-                                        nn.Linear(base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.time_embed = nn.Sequential(
+            SinusoidalEmbedding(base_channels, scale=time_scale),
+            nn.Linear(base_channels, emb_dim),
+            nn.SiLU(),
+            nn.Linear(emb_dim, emb_dim),
+        )
         # index num_classes is the null label (classifier-free guidance)
         self.label_embed = nn.Embedding(self.num_classes + 1, emb_dim) if self.num_classes > 0 else None
 
@@ -185,8 +212,11 @@ class UNet(nn.Module):
         self.downsample = nn.ModuleList()
         ch = base_channels
         for i, width in enumerate(widths):
-            self.down.append(_Level([ch] + [width] * (num_res_blocks - 1), width, emb_dim, i in attention_levels,
-                                    dropout, heads, groups))
+            self.down.append(
+                _Level(
+                    [ch] + [width] * (num_res_blocks - 1), width, emb_dim, i in attention_levels, dropout, heads, groups
+                )
+            )
             ch = width
             skips += [width] * num_res_blocks
             if i < levels - 1:

@@ -21,17 +21,34 @@ PRETRAINED_DIR = Path(__file__).resolve().parent
 #: name -> (file in moldiff/pretrained, one-line description)
 PRETRAINED: dict[str, tuple[str, str]] = {
     "qm9": ("qm9.pt", "EDM-style EGNN (4 x 64) trained on QM9 with explicit hydrogens on a 2-core CPU"),
-    "qm9_alpha": ("qm9_alpha.pt", "QM9 generator conditioned on polarisability alpha (4 x 64 EGNN, classifier-free "
-                  "guidance), trained on the generator half of EDM's split on a 2-core CPU"),
-    "qm9_alpha_predictor": ("qm9_alpha_predictor.pt", "EGNN predictor of alpha (4 x 64) trained on the predictor half "
-                            "of EDM's split on a CPU: the judge of EDM's Table 3 protocol (not a generative model)"),
-    "qm9_alpha_guide": ("qm9_alpha_guide.pt", "EGNN predictor of alpha (4 x 64) trained on the generator half on a CPU, "
-                        "independent of the judge: for gradient guidance of qm9_alpha (predictor=...)"),
-    "cath_ca": ("cath_ca.pt", "C-alpha backbone EGNN (kNN + sequence edges, chiral features) trained on CATH domains on a CPU"),
-    "fashion_mnist": ("fashion_mnist.pt", "class-conditional U-Net (1.2 M parameters, EDM preconditioning) trained on "
-                      "Fashion-MNIST on a CPU"),
-    "fashion_mnist_classifier": ("fashion_mnist_classifier.pt", "CNN classifier of Fashion-MNIST whose features the "
-                                 "image metrics use (moldiff.images.classifier; not a generative model)"),
+    "qm9_alpha": (
+        "qm9_alpha.pt",
+        "QM9 generator conditioned on polarisability alpha (4 x 64 EGNN, classifier-free "
+        "guidance), trained on the generator half of EDM's split on a 2-core CPU",
+    ),
+    "qm9_alpha_predictor": (
+        "qm9_alpha_predictor.pt",
+        "EGNN predictor of alpha (4 x 64) trained on the predictor half "
+        "of EDM's split on a CPU: the judge of EDM's Table 3 protocol (not a generative model)",
+    ),
+    "qm9_alpha_guide": (
+        "qm9_alpha_guide.pt",
+        "EGNN predictor of alpha (4 x 64) trained on the generator half on a CPU, "
+        "independent of the judge: for gradient guidance of qm9_alpha (predictor=...)",
+    ),
+    "cath_ca": (
+        "cath_ca.pt",
+        "C-alpha backbone EGNN (kNN + sequence edges, chiral features) trained on CATH domains on a CPU",
+    ),
+    "fashion_mnist": (
+        "fashion_mnist.pt",
+        "class-conditional U-Net (1.2 M parameters, EDM preconditioning) trained on Fashion-MNIST on a CPU",
+    ),
+    "fashion_mnist_classifier": (
+        "fashion_mnist_classifier.pt",
+        "CNN classifier of Fashion-MNIST whose features the "
+        "image metrics use (moldiff.images.classifier; not a generative model)",
+    ),
 }
 
 

@@ -27,13 +27,27 @@ from __future__ import annotations
 from moldiff._lazy import lazy_exports
 
 _EXPORTS = {
-    "Backbone": "pdb_io", "read_backbone": "pdb_io", "write_backbone_pdb": "pdb_io", "write_design": "pdb_io",
-    "StructureError": "pdb_io", "MissingCAError": "pdb_io", "ChainBreakError": "pdb_io",
+    "Backbone": "pdb_io",
+    "read_backbone": "pdb_io",
+    "write_backbone_pdb": "pdb_io",
+    "write_design": "pdb_io",
+    "StructureError": "pdb_io",
+    "MissingCAError": "pdb_io",
+    "ChainBreakError": "pdb_io",
     "NonStandardResidueError": "pdb_io",
-    "BackboneDataset": "dataset", "BackboneBatch": "dataset", "collate_backbones": "dataset",
-    "Contig": "contig", "ContigError": "contig", "parse_contig": "contig",
-    "BackboneGenerator": "generator", "BackboneDiffusion": "model", "BackboneModelConfig": "model", "Design": "model", "save_designs": "model",
-    "evaluate_backbones": "evaluate", "evaluate_folder": "evaluate",
+    "BackboneDataset": "dataset",
+    "BackboneBatch": "dataset",
+    "collate_backbones": "dataset",
+    "Contig": "contig",
+    "ContigError": "contig",
+    "parse_contig": "contig",
+    "BackboneGenerator": "generator",
+    "BackboneDiffusion": "model",
+    "BackboneModelConfig": "model",
+    "Design": "model",
+    "save_designs": "model",
+    "evaluate_backbones": "evaluate",
+    "evaluate_folder": "evaluate",
 }
 
 __all__ = sorted(_EXPORTS)

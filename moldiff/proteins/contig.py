@@ -83,8 +83,9 @@ class ContigLayout:
     @property
     def motif_mask(self) -> np.ndarray:
         """``[length]`` bool, true at motif residues."""
-        return np.concatenate([np.full(n, s.kind == "motif") for s, n in zip(self.segments, self.lengths)]
-                              + [np.zeros(0, bool)])
+        return np.concatenate(
+            [np.full(n, s.kind == "motif") for s, n in zip(self.segments, self.lengths)] + [np.zeros(0, bool)]
+        )
 
     @property
     def motif_mapping(self) -> list[dict]:
@@ -131,8 +132,12 @@ class Contig:
         """``(shortest, longest)`` total design length."""
         return sum(s.min_length for s in self.segments), sum(s.max_length for s in self.segments)
 
-    def sample(self, rng: np.random.Generator | int | None = None,
-               length: int | tuple[int, int] | None = None, max_tries: int = 10000) -> ContigLayout:
+    def sample(
+        self,
+        rng: np.random.Generator | int | None = None,
+        length: int | tuple[int, int] | None = None,
+        max_tries: int = 10000,
+    ) -> ContigLayout:
         """Draw scaffold segment lengths uniformly within their ranges.
 
         Args:
@@ -149,8 +154,9 @@ class Contig:
         if length is not None:
             want = (int(length), int(length)) if np.isscalar(length) else (int(length[0]), int(length[1]))
             if want[1] < lo or want[0] > hi:
-                raise ContigError(f"contig {self.text!r} gives {lo}-{hi} residues; length {want[0]}-{want[1]} "
-                                  "is impossible")
+                raise ContigError(
+                    f"contig {self.text!r} gives {lo}-{hi} residues; length {want[0]}-{want[1]} is impossible"
+                )
         for _ in range(max_tries):
             lengths = tuple(int(rng.integers(s.min_length, s.max_length + 1)) for s in self.segments)
             total = sum(lengths)

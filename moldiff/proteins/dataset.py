@@ -34,8 +34,15 @@ from moldiff.hub import shared_data_dir
 
 from .pdb_io import STRUCTURE_SUFFIXES, Backbone, StructureError, read_backbone
 
-__all__ = ["DEFAULT_CATH", "default_cath_path", "in_holdout", "iter_structures", "BackboneDataset", "BackboneBatch",
-           "collate_backbones"]
+__all__ = [
+    "DEFAULT_CATH",
+    "default_cath_path",
+    "in_holdout",
+    "iter_structures",
+    "BackboneDataset",
+    "BackboneBatch",
+    "collate_backbones",
+]
 
 #: the shared CATH archive, relative to the repository's working directory
 DEFAULT_CATH = "../shared/data/proteins/cath_domains_1000.tar.gz"
@@ -117,17 +124,29 @@ class BackboneDataset(torch.utils.data.Dataset):
         skipped_files: ``[(name, message)]`` of structures skipped for errors.
     """
 
-    def __init__(self, source: str | os.PathLike | None = None, split: str = "train", *,
-                 holdout_fraction: float = 0.1, on_error: str = "raise", min_length: int = 2,
-                 max_length: int | None = None, limit: int | None = None, max_ca_gap: float = 4.2) -> None:
+    def __init__(
+        self,
+        source: str | os.PathLike | None = None,
+        split: str = "train",
+        *,
+        holdout_fraction: float = 0.1,
+        on_error: str = "raise",
+        min_length: int = 2,
+        max_length: int | None = None,
+        limit: int | None = None,
+        max_ca_gap: float = 4.2,
+    ) -> None:
         if split not in ("train", "holdout", "all"):
             raise ValueError(f"split must be 'train', 'holdout' or 'all', got {split!r}")
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.source = Path(source) if source is not None else default_cath_path()
         self.split = split
-        names = sorted(n for n in _list_names(self.source)
-                       if split == "all" or in_holdout(n, holdout_fraction) == (split == "holdout"))
+        names = sorted(
+            n
+            for n in _list_names(self.source)
+            if split == "all" or in_holdout(n, holdout_fraction) == (split == "holdout")
+        )
         if limit is not None:
             names = names[:limit]
         wanted = set(names)

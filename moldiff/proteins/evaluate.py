@@ -34,11 +34,19 @@ import numpy as np
 from . import geometry as geo
 from .dataset import BackboneDataset
 
-__all__ = ["backbone_statistics", "evaluate_backbones", "evaluate_folder", "format_report", "pairwise_tm_scores",
-           "DESIGNABILITY_NOTE"]
+__all__ = [
+    "backbone_statistics",
+    "evaluate_backbones",
+    "evaluate_folder",
+    "format_report",
+    "pairwise_tm_scores",
+    "DESIGNABILITY_NOTE",
+]
 
-DESIGNABILITY_NOTE = ("designability (ProteinMPNN + ESMFold self-consistency) is NOT measured: it needs folding "
-                      "weights unavailable offline; these metrics cover geometry and diversity only")
+DESIGNABILITY_NOTE = (
+    "designability (ProteinMPNN + ESMFold self-consistency) is NOT measured: it needs folding "
+    "weights unavailable offline; these metrics cover geometry and diversity only"
+)
 
 
 def backbone_statistics(cas: Sequence[np.ndarray]) -> dict:
@@ -64,8 +72,10 @@ def backbone_statistics(cas: Sequence[np.ndarray]) -> dict:
         s = geo.secondary_structure(x)
         for key, letter in (("helix", "H"), ("strand", "E"), ("coil", "C")):
             ss[key] += s.count(letter)
-    stats = {k: np.concatenate(v) if k in ("bonds", "angles", "dihedrals") and v else np.asarray(v, dtype=float)
-             for k, v in out.items()}
+    stats = {
+        k: np.concatenate(v) if k in ("bonds", "angles", "dihedrals") and v else np.asarray(v, dtype=float)
+        for k, v in out.items()
+    }
     stats["ss"] = ss
     return stats
 
@@ -113,8 +123,9 @@ def pairwise_tm_scores(cas: Sequence[np.ndarray], max_pairs: int = 1000) -> np.n
     return np.asarray(scores)
 
 
-def evaluate_backbones(samples: Sequence[np.ndarray], reference: Sequence[np.ndarray] | None = None, *,
-                       tm_score: bool = True) -> dict:
+def evaluate_backbones(
+    samples: Sequence[np.ndarray], reference: Sequence[np.ndarray] | None = None, *, tm_score: bool = True
+) -> dict:
     """The evaluation suite (see the module docstring).
 
     Args:
@@ -144,7 +155,8 @@ def evaluate_backbones(samples: Sequence[np.ndarray], reference: Sequence[np.nda
         result["baseline"] = {
             "w1_bond_angle": geo.wasserstein_1d(half_b["angles"], half_a["angles"]),
             "w1_dihedral": geo.wasserstein_1d(_cut(half_b["dihedrals"]), _cut(half_a["dihedrals"])),
-            "num_a": len(reference[0::2]), "num_b": len(reference[1::2]),
+            "num_a": len(reference[0::2]),
+            "num_b": len(reference[1::2]),
         }
     tm = pairwise_tm_scores(samples) if tm_score and len(samples) > 1 else None
     if tm is not None and tm.size:
@@ -154,8 +166,14 @@ def evaluate_backbones(samples: Sequence[np.ndarray], reference: Sequence[np.nda
     return result
 
 
-def evaluate_folder(path: str | os.PathLike, reference: str | os.PathLike | None = None, *, max_reference: int = 200,
-                    on_error: str = "raise", tm_score: bool = True) -> dict:
+def evaluate_folder(
+    path: str | os.PathLike,
+    reference: str | os.PathLike | None = None,
+    *,
+    max_reference: int = 200,
+    on_error: str = "raise",
+    tm_score: bool = True,
+) -> dict:
     """Evaluate every structure in a folder (e.g. the output of ``moldiff sample``).
 
     Args:
@@ -181,14 +199,17 @@ def format_report(result: dict) -> str:
     """A plain-text table: samples, real domains and the real-vs-real baseline side by side."""
     s, r, b = result["summary"], result.get("reference") or {}, result.get("baseline") or {}
     rows = [
-        ("backbones", "num_backbones", "{:d}", "-"), ("mean length", "mean_length", "{:.1f}", "-"),
-        ("CA-CA mean (A)", "ca_ca_mean", "{:.3f}", "3.80"), ("CA-CA std (A)", "ca_ca_std", "{:.3f}", "0.02"),
+        ("backbones", "num_backbones", "{:d}", "-"),
+        ("mean length", "mean_length", "{:.1f}", "-"),
+        ("CA-CA mean (A)", "ca_ca_mean", "{:.3f}", "3.80"),
+        ("CA-CA std (A)", "ca_ca_std", "{:.3f}", "0.02"),
         ("CA-CA within 3.8+-0.1", "ca_ca_within_0.1", "{:.3f}", ">0.99"),
         ("chain breaks (>4.2 A)", "chain_breaks", "{:d}", "0"),
         ("clashes per backbone (<3 A)", "clashes_per_backbone", "{:.2f}", "0"),
         ("Rg / 3.22 N^0.318", "rg_ratio_mean", "{:.3f}", "~1"),
         ("left-handed dihedral frac.", "left_handed_fraction", "{:.3f}", "~0.02"),
-        ("helix fraction", "helix", "{:.3f}", "0.33-0.36"), ("strand fraction", "strand", "{:.3f}", "0.24-0.28"),
+        ("helix fraction", "helix", "{:.3f}", "0.33-0.36"),
+        ("strand fraction", "strand", "{:.3f}", "0.24-0.28"),
         ("coil fraction", "coil", "{:.3f}", "~0.39"),
     ]
     width = 30

@@ -50,11 +50,23 @@ class BackboneGenerator:
         """Sampler steps per chain for these settings (the model's defaults where not given)."""
         return len(self.model.sigmas(steps)) - 1
 
-    def sample(self, num: int, *, seed: int = 0, sampler: str | None = None, steps: int | None = None,
-               batch_size: int = 64, progress: bool = False, device: str | torch.device | None = None,
-               length: int | Sequence[int] | None = None, contig: str | None = None,
-               motif: str | os.PathLike | None = None, temperature: float = 1.0,
-               callback: Callable | None = None, **options) -> list[Design]:
+    def sample(
+        self,
+        num: int,
+        *,
+        seed: int = 0,
+        sampler: str | None = None,
+        steps: int | None = None,
+        batch_size: int = 64,
+        progress: bool = False,
+        device: str | torch.device | None = None,
+        length: int | Sequence[int] | None = None,
+        contig: str | None = None,
+        motif: str | os.PathLike | None = None,
+        temperature: float = 1.0,
+        callback: Callable | None = None,
+        **options,
+    ) -> list[Design]:
         """Sample ``num`` backbones, or ``num`` scaffolds of a motif.
 
         Args:
@@ -101,18 +113,33 @@ class BackboneGenerator:
         out = args.out or "samples"
         tick = time.perf_counter()
         try:
-            designs = self.sample(args.num, seed=args.seed, sampler=args.sampler, steps=args.steps,
-                                  batch_size=args.batch_size, progress=not args.no_progress, length=args.length,
-                                  contig=args.contig, motif=args.motif_pdb, temperature=args.temperature)
+            designs = self.sample(
+                args.num,
+                seed=args.seed,
+                sampler=args.sampler,
+                steps=args.steps,
+                batch_size=args.batch_size,
+                progress=not args.no_progress,
+                length=args.length,
+                contig=args.contig,
+                motif=args.motif_pdb,
+                temperature=args.temperature,
+            )
         except (ContigError, StructureError, ValueError) as err:
             print(f"moldiff sample: {err}", file=sys.stderr)
             return 2
         elapsed = time.perf_counter() - tick
-        meta = {"model": str(args.model), "sampler": args.sampler or self.model.config.sampler,
-                "steps": args.steps or self.model.config.sample_steps, "temperature": args.temperature}
+        meta = {
+            "model": str(args.model),
+            "sampler": args.sampler or self.model.config.sampler,
+            "steps": args.steps or self.model.config.sample_steps,
+            "temperature": args.temperature,
+        }
         paths = save_designs(designs, out, metadata=meta)
         rmsd = [d.motif_rmsd for d in designs if d.motif_rmsd is not None]
         extra = f", motif RMSD max {max(rmsd):.2e} A" if rmsd else ""
-        print(f"wrote {len(paths)} backbones to {out.rstrip('/')}/ ({elapsed / len(paths):.3f} s per backbone{extra})",
-              file=sys.stderr)
+        print(
+            f"wrote {len(paths)} backbones to {out.rstrip('/')}/ ({elapsed / len(paths):.3f} s per backbone{extra})",
+            file=sys.stderr,
+        )
         return 0

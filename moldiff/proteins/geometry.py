@@ -27,9 +27,21 @@ import torch
 Tensor = torch.Tensor
 
 __all__ = [
-    "as_ca", "dihedral_angle", "bond_lengths", "bond_angles", "virtual_dihedrals", "radius_of_gyration",
-    "expected_radius_of_gyration", "chain_breaks", "clashes", "left_handed_fraction", "secondary_structure",
-    "secondary_structure_fractions", "kabsch_rmsd", "wasserstein_1d", "ideal_helix",
+    "as_ca",
+    "dihedral_angle",
+    "bond_lengths",
+    "bond_angles",
+    "virtual_dihedrals",
+    "radius_of_gyration",
+    "expected_radius_of_gyration",
+    "chain_breaks",
+    "clashes",
+    "left_handed_fraction",
+    "secondary_structure",
+    "secondary_structure_fractions",
+    "kabsch_rmsd",
+    "wasserstein_1d",
+    "ideal_helix",
     "LEFT_HANDED_WINDOW",
 ]
 
@@ -171,9 +183,11 @@ def secondary_structure(ca) -> str:
     dphi_strand = torch.remainder(phi + 170.0 + 180.0, 360.0) - 180.0  # wrap around +-180
     right_handed = ~(phi < 0)  # distances cannot see handedness: a mirrored helix is no helix
     helix = (near(theta, 89, 12) & near(phi, 50, 20)) | (
-        right_handed & near(d2, 5.5, 0.5) & near(d3, 5.3, 0.5) & near(d4, 6.4, 0.6))
+        right_handed & near(d2, 5.5, 0.5) & near(d3, 5.3, 0.5) & near(d4, 6.4, 0.6)
+    )
     strand = (near(theta, 124, 14) & (dphi_strand.abs() <= 45)) | (
-        near(d2, 6.7, 0.6) & near(d3, 9.9, 0.9) & near(d4, 12.4, 1.1))
+        near(d2, 6.7, 0.6) & near(d3, 9.9, 0.9) & near(d4, 12.4, 1.1)
+    )
     helix = _runs(helix, 5)
     strand = _runs(strand & ~helix, 3)
     return "".join("H" if h else "E" if e else "C" for h, e in zip(helix.tolist(), strand.tolist()))

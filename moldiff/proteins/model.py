@@ -65,8 +65,17 @@ from .pdb_io import read_backbone, write_design
 
 Tensor = torch.Tensor
 
-__all__ = ["BackboneModelConfig", "BackboneNetwork", "BackboneDiffusion", "Design", "backbone_graph",
-           "local_distance_loss", "node_dihedral_features", "relative_position_features", "save_designs"]
+__all__ = [
+    "BackboneModelConfig",
+    "BackboneNetwork",
+    "BackboneDiffusion",
+    "Design",
+    "backbone_graph",
+    "local_distance_loss",
+    "node_dihedral_features",
+    "relative_position_features",
+    "save_designs",
+]
 
 
 @dataclass
@@ -132,6 +141,7 @@ class BackboneModelConfig(DiffusionSettings):
 # graph and features
 # ------------------------------------------------------------------------------------------------
 
+
 def backbone_graph(pos: Tensor, batch: Tensor, num_graphs: int, knn: int, sequence_offsets: Sequence[int]) -> Tensor:
     """k-nearest-neighbour edges united with sequence edges, without duplicates.
 
@@ -146,8 +156,13 @@ def backbone_graph(pos: Tensor, batch: Tensor, num_graphs: int, knn: int, sequen
         ``edge_index [2, E]`` sorted by receiving then sending node, ``E <= N (knn + 2 |offsets|)``.
     """
     n = pos.shape[0]
-    edges = torch.cat([knn_edges(pos, batch, knn, num_graphs=num_graphs),
-                       sequence_edges(batch, sequence_offsets, num_graphs=num_graphs)], dim=1)
+    edges = torch.cat(
+        [
+            knn_edges(pos, batch, knn, num_graphs=num_graphs),
+            sequence_edges(batch, sequence_offsets, num_graphs=num_graphs),
+        ],
+        dim=1,
+    )
     key = torch.unique(edges[0] * n + edges[1])  # sorted, deduplicated
     return torch.stack([key // n, key % n])
 
@@ -175,8 +190,9 @@ def node_dihedral_features(pos: Tensor, batch: Tensor) -> Tensor:
     return feats * valid.unsqueeze(-1).to(pos.dtype)
 
 
-def local_distance_loss(pred: Tensor, target: Tensor, batch: Tensor, num_graphs: int,
-                        offsets: Sequence[int] = (1, 2, 3)) -> Tensor:
+def local_distance_loss(
+    pred: Tensor, target: Tensor, batch: Tensor, num_graphs: int, offsets: Sequence[int] = (1, 2, 3)
+) -> Tensor:
     """Per-chain mean squared error of the distances between residues ``i`` and ``i + o`` (``o`` in
     ``offsets``) of a predicted and a true chain, ``[B]``, in the squared units of the coordinates.
 
@@ -216,12 +232,20 @@ class BackboneNetwork(nn.Module):
         super().__init__()
         self.config = config
         extra = 2 * config.max_relative_position + 1 + (4 if config.chirality else 0) + config.distance_rbf
-        self.egnn = EGNNDenoiser(1, 1, hidden=config.hidden, layers=config.layers, attention=config.attention,
-                                 coords_range=config.coords_range, norm_constant=config.norm_constant, edges="knn",
-                                 knn=config.knn, extra_edge_features=extra,
-                                 normalization_factor=config.normalization_factor)
-        self.rbf = (GaussianRBF(config.distance_rbf, 0.0, config.distance_rbf_max)
-                    if config.distance_rbf > 0 else None)
+        self.egnn = EGNNDenoiser(
+            1,
+            1,
+            hidden=config.hidden,
+            layers=config.layers,
+            attention=config.attention,
+            coords_range=config.coords_range,
+            norm_constant=config.norm_constant,
+            edges="knn",
+            knn=config.knn,
+            extra_edge_features=extra,
+            normalization_factor=config.normalization_factor,
+        )
+        self.rbf = GaussianRBF(config.distance_rbf, 0.0, config.distance_rbf_max) if config.distance_rbf > 0 else None
 
     def angstrom_per_unit(self, t: Tensor) -> Tensor:
         """``[B]`` A per unit of the network's input coordinates. Under EDM preconditioning the
@@ -234,8 +258,9 @@ class BackboneNetwork(nn.Module):
         _, _, c_in, _ = edm_preconditioning(torch.exp(4 * t), cfg.sigma_data)  # sigma from c_noise = ln(sigma) / 4
         return cfg.coord_scale / c_in
 
-    def graph(self, pos: Tensor, batch: Tensor, num_graphs: int,
-              angstrom_per_unit: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def graph(
+        self, pos: Tensor, batch: Tensor, num_graphs: int, angstrom_per_unit: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """``(edge_index [2, E], edge_attr [E, extra])`` for coordinates ``pos``.
 
         ``angstrom_per_unit`` ``[B]`` converts ``pos`` to A for the distance RBFs (default:
@@ -279,6 +304,7 @@ def _space_fn(x: Tensor, *, batch: Tensor, num_graphs: int, **_) -> GraphSpace:
 # designs
 # ------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Design:
     """One generated backbone.
@@ -313,8 +339,9 @@ class Design:
         return meta
 
 
-def save_designs(designs: Sequence[Design], out_dir: str | os.PathLike, *, prefix: str = "design",
-                 metadata: dict | None = None) -> list[Path]:
+def save_designs(
+    designs: Sequence[Design], out_dir: str | os.PathLike, *, prefix: str = "design", metadata: dict | None = None
+) -> list[Path]:
     """Write each design as ``<prefix>_<index>.pdb`` with a JSON sidecar (see
     :func:`moldiff.proteins.pdb_io.write_design`); ``metadata`` (model, sampler, ...) goes into
     every sidecar. Returns the PDB paths."""
@@ -345,6 +372,7 @@ def _read_motif(motif_pdb, contig: Contig) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 # the model
 # ------------------------------------------------------------------------------------------------
+
 
 class BackboneDiffusion(nn.Module):
     """A diffusion model of protein C-alpha traces.
@@ -383,9 +411,15 @@ class BackboneDiffusion(nn.Module):
         """
         x0 = self.encode(batch.ca, batch.batch, batch.num_graphs)
         space = zero_com_space(batch.batch, batch.num_graphs, dtype=x0.dtype)
-        per_item = denoising_loss(self.denoiser, x0, space, generator=generator,
-                                  extra_args={"batch": batch.batch, "num_graphs": batch.num_graphs},
-                                  auxiliary=self._auxiliary_loss(batch), **self.config.loss_options())
+        per_item = denoising_loss(
+            self.denoiser,
+            x0,
+            space,
+            generator=generator,
+            extra_args={"batch": batch.batch, "num_graphs": batch.num_graphs},
+            auxiliary=self._auxiliary_loss(batch),
+            **self.config.loss_options(),
+        )
         return per_item.mean(), {"loss_std": per_item.detach().std() if per_item.numel() > 1 else 0.0}
 
     def _auxiliary_loss(self, batch) -> Callable | None:
@@ -418,10 +452,21 @@ class BackboneDiffusion(nn.Module):
         return self.config.sigmas(self.schedule, steps, grid)
 
     @torch.no_grad()
-    def sample_states(self, lengths: Sequence[int], *, sampler: str | None = None, steps: int | None = None,
-                      grid: str | None = None, temperature: float = 1.0, generator: torch.Generator | None = None,
-                      known: Tensor | None = None, mask: Tensor | None = None, callback: Callable | None = None,
-                      dtype: torch.dtype = torch.float32, **sampler_options) -> tuple[Tensor, Tensor]:
+    def sample_states(
+        self,
+        lengths: Sequence[int],
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        grid: str | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        known: Tensor | None = None,
+        mask: Tensor | None = None,
+        callback: Callable | None = None,
+        dtype: torch.dtype = torch.float32,
+        **sampler_options,
+    ) -> tuple[Tensor, Tensor]:
         """Sample one packed batch of chains.
 
         Args:
@@ -453,25 +498,38 @@ class BackboneDiffusion(nn.Module):
         denoiser: Callable = self.denoiser
         if known is not None:
             plain = zero_com_space(batch, num_graphs, dtype=dtype)
-            denoiser = inpainting(self.denoiser, plain, (known.to(device, dtype) / self.config.coord_scale),
-                                  mask.to(device).reshape(-1, 1), generator=generator)
+            denoiser = inpainting(
+                self.denoiser,
+                plain,
+                (known.to(device, dtype) / self.config.coord_scale),
+                mask.to(device).reshape(-1, 1),
+                generator=generator,
+            )
         x = initial_noise(space, float(sigmas[0]), generator=generator, schedule=self.schedule, dtype=dtype)
         x = get_sampler(sampler or self.config.sampler)(
-            denoiser, x.to(device), sigmas, space, generator=generator, callback=callback,
-            extra_args={"batch": batch, "num_graphs": num_graphs}, **sampler_options)
+            denoiser,
+            x.to(device),
+            sigmas,
+            space,
+            generator=generator,
+            callback=callback,
+            extra_args={"batch": batch, "num_graphs": num_graphs},
+            **sampler_options,
+        )
         return x * self.config.coord_scale, batch
 
-    def _generate(self, lengths: list[int], seed: int, batch_size: int, known: list[np.ndarray] | None = None,
-                  **options) -> list[np.ndarray]:
+    def _generate(
+        self, lengths: list[int], seed: int, batch_size: int, known: list[np.ndarray] | None = None, **options
+    ) -> list[np.ndarray]:
         """Chains of the given lengths in batches; ``known[i]`` ``[L_i, 3]`` with NaN rows where free."""
         device = next(self.parameters()).device
         out: list[np.ndarray] = []
         for start in range(0, len(lengths), batch_size):
-            chunk = lengths[start:start + batch_size]
+            chunk = lengths[start : start + batch_size]
             generator = item_generators(seed, range(start, start + len(chunk)), device)  # chain i: (seed, i)
             k = m = None
             if known is not None:
-                rows = torch.as_tensor(np.concatenate(known[start:start + batch_size]))
+                rows = torch.as_tensor(np.concatenate(known[start : start + batch_size]))
                 m = ~torch.isnan(rows).any(dim=1)
                 k = torch.nan_to_num(rows)
             ca, batch = self.sample_states(chunk, generator=generator, known=k, mask=m, **options)
@@ -480,9 +538,18 @@ class BackboneDiffusion(nn.Module):
             out += np.split(ca, ends)
         return out
 
-    def sample(self, lengths: int | Sequence[int] | None = None, seed: int = 0, sampler: str | None = None,
-               steps: int | None = None, temperature: float = 1.0, *, num: int | None = None, batch_size: int = 64,
-               **options) -> list[Design]:
+    def sample(
+        self,
+        lengths: int | Sequence[int] | None = None,
+        seed: int = 0,
+        sampler: str | None = None,
+        steps: int | None = None,
+        temperature: float = 1.0,
+        *,
+        num: int | None = None,
+        batch_size: int = 64,
+        **options,
+    ) -> list[Design]:
         """Generate backbones.
 
         Args:
@@ -511,9 +578,20 @@ class BackboneDiffusion(nn.Module):
         cas = self._generate(sizes, seed, batch_size, sampler=sampler, steps=steps, temperature=temperature, **options)
         return [Design(ca, int(seed), i) for i, ca in enumerate(cas)]
 
-    def scaffold(self, motif_pdb: str | os.PathLike, contig: str | Contig, num: int = 1, seed: int = 0,
-                 sampler: str | None = None, steps: int | None = None, temperature: float = 1.0, *,
-                 length: int | tuple[int, int] | None = None, batch_size: int = 64, **options) -> list[Design]:
+    def scaffold(
+        self,
+        motif_pdb: str | os.PathLike,
+        contig: str | Contig,
+        num: int = 1,
+        seed: int = 0,
+        sampler: str | None = None,
+        steps: int | None = None,
+        temperature: float = 1.0,
+        *,
+        length: int | tuple[int, int] | None = None,
+        batch_size: int = 64,
+        **options,
+    ) -> list[Design]:
         """Scaffold a motif: generate chains laid out by ``contig`` whose motif CA atoms are those of
         ``motif_pdb`` (held fixed by :func:`moldiff.core.inpainting`).
 
@@ -544,7 +622,17 @@ class BackboneDiffusion(nn.Module):
             rows = np.full((layout.length, 3), np.nan)
             rows[layout.motif_mask] = motif
             known.append(rows)
-        cas = self._generate([lay.length for lay in layouts], seed, batch_size, known=known, sampler=sampler,
-                             steps=steps, temperature=temperature, **options)
-        return [Design(ca, int(seed), i, layout, kabsch_rmsd(ca[layout.motif_mask], motif), contig.text)
-                for i, (ca, layout) in enumerate(zip(cas, layouts))]
+        cas = self._generate(
+            [lay.length for lay in layouts],
+            seed,
+            batch_size,
+            known=known,
+            sampler=sampler,
+            steps=steps,
+            temperature=temperature,
+            **options,
+        )
+        return [
+            Design(ca, int(seed), i, layout, kabsch_rmsd(ca[layout.motif_mask], motif), contig.text)
+            for i, (ca, layout) in enumerate(zip(cas, layouts))
+        ]

@@ -33,15 +33,40 @@ import numpy as np
 from moldiff.errors import InputError
 
 __all__ = [
-    "STANDARD_RESIDUES", "StructureError", "MissingCAError", "ChainBreakError", "NonStandardResidueError",
-    "Backbone", "read_backbone", "write_backbone_pdb", "write_design", "STRUCTURE_SUFFIXES",
+    "STANDARD_RESIDUES",
+    "StructureError",
+    "MissingCAError",
+    "ChainBreakError",
+    "NonStandardResidueError",
+    "Backbone",
+    "read_backbone",
+    "write_backbone_pdb",
+    "write_design",
+    "STRUCTURE_SUFFIXES",
 ]
 
 #: three-letter code -> one-letter code of the 20 standard amino acids
 STANDARD_RESIDUES: dict[str, str] = {
-    "ALA": "A", "ARG": "R", "ASN": "N", "ASP": "D", "CYS": "C", "GLN": "Q", "GLU": "E", "GLY": "G", "HIS": "H",
-    "ILE": "I", "LEU": "L", "LYS": "K", "MET": "M", "PHE": "F", "PRO": "P", "SER": "S", "THR": "T", "TRP": "W",
-    "TYR": "Y", "VAL": "V",
+    "ALA": "A",
+    "ARG": "R",
+    "ASN": "N",
+    "ASP": "D",
+    "CYS": "C",
+    "GLN": "Q",
+    "GLU": "E",
+    "GLY": "G",
+    "HIS": "H",
+    "ILE": "I",
+    "LEU": "L",
+    "LYS": "K",
+    "MET": "M",
+    "PHE": "F",
+    "PRO": "P",
+    "SER": "S",
+    "THR": "T",
+    "TRP": "W",
+    "TYR": "Y",
+    "VAL": "V",
 }
 
 #: file name endings read as structures (``.gz`` versions too)
@@ -116,8 +141,14 @@ def _open_text(source: str | os.PathLike | IO) -> tuple[IO[str], str, bool]:
     return io.StringIO(text), str(path), name.lower().endswith((".cif", ".mmcif"))
 
 
-def read_backbone(source: str | os.PathLike | IO, chain: str | None = None, *, name: str | None = None,
-                  max_ca_gap: float | None = 4.2, allow_nonstandard: bool = False) -> Backbone:
+def read_backbone(
+    source: str | os.PathLike | IO,
+    chain: str | None = None,
+    *,
+    name: str | None = None,
+    max_ca_gap: float | None = 4.2,
+    allow_nonstandard: bool = False,
+) -> Backbone:
     """Read the C-alpha trace of one chain from a PDB or mmCIF file.
 
     Args:
@@ -191,13 +222,21 @@ def read_backbone(source: str | os.PathLike | IO, chain: str | None = None, *, n
         bad = np.nonzero(gaps > max_ca_gap)[0]
         if bad.size:
             i = int(bad[0])
-            raise ChainBreakError(f"{path}: chain break in chain {selected.id} between residues {ids[i]} and "
-                                  f"{ids[i + 1]} (CA-CA {gaps[i]:.2f} A > {max_ca_gap} A; {bad.size} break(s))")
+            raise ChainBreakError(
+                f"{path}: chain break in chain {selected.id} between residues {ids[i]} and "
+                f"{ids[i + 1]} (CA-CA {gaps[i]:.2f} A > {max_ca_gap} A; {bad.size} break(s))"
+            )
     return Backbone(ca, "".join(letters), selected.id, ids, name or stem)
 
 
-def write_backbone_pdb(path: str | os.PathLike, ca: np.ndarray, *, motif_mask: Sequence[bool] | None = None,
-                       title: str = "moldiff generated backbone", remarks: Sequence[str] = ()) -> Path:
+def write_backbone_pdb(
+    path: str | os.PathLike,
+    ca: np.ndarray,
+    *,
+    motif_mask: Sequence[bool] | None = None,
+    title: str = "moldiff generated backbone",
+    remarks: Sequence[str] = (),
+) -> Path:
     """Write a C-alpha trace as a PDB file.
 
     Args:
@@ -234,8 +273,9 @@ def write_backbone_pdb(path: str | os.PathLike, ca: np.ndarray, *, motif_mask: S
     return out
 
 
-def write_design(out_dir: str | os.PathLike, name: str, ca: np.ndarray, metadata: dict, *,
-                 motif_mask: Sequence[bool] | None = None) -> tuple[Path, Path]:
+def write_design(
+    out_dir: str | os.PathLike, name: str, ca: np.ndarray, metadata: dict, *, motif_mask: Sequence[bool] | None = None
+) -> tuple[Path, Path]:
     """Write ``<name>.pdb`` and its JSON sidecar ``<name>.json`` into ``out_dir``.
 
     Args:

@@ -56,8 +56,12 @@ class BackboneDataConfig:
 
 def load_datasets(data: BackboneDataConfig) -> tuple[BackboneDataset, BackboneDataset | None]:
     """``(train, held-out or None)`` for a data config."""
-    common = dict(holdout_fraction=data.holdout_fraction, on_error=data.on_error, min_length=data.min_length,
-                  max_length=data.max_length)
+    common = dict(
+        holdout_fraction=data.holdout_fraction,
+        on_error=data.on_error,
+        min_length=data.min_length,
+        max_length=data.max_length,
+    )
     train = BackboneDataset(data.source, "train", limit=data.limit, **common)
     valid = BackboneDataset(data.source, "holdout", **common) if data.valid else None
     return train, valid
@@ -65,8 +69,12 @@ def load_datasets(data: BackboneDataConfig) -> tuple[BackboneDataset, BackboneDa
 
 def dataset_stats(train: BackboneDataset) -> dict:
     """Statistics a backbone model needs to sample without its data."""
-    return {"length_histogram": train.length_histogram(), "dataset": str(train.source.name),
-            "num_structures": len(train), "skipped": dict(train.skipped)}
+    return {
+        "length_histogram": train.length_histogram(),
+        "dataset": str(train.source.name),
+        "num_structures": len(train),
+        "skipped": dict(train.skipped),
+    }
 
 
 def _eval_fn(data: BackboneDataConfig, valid: BackboneDataset | None):
@@ -82,18 +90,31 @@ def _eval_fn(data: BackboneDataConfig, valid: BackboneDataset | None):
     return evaluate
 
 
-def build(model_cfg: BackboneModelConfig, data_cfg: BackboneDataConfig, *, rank: int = 0, world_size: int = 1,
-          seed: int = 0):
+def build(
+    model_cfg: BackboneModelConfig, data_cfg: BackboneDataConfig, *, rank: int = 0, world_size: int = 1, seed: int = 0
+):
     """The task's ``build_fn``: datasets, statistics, model and evaluation hook."""
     train, valid = load_datasets(data_cfg)
     stats = dataset_stats(train)
     model = BackboneDiffusion(model_cfg, stats)
     eval_fn = _eval_fn(data_cfg, valid) if data_cfg.eval_samples > 0 else None
-    return TaskBundle(model=model, train_dataset=train, collate_fn=collate_backbones, dataset_stats=stats,
-                      eval_fn=eval_fn, valid_dataset=valid)
+    return TaskBundle(
+        model=model,
+        train_dataset=train,
+        collate_fn=collate_backbones,
+        dataset_stats=stats,
+        eval_fn=eval_fn,
+        valid_dataset=valid,
+    )
 
 
 def register() -> None:
     """Register ``backbones`` (called by :func:`moldiff.train.tasks.get_task` through the entry point)."""
-    register_task(TASK_NAME, BackboneModelConfig, BackboneDataConfig, build, model_fn=BackboneDiffusion,
-                  generator_fn=BackboneGenerator)
+    register_task(
+        TASK_NAME,
+        BackboneModelConfig,
+        BackboneDataConfig,
+        build,
+        model_fn=BackboneDiffusion,
+        generator_fn=BackboneGenerator,
+    )

@@ -49,7 +49,9 @@ class CategoricalTableOracle:
             block (projected here), ``variance`` a scalar.
     """
 
-    def __init__(self, space: JointSpace, table: Tensor, gaussians: Mapping[str, tuple[Tensor, float]] | None = None) -> None:
+    def __init__(
+        self, space: JointSpace, table: Tensor, gaussians: Mapping[str, tuple[Tensor, float]] | None = None
+    ) -> None:
         self.space = space
         self.gaussians = {}
         for name, (mean, variance) in (gaussians or {}).items():
@@ -57,7 +59,7 @@ class CategoricalTableOracle:
         missing = [n for n in space.continuous if n not in self.gaussians]
         if missing:
             raise ValueError(f"give a Gaussian (mean, variance) for the continuous blocks {missing}")
-        self.layout: list[tuple[str, int]] = []     # (block name, variables per item)
+        self.layout: list[tuple[str, int]] = []  # (block name, variables per item)
         classes: list[int] = []
         B = space.num_items
         for name in space.categorical:
@@ -74,7 +76,7 @@ class CategoricalTableOracle:
             raise ValueError(f"table shape {list(table.shape)} does not match the variables' classes {classes}")
         self.table = table / table.sum()
         self.configs = torch.tensor(list(itertools.product(*[range(k) for k in classes])), dtype=torch.long)  # [C, V]
-        self.probs = self.table.reshape(-1)                                                                    # [C]
+        self.probs = self.table.reshape(-1)  # [C]
         self.num_variables = len(classes)
 
     # --- data -----------------------------------------------------------------------------------
@@ -82,10 +84,10 @@ class CategoricalTableOracle:
         """A clean batch ``{name: x_0}`` of the space's ``B`` items."""
         B = self.space.num_items
         idx = torch.multinomial(self.probs, B, replacement=True, generator=generator)
-        values = self.configs[idx]                                                           # [B, V]
+        values = self.configs[idx]  # [B, V]
         out, start = {}, 0
         for name, per in self.layout:
-            out[name] = values[:, start:start + per].reshape(-1).to(self.space.blocks[name].device)
+            out[name] = values[:, start : start + per].reshape(-1).to(self.space.blocks[name].device)
             start += per
         for name, (mean, variance) in self.gaussians.items():
             out[name] = mean + variance**0.5 * self.space.blocks[name].randn(generator=generator, dtype=torch.float64)
@@ -146,7 +148,7 @@ class CategoricalTableOracle:
         """``[R, V, K_max]`` log ``p(x_0,v = k | x_t)`` from the log posterior over cells."""
         post = log_post.exp()
         kmax = max(self.classes)
-        onehot = torch.nn.functional.one_hot(self.configs, kmax).double()                     # [C, V, K]
+        onehot = torch.nn.functional.one_hot(self.configs, kmax).double()  # [C, V, K]
         marg = torch.einsum("rc,cvk->rvk", post, onehot)
         return torch.log(marg.clamp_min(1e-300))
 
@@ -156,7 +158,7 @@ class CategoricalTableOracle:
         B = self.space.num_items
         tt = torch.as_tensor(t, dtype=torch.float64).cpu().expand(B)
         if self.layout:
-            x = self.values({k: v.cpu() for k, v in state.items()})                            # [B, V]
+            x = self.values({k: v.cpu() for k, v in state.items()})  # [B, V]
             states = [self.space.blocks[name].num_states for name, per in self.layout for _ in range(per)]
             num_joint = 1
             for s in states:
@@ -170,12 +172,12 @@ class CategoricalTableOracle:
                     key = key * s + x[:, v]
                 logm = table[key]
             else:
-                logm = self._class_marginals(self._log_posterior(x, tt))                         # [B, V, K_max]
+                logm = self._class_marginals(self._log_posterior(x, tt))  # [B, V, K_max]
             v0 = 0
             for name, per in self.layout:
                 block = self.space.blocks[name]
                 k = block.num_classes
-                out[name] = logm[:, v0:v0 + per, :k].reshape(B * per, k).to(block.device)
+                out[name] = logm[:, v0 : v0 + per, :k].reshape(B * per, k).to(block.device)
                 v0 += per
         for name, (mean, variance) in self.gaussians.items():
             block = self.space.blocks[name]
@@ -187,7 +189,9 @@ class CategoricalTableOracle:
         return out
 
 
-def exact_sampler_law(oracle: CategoricalTableOracle, times: Tensor, *, method: str = "euler", eta: float = 0.0) -> Tensor:
+def exact_sampler_law(
+    oracle: CategoricalTableOracle, times: Tensor, *, method: str = "euler", eta: float = 0.0
+) -> Tensor:
     """The exact distribution ``[C]`` over table cells of a categorical joint sampler's output.
 
     Enumerates every joint state of one item (``S^V`` of them), evaluates the oracle on all of them
@@ -218,7 +222,7 @@ def exact_sampler_law(oracle: CategoricalTableOracle, times: Tensor, *, method: 
     for name, per in oracle.layout:
         block = space.blocks[name]
         blocks[name] = block.with_items(torch.repeat_interleave(torch.arange(n), per), n)
-        enum_state[name] = all_states[:, v0:v0 + per].reshape(-1)
+        enum_state[name] = all_states[:, v0 : v0 + per].reshape(-1)
         v0 += per
     enum_space = JointSpace(blocks, {k: space.schedules[k] for k in blocks})
     enum_oracle = CategoricalTableOracle(enum_space, oracle.table)
@@ -237,8 +241,11 @@ def exact_sampler_law(oracle: CategoricalTableOracle, times: Tensor, *, method: 
             block = blocks[name]
             schedule = space.schedules[name]
             a, a_next = float(schedule.alpha(t)), float(schedule.alpha(t_next))
-            probs = block.transition_probs(enum_state[name], pred[name], a, a_next, method=method, eta=eta,
-                                           dt=t - t_next).double().reshape(n, per, -1)
+            probs = (
+                block.transition_probs(enum_state[name], pred[name], a, a_next, method=method, eta=eta, dt=t - t_next)
+                .double()
+                .reshape(n, per, -1)
+            )
             for j in range(per):
                 trans = (trans[:, :, None] * probs[:, j, None, :]).reshape(n, -1)
         law = law @ trans

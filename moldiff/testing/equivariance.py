@@ -191,9 +191,7 @@ def assert_equivariant(
 
         if reflections:
             ref = random_rotation(generator, dtype=dtype, reflection=True).to(device)
-            check(
-                "reflection (O(3), det = -1)", trial, fn(pos @ ref.T, h, batch, num_graphs), base_pos @ ref.T, base_h
-            )
+            check("reflection (O(3), det = -1)", trial, fn(pos @ ref.T, h, batch, num_graphs), base_pos @ ref.T, base_h)
 
         if translation:
             shift = (torch.randn(num_graphs, 3, generator=generator, dtype=torch.float64) * 3 * float(scale)).to(

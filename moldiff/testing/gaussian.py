@@ -106,9 +106,15 @@ class IsotropicGaussianOracle:
         return self.space.log_normal(x.double(), self.variance + sigma**2, self.mean)
 
 
-def sampler_errors(sampler: Callable, oracle, x_init: Tensor, space: StateSpace,
-                   sigma_grid: Callable[[int], Tensor], steps: Sequence[int] = (8, 16, 32, 64),
-                   **sampler_kwargs) -> list[float]:
+def sampler_errors(
+    sampler: Callable,
+    oracle,
+    x_init: Tensor,
+    space: StateSpace,
+    sigma_grid: Callable[[int], Tensor],
+    steps: Sequence[int] = (8, 16, 32, 64),
+    **sampler_kwargs,
+) -> list[float]:
     """Global error of a deterministic sampler against the oracle's exact PF-ODE solution.
 
     Args:
@@ -137,9 +143,18 @@ def observed_orders(errors: Sequence[float]) -> list[float]:
     return [math.log2(a / b) for a, b in zip(errors[:-1], errors[1:])]
 
 
-def assert_convergence_order(sampler: Callable, oracle, x_init: Tensor, space: StateSpace,
-                             sigma_grid: Callable[[int], Tensor], order: float, *,
-                             steps: Sequence[int] = (8, 16, 32, 64), tolerance: float = 0.3, **sampler_kwargs) -> list[float]:
+def assert_convergence_order(
+    sampler: Callable,
+    oracle,
+    x_init: Tensor,
+    space: StateSpace,
+    sigma_grid: Callable[[int], Tensor],
+    order: float,
+    *,
+    steps: Sequence[int] = (8, 16, 32, 64),
+    tolerance: float = 0.3,
+    **sampler_kwargs,
+) -> list[float]:
     """Assert that doubling the steps divides the error by about ``2**order`` (last doubling)."""
     errors = sampler_errors(sampler, oracle, x_init, space, sigma_grid, steps, **sampler_kwargs)
     orders = observed_orders(errors)

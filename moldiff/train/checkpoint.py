@@ -96,6 +96,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
         obj: anything ``torch.save`` accepts.
         path: destination file.
     """
+
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             torch.save(obj, fh)
@@ -124,9 +125,17 @@ _LEGACY_CLASSIFIER_FORMAT = "moldiff-image-classifier"
 
 def _from_legacy_classifier(blob: dict) -> dict:
     """An old image-classifier file as the exported weights file of task ``image_classifier`` it now is."""
-    return {"format": WEIGHTS_FORMAT, "version": CHECKPOINT_VERSION, "task": "image_classifier",
-            "step": int(blob.get("info", {}).get("steps", 0)), "config": {"model": dict(blob["config"])},
-            "dataset_stats": dict(blob.get("info", {})), "sampling_state": {}, "model": blob["model"], "aliases": {}}
+    return {
+        "format": WEIGHTS_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "task": "image_classifier",
+        "step": int(blob.get("info", {}).get("steps", 0)),
+        "config": {"model": dict(blob["config"])},
+        "dataset_stats": dict(blob.get("info", {})),
+        "sampling_state": {},
+        "model": blob["model"],
+        "aliases": {},
+    }
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -150,14 +159,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, WEIGHTS_FORMAT):
         raise CheckpointError(f"{str(path)!r} is not a moldiff checkpoint (no 'format' entry)")
     if int(state.get("version", 0)) > CHECKPOINT_VERSION:
-        raise CheckpointError(f"{str(path)!r} has checkpoint version {state['version']}; this moldiff reads "
-                              f"up to version {CHECKPOINT_VERSION}")
+        raise CheckpointError(
+            f"{str(path)!r} has checkpoint version {state['version']}; this moldiff reads "
+            f"up to version {CHECKPOINT_VERSION}"
+        )
     return state
 
 
 # ------------------------------------------------------------------------------------------------
 # Random states
 # ------------------------------------------------------------------------------------------------
+
 
 def capture_rng_state(generator: torch.Generator | None = None) -> dict:
     """This process's random states: Python, NumPy, torch CPU, every CUDA device, and ``generator``.
@@ -167,8 +179,13 @@ def capture_rng_state(generator: torch.Generator | None = None) -> dict:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
     }
@@ -181,8 +198,15 @@ def restore_rng_state(state: dict, generator: torch.Generator | None = None) -> 
     """Inverse of :func:`capture_rng_state`."""
     random.setstate(_as_tuple(state["python"]))
     np_state = state["numpy"]
-    np.random.set_state((np_state["kind"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    np.random.set_state(
+        (
+            np_state["kind"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -262,7 +286,7 @@ class CheckpointManager:
         path = atomic_save(state, self.path_for(step))
         if best:
             _atomic_copy(path, self.best_path)
-        for _, old in self.checkpoints()[:-self.keep_last]:
+        for _, old in self.checkpoints()[: -self.keep_last]:
             old.unlink(missing_ok=True)
         return path
 
@@ -270,6 +294,7 @@ class CheckpointManager:
 # ------------------------------------------------------------------------------------------------
 # Shipping trained weights
 # ------------------------------------------------------------------------------------------------
+
 
 def export_ema(checkpoint_path: str | Path, out_path: str | Path, dtype: torch.dtype | None = torch.float16) -> Path:
     """Write the EMA weights of a checkpoint, with its config and dataset statistics, to a small file.
@@ -401,8 +426,10 @@ def run_lock(out_dir: str | Path) -> Iterator[Path]:
         except FileExistsError:
             host, _, pid = path.read_text().strip().partition(" ")
             if host == socket.gethostname() and pid.isdigit() and _alive(int(pid)):
-                raise FileExistsError(f"{out_dir} is in use by another training process (pid {pid}); "
-                                      f"stop it (it checkpoints on SIGTERM) before resuming") from None
+                raise FileExistsError(
+                    f"{out_dir} is in use by another training process (pid {pid}); "
+                    f"stop it (it checkpoints on SIGTERM) before resuming"
+                ) from None
             path.unlink(missing_ok=True)  # stale: its process is gone
             continue
         with os.fdopen(fd, "w") as f:

@@ -55,6 +55,7 @@ __all__ = [
 # The engine's own configuration
 # ------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class TrainConfig:
     """Settings of the training engine, shared by every task (the ``train:`` section).
@@ -186,6 +187,7 @@ class ExperimentConfig:
 # ------------------------------------------------------------------------------------------------
 # Generic dataclass <-> dict conversion
 # ------------------------------------------------------------------------------------------------
+
 
 def _type_name(tp: Any) -> str:
     """Readable name of an annotation, e.g. ``tuple[float, float]`` or ``'cosine' | 'linear'``."""
@@ -353,6 +355,7 @@ def to_dict(obj: Any) -> Any:
 # ------------------------------------------------------------------------------------------------
 # Overrides and files
 # ------------------------------------------------------------------------------------------------
+
 
 def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
     """Parse ``["train.lr=3e-4", "model.hidden=[64, 64]"]`` into ``(dotted key, value)`` pairs.

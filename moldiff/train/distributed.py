@@ -101,8 +101,14 @@ def init_distributed(device: str = "auto") -> DistInfo:
         kwargs = {"device_id": dev} if dev.type == "cuda" else {}
         dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size, **kwargs)
         owns = True
-    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
-                    device=dev, backend=dist.get_backend(), owns_group=owns)
+    return DistInfo(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=local_rank,
+        device=dev,
+        backend=dist.get_backend(),
+        owns_group=owns,
+    )
 
 
 def cleanup_distributed(info: DistInfo) -> None:
@@ -175,8 +181,16 @@ class ShardedBatchSampler:
         start_batch: number of batches this rank already consumed (to resume mid-epoch).
     """
 
-    def __init__(self, num_items: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 shuffle: bool = True, start_batch: int = 0) -> None:
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
+        start_batch: int = 0,
+    ) -> None:
         self.num_items = int(num_items)
         self.batch_size = int(batch_size)
         self.rank, self.world_size = int(rank), int(world_size)
@@ -186,8 +200,10 @@ class ShardedBatchSampler:
         global_batch = self.batch_size * self.world_size
         self.batches_per_epoch = self.num_items // global_batch
         if self.batches_per_epoch < 1:
-            raise ValueError(f"the dataset has {self.num_items} items, fewer than one global batch of "
-                             f"{self.batch_size} x {self.world_size} ranks = {global_batch}")
+            raise ValueError(
+                f"the dataset has {self.num_items} items, fewer than one global batch of "
+                f"{self.batch_size} x {self.world_size} ranks = {global_batch}"
+            )
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
         """The permutation of epoch ``epoch`` (identical on every rank)."""
@@ -202,11 +218,16 @@ class ShardedBatchSampler:
         while True:
             order = self.epoch_order(epoch)
             for b in range(offset, self.batches_per_epoch):
-                chunk = order[b * global_batch:(b + 1) * global_batch]
-                yield chunk[self.rank::self.world_size].tolist()
+                chunk = order[b * global_batch : (b + 1) * global_batch]
+                yield chunk[self.rank :: self.world_size].tolist()
             epoch, offset = epoch + 1, 0
 
     def state_dict(self, batches_consumed: int) -> dict:
         """What a checkpoint needs to continue the stream after ``batches_consumed`` batches."""
-        return {"batches_consumed": int(batches_consumed), "seed": self.seed, "world_size": self.world_size,
-                "batch_size": self.batch_size, "epoch": int(batches_consumed) // self.batches_per_epoch}
+        return {
+            "batches_consumed": int(batches_consumed),
+            "seed": self.seed,
+            "world_size": self.world_size,
+            "batch_size": self.batch_size,
+            "epoch": int(batches_consumed) // self.batches_per_epoch,
+        }

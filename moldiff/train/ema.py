@@ -80,8 +80,12 @@ class EMA(nn.Module):
 
     def state_dict(self, *args, **kwargs):
         """``{"module": weights, "num_updates": n, "decay": d, "warmup": w}``."""
-        return {"module": self.module.state_dict(), "num_updates": self.num_updates,
-                "decay": self.decay, "warmup": self.warmup}
+        return {
+            "module": self.module.state_dict(),
+            "num_updates": self.num_updates,
+            "decay": self.decay,
+            "warmup": self.warmup,
+        }
 
     def load_state_dict(self, state: dict, strict: bool = True):
         """Restore from :meth:`state_dict`; the decay settings of the current run are kept."""

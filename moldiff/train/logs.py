@@ -59,8 +59,11 @@ class JsonlLogger:
         """Drop lines with ``"step" > step`` (work that a resumed run is about to redo)."""
         if self.path is None or not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        kept = [
+            line
+            for line in self.path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step
+        ]
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, self.path)
@@ -107,8 +110,9 @@ class ProgressBar:
             return
         self.bar.update(n)
         if postfix:
-            self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in postfix.items()},
-                                 refresh=False)
+            self.bar.set_postfix(
+                {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in postfix.items()}, refresh=False
+            )
 
     def write(self, text: str) -> None:
         """Print a line without breaking the bar (plain print without a bar)."""
@@ -123,8 +127,9 @@ class ProgressBar:
 
 
 @contextlib.contextmanager
-def step_progress(total: int, desc: str, enabled: bool = True, callback: Callable | None = None,
-                  unit: str = "step") -> Iterator[Callable | None]:
+def step_progress(
+    total: int, desc: str, enabled: bool = True, callback: Callable | None = None, unit: str = "step"
+) -> Iterator[Callable | None]:
     """A progress bar over sampler steps (or any counted work), for ``with`` blocks.
 
     Yields the callback to hand to a sampler, ``tick(info=None, n=1)``: it advances the bar by ``n``

@@ -92,13 +92,25 @@ from .logs import JsonlLogger, ProgressBar, peak_memory_mb
 from .optim import GradClipper, LRSchedule, build_optimizer, grad_norm
 from .tasks import TaskBundle, get_task
 
-__all__ = ["Trainer", "TrainResult", "StepResult", "train", "derive_seed", "seed_everything", "move_to_device",
-           "ResumePlan", "ResumeSetting", "LAUNCH_KEYS", "plan_resume"]
+__all__ = [
+    "Trainer",
+    "TrainResult",
+    "StepResult",
+    "train",
+    "derive_seed",
+    "seed_everything",
+    "move_to_device",
+    "ResumePlan",
+    "ResumeSetting",
+    "LAUNCH_KEYS",
+    "plan_resume",
+]
 
 
 # ------------------------------------------------------------------------------------------------
 # Small helpers
 # ------------------------------------------------------------------------------------------------
+
 
 def derive_seed(*keys: Any) -> int:
     """A 63-bit seed that depends on ``keys`` (e.g. ``(seed, "noise", rank)``), stable across runs."""
@@ -128,8 +140,14 @@ def move_to_device(batch: Any, device: torch.device, non_blocking: bool = False)
     if isinstance(batch, (list, tuple)):
         return type(batch)(move_to_device(v, device, non_blocking) for v in batch)
     if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
-        return dataclasses.replace(batch, **{f.name: move_to_device(getattr(batch, f.name), device, non_blocking)
-                                             for f in dataclasses.fields(batch) if f.init})
+        return dataclasses.replace(
+            batch,
+            **{
+                f.name: move_to_device(getattr(batch, f.name), device, non_blocking)
+                for f in dataclasses.fields(batch)
+                if f.init
+            },
+        )
     if hasattr(batch, "to") and callable(batch.to):
         try:
             return batch.to(device, non_blocking=non_blocking)
@@ -218,6 +236,7 @@ class TrainResult:
 # The trainer
 # ------------------------------------------------------------------------------------------------
 
+
 class Trainer:
     """Builds a task and trains it; see the module docstring for what it does.
 
@@ -235,8 +254,14 @@ class Trainer:
         skipped_steps: steps skipped by the non-finite guard.
     """
 
-    def __init__(self, config: ExperimentConfig, *, dist_info: DistInfo | None = None,
-                 out_dir: str | Path | None = None, bundle: TaskBundle | None = None) -> None:
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        *,
+        dist_info: DistInfo | None = None,
+        out_dir: str | Path | None = None,
+        bundle: TaskBundle | None = None,
+    ) -> None:
         self.config = config
         tc: TrainConfig = config.train
         self.tc = tc
@@ -252,13 +277,16 @@ class Trainer:
             spec = get_task(config.task)
             if not self.is_main:
                 barrier(self.dist)
-            bundle = spec.build_fn(config.model, config.data, rank=self.dist.rank,
-                                   world_size=self.dist.world_size, seed=tc.seed)
+            bundle = spec.build_fn(
+                config.model, config.data, rank=self.dist.rank, world_size=self.dist.world_size, seed=tc.seed
+            )
             if self.is_main:
                 barrier(self.dist)
         if not callable(getattr(bundle.model, "training_loss", None)):
-            raise TypeError(f"the model of task {config.task!r} ({type(bundle.model).__name__}) has no "
-                            "training_loss(batch, generator) method")
+            raise TypeError(
+                f"the model of task {config.task!r} ({type(bundle.model).__name__}) has no "
+                "training_loss(batch, generator) method"
+            )
         self.bundle = bundle
         self.model = bundle.model.to(self.device)
         self.ema = EMA(self.model, tc.ema_decay, tc.ema_warmup).to(self.device)
@@ -282,7 +310,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             self.loss_module = DistributedDataParallel(
-                self.loss_module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.loss_module, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
 
         self.step = 0
         self.skipped_steps = 0
@@ -330,14 +359,19 @@ class Trainer:
                 with self._autocast():
                     loss, metrics = self.loss_module(batch, self.noise_generator)
                 if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-                    raise TypeError("training_loss must return (scalar loss tensor, metrics dict), got a loss of "
-                                    f"shape {tuple(getattr(loss, 'shape', ()))}")
+                    raise TypeError(
+                        "training_loss must return (scalar loss tensor, metrics dict), got a loss of "
+                        f"shape {tuple(getattr(loss, 'shape', ()))}"
+                    )
                 loss = loss.float()
                 (loss / n).backward()
             loss_sum += loss.detach() / n
             for key, value in (metrics or {}).items():
-                value = torch.as_tensor(value.detach() if isinstance(value, torch.Tensor) else value,
-                                        device=self.device, dtype=torch.float32)
+                value = torch.as_tensor(
+                    value.detach() if isinstance(value, torch.Tensor) else value,
+                    device=self.device,
+                    dtype=torch.float32,
+                )
                 metric_sums[key] = metric_sums.get(key, 0.0) + value / n
         norm = grad_norm(self.params).to(self.device)
         bad = (~torch.isfinite(norm) | ~torch.isfinite(loss_sum)).float()
@@ -367,13 +401,24 @@ class Trainer:
         """Endless iterator over collated training batches, starting after ``start_batch`` batches."""
         tc = self.tc
         dataset = self.bundle.train_dataset
-        sampler = ShardedBatchSampler(len(dataset), tc.batch_size, self.dist.rank, self.dist.world_size,
-                                      seed=derive_seed(tc.seed, "data"), start_batch=start_batch)
+        sampler = ShardedBatchSampler(
+            len(dataset),
+            tc.batch_size,
+            self.dist.rank,
+            self.dist.world_size,
+            seed=derive_seed(tc.seed, "data"),
+            start_batch=start_batch,
+        )
         self.sampler = sampler
         loader = torch.utils.data.DataLoader(
-            dataset, batch_sampler=sampler, collate_fn=self.bundle.collate_fn, num_workers=tc.num_workers,
-            pin_memory=self.device.type == "cuda", worker_init_fn=_seed_worker if tc.num_workers else None,
-            prefetch_factor=4 if tc.num_workers else None, persistent_workers=False,
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=self.bundle.collate_fn,
+            num_workers=tc.num_workers,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=_seed_worker if tc.num_workers else None,
+            prefetch_factor=4 if tc.num_workers else None,
+            persistent_workers=False,
             generator=torch.Generator().manual_seed(derive_seed(tc.seed, "workers", self.dist.rank, start_batch)),
         )
         return iter(loader)
@@ -392,10 +437,13 @@ class Trainer:
         dataset = self.bundle.valid_dataset
         if dataset is None or self.tc.eval_batches == 0:
             return None
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(derive_seed(self.tc.seed, "valid-order")))
+        order = torch.randperm(
+            len(dataset), generator=torch.Generator().manual_seed(derive_seed(self.tc.seed, "valid-order"))
+        )
         subset = torch.utils.data.Subset(dataset, order[: self.tc.eval_batches * self.tc.batch_size].tolist())
-        loader = torch.utils.data.DataLoader(subset, batch_size=self.tc.batch_size, shuffle=False,
-                                             collate_fn=self.bundle.collate_fn)
+        loader = torch.utils.data.DataLoader(
+            subset, batch_size=self.tc.batch_size, shuffle=False, collate_fn=self.bundle.collate_fn
+        )
         generator = torch.Generator(self.device).manual_seed(derive_seed(self.tc.seed, "valid"))
         total, count = 0.0, 0
         for i, batch in enumerate(loader):
@@ -420,8 +468,9 @@ class Trainer:
                     eval_dir = self.out_dir / "eval"
                     eval_dir.mkdir(parents=True, exist_ok=True)
                     extra = self.bundle.eval_fn(self.ema.module, self.step, str(eval_dir)) or {}
-                    results.update({k: (float(v) if isinstance(v, (int, float, torch.Tensor)) else v)
-                                    for k, v in extra.items()})
+                    results.update(
+                        {k: (float(v) if isinstance(v, (int, float, torch.Tensor)) else v) for k, v in extra.items()}
+                    )
             if results:
                 self.logger.log({"kind": "eval", "step": self.step, **results})
         results = broadcast_object(results)
@@ -435,8 +484,9 @@ class Trainer:
         value = float(results[key])
         if not math.isfinite(value):
             return False
-        better = (self.best_metric is None or
-                  (value < self.best_metric if self.tc.best_mode == "min" else value > self.best_metric))
+        better = self.best_metric is None or (
+            value < self.best_metric if self.tc.best_mode == "min" else value > self.best_metric
+        )
         if better:
             self.best_metric = value
         return better
@@ -465,8 +515,10 @@ class Trainer:
             "lr_scheduler": self.lr_schedule.state_dict(),
             "clipper": self.clipper.state_dict(),
             "rng": rng,
-            "sampler": {"batches_consumed": consumed,
-                        "items_consumed": consumed * tc.batch_size * self.dist.world_size},
+            "sampler": {
+                "batches_consumed": consumed,
+                "items_consumed": consumed * tc.batch_size * self.dist.world_size,
+            },
             "dataset_stats": self.bundle.dataset_stats,
             "sampling_state": sampling_state,
             "best_metric": self.best_metric,
@@ -498,8 +550,10 @@ class Trainer:
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError as err:  # a model.* setting changed since the checkpoint was written
             detail = "; ".join(line.strip() for line in str(err).splitlines()[1:3])
-            raise CheckpointError(f"the checkpoint's weights do not fit the model of this run's config (did a "
-                                  f"model.* setting change since it was written?): {detail}") from None
+            raise CheckpointError(
+                f"the checkpoint's weights do not fit the model of this run's config (did a "
+                f"model.* setting change since it was written?): {detail}"
+            ) from None
         self.ema.load_state_dict(ckpt["ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.clipper.load_state_dict(ckpt["clipper"])
@@ -510,18 +564,24 @@ class Trainer:
         if len(rng) == self.dist.world_size:
             restore_rng_state(rng[self.dist.rank], self.noise_generator)
         else:
-            warnings.warn(f"checkpoint was written by {len(rng)} process(es), this run has {self.dist.world_size}: "
-                          "random streams are reseeded, so the run continues but not bit for bit")
+            warnings.warn(
+                f"checkpoint was written by {len(rng)} process(es), this run has {self.dist.world_size}: "
+                "random streams are reseeded, so the run continues but not bit for bit"
+            )
             seed_everything(derive_seed(self.tc.seed, "global", self.dist.rank, self.step))
             self.noise_generator.manual_seed(derive_seed(self.tc.seed, "noise", self.dist.rank, self.step))
         old = to_dict(self.config)
         saved = ckpt.get("config", {})
-        changed = [f"{section}.{k}" for section in ("model", "data", "train")
-                   for k in set(old.get(section, {})) | set(saved.get(section, {}))
-                   if old.get(section, {}).get(k) != saved.get(section, {}).get(k)]
+        changed = [
+            f"{section}.{k}"
+            for section in ("model", "data", "train")
+            for k in set(old.get(section, {})) | set(saved.get(section, {}))
+            if old.get(section, {}).get(k) != saved.get(section, {}).get(k)
+        ]
         if changed and self.is_main:
-            self.logger.log({"kind": "event", "step": self.step, "event": "config_changed_on_resume",
-                             "keys": sorted(changed)})
+            self.logger.log(
+                {"kind": "event", "step": self.step, "event": "config_changed_on_resume", "keys": sorted(changed)}
+            )
 
     def _start_batch_from(self, ckpt: dict) -> int:
         sampler = ckpt.get("sampler", {})
@@ -563,18 +623,25 @@ class Trainer:
         path = pretrained_path(source)
         ckpt = load_checkpoint(path, map_location="cpu")
         if ckpt.get("task") != self.config.task:
-            raise ValueError(f"train.init_from: {str(path)!r} holds a model of task {ckpt.get('task')!r}, "
-                             f"this run's task is {self.config.task!r}")
+            raise ValueError(
+                f"train.init_from: {str(path)!r} holds a model of task {ckpt.get('task')!r}, "
+                f"this run's task is {self.config.task!r}"
+            )
         weights = trained_weights(ckpt)
         own = self.model.state_dict()
         problems = [f"missing {k}" for k in own if k not in weights]
         problems += [f"unexpected {k}" for k in weights if k not in own]
-        problems += [f"{k}: shape {tuple(weights[k].shape)} in the file, {tuple(v.shape)} in the model"
-                     for k, v in own.items() if k in weights and weights[k].shape != v.shape]
+        problems += [
+            f"{k}: shape {tuple(weights[k].shape)} in the file, {tuple(v.shape)} in the model"
+            for k, v in own.items()
+            if k in weights and weights[k].shape != v.shape
+        ]
         if problems:
             shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-            raise ValueError(f"train.init_from: the weights in {str(path)!r} do not fit this run's model "
-                             f"(compare the model sections of the two configs): {shown}")
+            raise ValueError(
+                f"train.init_from: the weights in {str(path)!r} do not fit this run's model "
+                f"(compare the model sections of the two configs): {shown}"
+            )
         self.model.load_state_dict(weights)
         self.ema.module.load_state_dict(weights)
         return path
@@ -603,8 +670,9 @@ class Trainer:
             for name, handler in previous.items():
                 signal.signal(getattr(signal, name), handler)
 
-    def fit(self, resume: bool | str | Path = False, stop_at: int | None = None,
-            resume_plan: "ResumePlan | None" = None) -> TrainResult:
+    def fit(
+        self, resume: bool | str | Path = False, stop_at: int | None = None, resume_plan: "ResumePlan | None" = None
+    ) -> TrainResult:
         """Train until ``train.steps``.
 
         Args:
@@ -636,16 +704,35 @@ class Trainer:
         if resume:
             self.resume(None if resume is True else resume)
         elif self.checkpoints.checkpoints():
-            raise FileExistsError(f"{self.out_dir} already holds checkpoints of an earlier run: continue it with "
-                                  "--resume (resume=True) or choose another output folder")
+            raise FileExistsError(
+                f"{self.out_dir} already holds checkpoints of an earlier run: continue it with "
+                "--resume (resume=True) or choose another output folder"
+            )
         if self.resumed_from is not None and self.step >= tc.steps:
             if self.is_main:
-                self.logger.log({"kind": "event", "step": self.step, "event": "nothing_to_do", "steps": tc.steps,
-                                 "checkpoint": str(self.resumed_from)})
-                print(f"run already at step {self.step} of {tc.steps}: nothing to do; raise train.steps=N to train on",
-                      file=sys.stderr, flush=True)
-            return TrainResult(self.step, self.skipped_steps, self.out_dir, self._last_checkpoint, self.best_metric,
-                               {}, nothing_to_do=True)
+                self.logger.log(
+                    {
+                        "kind": "event",
+                        "step": self.step,
+                        "event": "nothing_to_do",
+                        "steps": tc.steps,
+                        "checkpoint": str(self.resumed_from),
+                    }
+                )
+                print(
+                    f"run already at step {self.step} of {tc.steps}: nothing to do; raise train.steps=N to train on",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return TrainResult(
+                self.step,
+                self.skipped_steps,
+                self.out_dir,
+                self._last_checkpoint,
+                self.best_metric,
+                {},
+                nothing_to_do=True,
+            )
         if self.resumed_from is None and tc.init_from is not None:
             self.init_weights(tc.init_from)
         if self.is_main:
@@ -658,13 +745,22 @@ class Trainer:
             n_params = sum(p.numel() for p in self.params)
             if self.resumed_from is not None and resume_plan is not None:
                 self.logger.log({"kind": "event", "step": self.step, **resume_plan.event()})
-            self.logger.log({"kind": "event", "step": self.step, "event": "resume" if self.resumed_from else "start",
-                             "checkpoint": str(self.resumed_from) if self.resumed_from else None,
-                             "init_from": None if self.resumed_from else tc.init_from,
-                             "task": self.config.task, "device": str(self.device), "world_size": self.dist.world_size,
-                             "parameters": n_params, "precision": self.precision,
-                             "precision_requested": tc.precision,
-                             "items_per_step": tc.batch_size * tc.grad_accum * self.dist.world_size})
+            self.logger.log(
+                {
+                    "kind": "event",
+                    "step": self.step,
+                    "event": "resume" if self.resumed_from else "start",
+                    "checkpoint": str(self.resumed_from) if self.resumed_from else None,
+                    "init_from": None if self.resumed_from else tc.init_from,
+                    "task": self.config.task,
+                    "device": str(self.device),
+                    "world_size": self.dist.world_size,
+                    "parameters": n_params,
+                    "precision": self.precision,
+                    "precision_requested": tc.precision,
+                    "items_per_step": tc.batch_size * tc.grad_accum * self.dist.world_size,
+                }
+            )
 
         end = tc.steps if stop_at is None else min(tc.steps, stop_at)
         data = self.make_loader(self._start_batch)
@@ -678,8 +774,9 @@ class Trainer:
         finally:
             bar.close()
             del data
-        return TrainResult(self.step, self.skipped_steps, self.out_dir, self._last_checkpoint, self.best_metric,
-                           last_log, stopped)
+        return TrainResult(
+            self.step, self.skipped_steps, self.out_dir, self._last_checkpoint, self.best_metric, last_log, stopped
+        )
 
     def _loop(self, end: int, data: Iterator, bar: ProgressBar, window: "_Window", last_log: dict) -> bool:
         """Steps until ``end``; returns whether a stop signal ended the run early."""
@@ -701,8 +798,14 @@ class Trainer:
             if due_ckpt or improved:
                 self.save_checkpoint(periodic=due_ckpt, best=improved)
             if stop:
-                self.logger.log({"kind": "event", "step": self.step, "event": "stopped_by_signal",
-                                 "checkpoint": str(self._last_checkpoint)})
+                self.logger.log(
+                    {
+                        "kind": "event",
+                        "step": self.step,
+                        "event": "stopped_by_signal",
+                        "checkpoint": str(self._last_checkpoint),
+                    }
+                )
                 if self.is_main:
                     bar.write(f"stop requested: checkpoint written at step {self.step}; continue with --resume")
                 return True
@@ -712,15 +815,17 @@ class Trainer:
         record = window.reduce(self.dist.world_size)
         tc = self.tc
         items = window.steps * tc.batch_size * tc.grad_accum * self.dist.world_size
-        record.update({
-            "kind": "train",
-            "step": self.step,
-            "lr": window.last_lr,
-            "ema_decay": window.last_ema_decay,
-            "items_per_s": items / max(window.elapsed(), 1e-9),
-            "peak_mem_mb": peak_memory_mb(self.device),
-            "skipped_steps": self.skipped_steps,
-        })
+        record.update(
+            {
+                "kind": "train",
+                "step": self.step,
+                "lr": window.last_lr,
+                "ema_decay": window.last_ema_decay,
+                "items_per_s": items / max(window.elapsed(), 1e-9),
+                "peak_mem_mb": peak_memory_mb(self.device),
+                "skipped_steps": self.skipped_steps,
+            }
+        )
         self.logger.log(record)
         window.reset()
         return record
@@ -768,8 +873,10 @@ class _Window:
         denom = max(self.finite_steps, 1) * world_size
         nan = float("nan")
         values = (packed / denom).tolist() if self.finite_steps else [nan] * len(packed)
-        record = {"loss": values[0], "grad_norm": float(self.grad_norm) / max(self.finite_steps, 1)
-                  if self.finite_steps else nan}
+        record = {
+            "loss": values[0],
+            "grad_norm": float(self.grad_norm) / max(self.finite_steps, 1) if self.finite_steps else nan,
+        }
         record.update({k: v for k, v in zip(keys, values[1:])})
         return record
 
@@ -836,15 +943,24 @@ class ResumeSetting:
         """One line for people: the value used, and why."""
         if self.source == "override":
             return f"{self.key} = {_show(self.used)}, given now (the saved run had {_show(self.saved)})"
-        return (f"{self.key} = {_show(self.used)}, as in the saved run ({config_file} says {_show(self.given)}; "
-                f"give {self.key}={_show(self.given)} to use that)")
+        return (
+            f"{self.key} = {_show(self.used)}, as in the saved run ({config_file} says {_show(self.given)}; "
+            f"give {self.key}={_show(self.given)} to use that)"
+        )
 
     def record(self) -> dict:
         """The setting as plain data for the log."""
+
         def plain(v):
             return None if v is _UNSET else v
-        return {"key": self.key, "saved": plain(self.saved), "given": plain(self.given), "used": plain(self.used),
-                "source": self.source}
+
+        return {
+            "key": self.key,
+            "saved": plain(self.saved),
+            "given": plain(self.given),
+            "used": plain(self.used),
+            "source": self.source,
+        }
 
 
 @dataclass
@@ -872,12 +988,20 @@ class ResumePlan:
 
     def event(self) -> dict:
         """The decision as a log event (``"event": "resume_config"``)."""
-        return {"event": "resume_config", "saved_config": str(self.saved_from), "config_file": self.config_file,
-                "settings": [s.record() for s in self.settings]}
+        return {
+            "event": "resume_config",
+            "saved_config": str(self.saved_from),
+            "config_file": self.config_file,
+            "settings": [s.record() for s in self.settings],
+        }
 
 
-def plan_resume(config_file: str | Path, overrides: list[str] | tuple[str, ...], out_dir: str | Path,
-                checkpoint: str | Path | None = None) -> ResumePlan:
+def plan_resume(
+    config_file: str | Path,
+    overrides: list[str] | tuple[str, ...],
+    out_dir: str | Path,
+    checkpoint: str | Path | None = None,
+) -> ResumePlan:
     """The config ``moldiff train CONFIG [KEY=VALUE ...] --resume`` trains with.
 
     A resumed run continues the run it resumes: it starts from the saved run's config (the run
@@ -914,8 +1038,11 @@ def plan_resume(config_file: str | Path, overrides: list[str] | tuple[str, ...],
     if saved_file.is_file():
         source, saved_raw = saved_file, load_yaml(saved_file)
     else:
-        found = ((Path(checkpoint), load_checkpoint(checkpoint)) if checkpoint is not None
-                 else CheckpointManager(out_dir / "checkpoints").load_latest())
+        found = (
+            (Path(checkpoint), load_checkpoint(checkpoint))
+            if checkpoint is not None
+            else CheckpointManager(out_dir / "checkpoints").load_latest()
+        )
         if found is None:  # every checkpoint unreadable: the trainer will start fresh
             return ResumePlan(given, [], None, str(config_file))
         source, saved_raw = found[0], found[1].get("config") or {}
@@ -949,8 +1076,15 @@ def plan_resume(config_file: str | Path, overrides: list[str] | tuple[str, ...],
 # Entry point
 # ------------------------------------------------------------------------------------------------
 
-def train(config: ExperimentConfig, *, out_dir: str | Path | None = None, resume: bool | str | Path = False,
-          stop_at: int | None = None, resume_plan: ResumePlan | None = None) -> TrainResult:
+
+def train(
+    config: ExperimentConfig,
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool | str | Path = False,
+    stop_at: int | None = None,
+    resume_plan: ResumePlan | None = None,
+) -> TrainResult:
     """Train ``config`` in this process (joining the torchrun job when launched by torchrun).
 
     Args:
@@ -965,7 +1099,8 @@ def train(config: ExperimentConfig, *, out_dir: str | Path | None = None, resume
     """
     info = init_distributed(config.train.device)
     try:
-        return Trainer(config, dist_info=info, out_dir=out_dir).fit(resume=resume, stop_at=stop_at,
-                                                                    resume_plan=resume_plan)
+        return Trainer(config, dist_info=info, out_dir=out_dir).fit(
+            resume=resume, stop_at=stop_at, resume_plan=resume_plan
+        )
     finally:
         cleanup_distributed(info)

@@ -19,8 +19,9 @@ from torch import nn
 __all__ = ["build_optimizer", "LRSchedule", "GradClipper", "grad_norm"]
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0,
-                    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module, lr: float, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+) -> torch.optim.AdamW:
     """AdamW over the trainable parameters; biases and normalisation weights (1-D tensors) are not decayed.
 
     Args:
@@ -85,8 +86,12 @@ class LRSchedule:
         return lr
 
     def state_dict(self) -> dict:
-        return {"total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
-                "decay": self.decay, "min_ratio": self.min_ratio}
+        return {
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "decay": self.decay,
+            "min_ratio": self.min_ratio,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Kept for symmetry; the schedule of the current config wins (it may extend the run)."""

@@ -107,9 +107,16 @@ ENTRY_POINT_GROUP = "moldiff.tasks"
 _REGISTRY: dict[str, TaskSpec] = {}
 
 
-def register_task(name: str, model_config_cls: type, data_config_cls: type, build_fn: Callable[..., TaskBundle],
-                  *, model_fn: Callable[[Any, dict], torch.nn.Module] | None = None,
-                  generator_fn: Callable[[torch.nn.Module, str], Any] | None = None, overwrite: bool = False) -> TaskSpec:
+def register_task(
+    name: str,
+    model_config_cls: type,
+    data_config_cls: type,
+    build_fn: Callable[..., TaskBundle],
+    *,
+    model_fn: Callable[[Any, dict], torch.nn.Module] | None = None,
+    generator_fn: Callable[[torch.nn.Module, str], Any] | None = None,
+    overwrite: bool = False,
+) -> TaskSpec:
     """Register a task under ``name``.
 
     Args:
@@ -165,7 +172,13 @@ def get_task(name: str) -> TaskSpec:
             known = sorted(set(_REGISTRY) | set(declared))
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            installed = "" if declared else (f"; no package declares '{ENTRY_POINT_GROUP}' entry points: is moldiff "
-                                             f"installed (pip install -e .)?")
+            installed = (
+                ""
+                if declared
+                else (
+                    f"; no package declares '{ENTRY_POINT_GROUP}' entry points: is moldiff "
+                    f"installed (pip install -e .)?"
+                )
+            )
             raise ConfigError(f"unknown task '{name}' ({hint}known tasks: {', '.join(known) or 'none'}){installed}")
     return _REGISTRY[name]

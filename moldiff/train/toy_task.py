@@ -192,13 +192,20 @@ class GaussianMixtureModel(nn.Module):
     def training_loss(self, batch: torch.Tensor, generator: torch.Generator | None = None):
         """Mean denoising loss of a batch ``[B, dim]`` of raw vectors; metrics: the per-item spread."""
         x0 = (batch - self.data_mean) / self.data_std
-        per_item = denoising_loss(self.denoiser, x0, EuclideanSpace.like(x0), generator=generator,
-                                  weighting=self.cfg.weighting, noise_sampler=self.cfg.noise_sampler)
+        per_item = denoising_loss(
+            self.denoiser,
+            x0,
+            EuclideanSpace.like(x0),
+            generator=generator,
+            weighting=self.cfg.weighting,
+            noise_sampler=self.cfg.noise_sampler,
+        )
         return per_item.mean(), {"loss_std": per_item.detach().std()}
 
     @torch.no_grad()
-    def sample(self, num: int, generator: torch.Generator | None = None, steps: int | None = None,
-               sampler: str | None = None) -> torch.Tensor:
+    def sample(
+        self, num: int, generator: torch.Generator | None = None, steps: int | None = None, sampler: str | None = None
+    ) -> torch.Tensor:
         """Draw ``num`` vectors ``[num, dim]`` in data units with a :mod:`moldiff.core` sampler."""
         device = self.data_mean.device
         schedule = self.denoiser.schedule
@@ -243,8 +250,9 @@ def _model_from_stats(model_cfg: ToyModelConfig, stats: dict) -> GaussianMixture
     return GaussianMixtureModel(model_cfg, torch.tensor(stats["mean"]), torch.tensor(stats["std"]))
 
 
-def build_gaussian_mixture(model_cfg: ToyModelConfig, data_cfg: ToyDataConfig, *, rank: int = 0,
-                           world_size: int = 1, seed: int = 0) -> TaskBundle:
+def build_gaussian_mixture(
+    model_cfg: ToyModelConfig, data_cfg: ToyDataConfig, *, rank: int = 0, world_size: int = 1, seed: int = 0
+) -> TaskBundle:
     """Build the toy task's model, datasets, statistics and evaluation hook (the task's ``build_fn``)."""
     centres = mixture_centres(data_cfg)
     train_set = GaussianMixtureDataset(centres, data_cfg.component_std, data_cfg.num_train, data_cfg.seed)
@@ -263,8 +271,14 @@ def build_gaussian_mixture(model_cfg: ToyModelConfig, data_cfg: ToyDataConfig, *
         samples = ema_model.sample(model_cfg.eval_samples, generator=generator)
         return mixture_metrics(samples, centres, data_cfg.component_std)
 
-    return TaskBundle(model=model, train_dataset=train_set, collate_fn=collate_vectors, dataset_stats=stats,
-                      eval_fn=eval_fn, valid_dataset=valid_set)
+    return TaskBundle(
+        model=model,
+        train_dataset=train_set,
+        collate_fn=collate_vectors,
+        dataset_stats=stats,
+        eval_fn=eval_fn,
+        valid_dataset=valid_set,
+    )
 
 
 def register() -> None:

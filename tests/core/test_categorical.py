@@ -84,6 +84,7 @@ MARGINAL = CategoricalTableOracle(_node_space(1, "uniform"), TABLE).marginal("no
 # (1) every discrete sampler, for each prior, reaches the target law
 # ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("prior", PRIORS)
 @pytest.mark.parametrize("name,options,method", SAMPLER_CASES, ids=CASE_IDS)
 def test_discrete_samplers_reach_the_target_law(prior, name, options, method):
@@ -100,10 +101,11 @@ def test_discrete_samplers_reach_the_target_law(prior, name, options, method):
     assert int(out["node"].max()) < 3  # nothing left masked
     freq = oracle.empirical(out)
     assert total_variation(freq, oracle.probs) < 0.06
-    assert total_variation(freq, _product_of_marginals(TABLE)) > 0.3       # a wrong target is rejected
+    assert total_variation(freq, _product_of_marginals(TABLE)) > 0.3  # a wrong target is rejected
     # the same sampler follows its own exact law: Pearson chi-square at p = 1e-4
-    law = exact_sampler_law(CategoricalTableOracle(_node_space(1, prior, MARGINAL), TABLE), joint_times(64),
-                            method=method, **options)
+    law = exact_sampler_law(
+        CategoricalTableOracle(_node_space(1, prior, MARGINAL), TABLE), joint_times(64), method=method, **options
+    )
     stat, df = _chi2(freq * 4000, law)
     assert stat < _chi2_quantile(df), (stat, df)
     one = sampler(oracle, space.prior(g), joint_times(1), space, generator=g, **options)
@@ -123,15 +125,23 @@ def test_node_and_pair_variables_of_packed_graphs_reach_their_joint_law(prior):
     table = _table((2,) * 6, seed=3, scale=1.5)
 
     def space_of(n, b, p):
-        probe = JointSpace({"node": CategoricalSpace.over_nodes(b, 2, n, prior="uniform"),
-                            "pair": CategoricalSpace.over_edges(p, b, 2, n, prior="uniform")})
+        probe = JointSpace(
+            {
+                "node": CategoricalSpace.over_nodes(b, 2, n, prior="uniform"),
+                "pair": CategoricalSpace.over_edges(p, b, 2, n, prior="uniform"),
+            }
+        )
         o = CategoricalTableOracle(probe, table)
         kw = {"node": {"marginal": o.marginal("node")}, "pair": {"marginal": o.marginal("pair")}}
         if prior != "marginal":
             kw = {"node": {}, "pair": {}}
-        return JointSpace({"node": CategoricalSpace.over_nodes(b, 2, n, prior=prior, **kw["node"]),
-                           "pair": CategoricalSpace.over_edges(p, b, 2, n, prior=prior, **kw["pair"])},
-                          {"pair": CategoricalSchedule("cosine")})
+        return JointSpace(
+            {
+                "node": CategoricalSpace.over_nodes(b, 2, n, prior=prior, **kw["node"]),
+                "pair": CategoricalSpace.over_edges(p, b, 2, n, prior=prior, **kw["pair"]),
+            },
+            {"pair": CategoricalSchedule("cosine")},
+        )
 
     space = space_of(graphs, batch, pairs)
     oracle = CategoricalTableOracle(space, table)
@@ -152,6 +162,7 @@ def test_node_and_pair_variables_of_packed_graphs_reach_their_joint_law(prior):
 # (2) the product with the zero-CoM space keeps zero CoM after every step
 # ------------------------------------------------------------------------------------------------
 
+
 def _independent_oracle(space, marginals, gaussian):
     """Exact denoiser when every categorical variable of block ``name`` is independent with law
     ``marginals[name]`` and the continuous block ``pos`` is ``N(mean, variance P)``."""
@@ -161,7 +172,7 @@ def _independent_oracle(space, marginals, gaussian):
         out = {}
         for name, m in marginals.items():
             block = space.blocks[name]
-            q = block.noising_matrix(block.per_item(space.schedules[name].alpha(t.double())))   # [M, K, S]
+            q = block.noising_matrix(block.per_item(space.schedules[name].alpha(t.double())))  # [M, K, S]
             lik = q.gather(2, state[name][:, None, None].expand(-1, block.num_classes, 1)).squeeze(2)
             out[name] = torch.log(m) + torch.log(lik.clamp_min(1e-300))
         pos = space.blocks["pos"]
@@ -180,11 +191,13 @@ def _molecule_like_space(sizes, seed=0):
     m_node = torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64)
     m_pair = torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64)
     pos = zero_com_space(batch, len(sizes), dtype=torch.float64)
-    space = JointSpace({
-        "pos": pos,
-        "node": CategoricalSpace.over_nodes(batch, 4, len(sizes), prior="masking"),
-        "pair": CategoricalSpace.over_edges(pairs, batch, 3, len(sizes), prior="marginal", marginal=m_pair),
-    })
+    space = JointSpace(
+        {
+            "pos": pos,
+            "node": CategoricalSpace.over_nodes(batch, 4, len(sizes), prior="masking"),
+            "pair": CategoricalSpace.over_edges(pairs, batch, 3, len(sizes), prior="marginal", marginal=m_pair),
+        }
+    )
     mean = pos.project(torch.randn(batch.numel(), 3, generator=g, dtype=torch.float64))
     return space, _independent_oracle(space, {"node": m_node, "pair": m_pair}, (mean, 0.5)), mean, (m_node, m_pair)
 
@@ -220,6 +233,7 @@ def test_the_product_with_zero_com_coordinates_keeps_zero_com_after_every_step(n
 # (3) few-step samplers converge as the steps grow
 # ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("prior", PRIORS)
 @pytest.mark.parametrize("method,eta", [("euler", 0.0), ("euler", 1.0), ("posterior", 0.0)])
 def test_the_exact_law_of_a_few_step_sampler_converges_at_first_order(prior, method, eta):
@@ -228,8 +242,10 @@ def test_the_exact_law_of_a_few_step_sampler_converges_at_first_order(prior, met
     per-variable steps are exact, the error is that variables move independently within a step);
     one step gives the product of the marginals."""
     oracle = CategoricalTableOracle(_node_space(1, prior, MARGINAL), TABLE)
-    errors = [total_variation(exact_sampler_law(oracle, joint_times(n), method=method, eta=eta), oracle.probs)
-              for n in (1, 2, 4, 8, 16, 32)]
+    errors = [
+        total_variation(exact_sampler_law(oracle, joint_times(n), method=method, eta=eta), oracle.probs)
+        for n in (1, 2, 4, 8, 16, 32)
+    ]
     assert abs(errors[0] - total_variation(_product_of_marginals(TABLE), oracle.probs)) < 1e-9
     assert all(b < a for a, b in zip(errors, errors[1:])), errors
     assert 1.6 < errors[-2] / errors[-1] < 2.4, errors
@@ -270,6 +286,7 @@ def test_continuous_blocks_of_the_joint_samplers_converge_at_their_order(name, o
 # (4) noising marginals
 # ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("prior", PRIORS)
 def test_noising_matches_its_closed_form(prior):
     """q_t(x_t | x_0) = alpha delta + (1 - alpha) p_0, per clean class, at three times; at t = 0
@@ -301,8 +318,9 @@ def test_continuous_noising_is_the_interpolant_in_the_subspace():
     space = JointSpace({"pos": pos})
     x0 = pos.project(torch.randn(11, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
     g = torch.Generator().manual_seed(2)
-    draws = torch.stack([space.noise({"pos": x0}, torch.tensor([0.4, 0.4], dtype=torch.float64), g)["pos"]
-                         for _ in range(4000)])
+    draws = torch.stack(
+        [space.noise({"pos": x0}, torch.tensor([0.4, 0.4], dtype=torch.float64), g)["pos"] for _ in range(4000)]
+    )
     assert float(pos.node_mean(draws[0]).abs().max()) < 1e-12
     assert float((draws.mean(0) - 0.6 * x0).abs().max()) < 0.03
     # per-node variance t^2 (n - 1) / n from the zero-CoM noise
@@ -343,19 +361,31 @@ def test_transition_probabilities_are_distributions_and_the_last_step_samples_th
 # (5) the loss in a tiny case
 # ------------------------------------------------------------------------------------------------
 
+
 def test_joint_loss_terms_and_gradients_have_their_closed_form():
     """Two graphs (2 and 3 nodes): MSE of the projected clean prediction per coordinate entry, and
     the mean cross-entropy over each graph's variables, masked-only for the masking prior. The
     gradient of a cross-entropy term with respect to the logits is ``(softmax - one_hot) / count``."""
     batch = torch.tensor([0, 0, 1, 1, 1])
     pos = zero_com_space(batch, 2, dtype=torch.float64)
-    space = JointSpace({"pos": pos, "node": CategoricalSpace.over_nodes(batch, 3, 2, prior="masking"),
-                        "kind": CategoricalSpace.over_nodes(batch, 2, 2, prior="uniform")})
-    x0 = {"pos": pos.project(torch.arange(15, dtype=torch.float64).reshape(5, 3) % 4),
-          "node": torch.tensor([0, 2, 1, 1, 0]), "kind": torch.tensor([1, 0, 0, 1, 1])}
+    space = JointSpace(
+        {
+            "pos": pos,
+            "node": CategoricalSpace.over_nodes(batch, 3, 2, prior="masking"),
+            "kind": CategoricalSpace.over_nodes(batch, 2, 2, prior="uniform"),
+        }
+    )
+    x0 = {
+        "pos": pos.project(torch.arange(15, dtype=torch.float64).reshape(5, 3) % 4),
+        "node": torch.tensor([0, 2, 1, 1, 0]),
+        "kind": torch.tensor([1, 0, 0, 1, 1]),
+    }
     noisy = {"pos": x0["pos"] * 0.5, "node": torch.tensor([3, 2, 3, 3, 0]), "kind": torch.tensor([0, 0, 1, 1, 0])}
-    logits = torch.tensor([[0.0, 1.0, 2.0], [1.0, 0.0, 0.0], [0.5, 0.5, -1.0], [2.0, 0.0, 1.0], [0.0, 0.0, 0.0]],
-                          dtype=torch.float64, requires_grad=True)
+    logits = torch.tensor(
+        [[0.0, 1.0, 2.0], [1.0, 0.0, 0.0], [0.5, 0.5, -1.0], [2.0, 0.0, 1.0], [0.0, 0.0, 0.0]],
+        dtype=torch.float64,
+        requires_grad=True,
+    )
     kind_logits = torch.zeros(5, 2, dtype=torch.float64, requires_grad=True)
     pred_pos = torch.ones(5, 3, dtype=torch.float64)
     terms = joint_loss_terms({"pos": pred_pos, "node": logits, "kind": kind_logits}, x0, noisy, space)
@@ -388,14 +418,22 @@ def test_joint_loss_weights_time_weightings_and_self_conditioning():
     t = torch.tensor([0.25, 0.5], dtype=torch.float64)
     weights = {"pos": 2.0, "pair": 0.5}
     tw = clipped_snr_weight(FlowSchedule())
-    total, terms = joint_loss(recording, clean, space, generator=torch.Generator().manual_seed(0), t=t,
-                              weights=weights, time_weight={"pos": tw})
+    total, terms = joint_loss(
+        recording,
+        clean,
+        space,
+        generator=torch.Generator().manual_seed(0),
+        t=t,
+        weights=weights,
+        time_weight={"pos": tw},
+    )
     assert calls == ["absent"]
     expected = 2.0 * tw(t) * terms["pos"] + terms["node"] + 0.5 * terms["pair"]
     assert torch.allclose(total, expected)
     # EQGAT-diff's clip(SNR, 0.05, 1.5) of the linear interpolant, SNR = ((1 - t) / t)^2
-    assert torch.allclose(tw(torch.tensor([0.25, 0.5, 0.9], dtype=torch.float64)),
-                          torch.tensor([1.5, 1.0, 0.05], dtype=torch.float64))
+    assert torch.allclose(
+        tw(torch.tensor([0.25, 0.5, 0.9], dtype=torch.float64)), torch.tensor([1.5, 1.0, 0.05], dtype=torch.float64)
+    )
     assert torch.allclose(velocity_weight(FlowSchedule())(t), 1 / t**2)
     assert torch.allclose(masking_elbo_weight(CategoricalSchedule())(t), 1 / t)
     calls.clear()
@@ -409,6 +447,7 @@ def test_joint_loss_weights_time_weightings_and_self_conditioning():
 # ------------------------------------------------------------------------------------------------
 # (6) pair indexing under node permutations
 # ------------------------------------------------------------------------------------------------
+
 
 def test_pair_indexing_is_consistent_under_node_permutations():
     g = torch.Generator().manual_seed(0)
@@ -431,8 +470,8 @@ def test_pair_indexing_is_consistent_under_node_permutations():
     for _ in range(3):
         perm = random_permutation_within_graphs(batch, g)
         moved = edge_permutation(perm, batch)
-        assert torch.equal(torch.sort(moved).values, ids)                 # a permutation of the pairs
-        assert torch.equal(pair_values(labels[perm]), values[moved])      # the variables move with the nodes
+        assert torch.equal(torch.sort(moved).values, ids)  # a permutation of the pairs
+        assert torch.equal(pair_values(labels[perm]), values[moved])  # the variables move with the nodes
     # a sparse list of labelled pairs lands on its pairs
     dense = torch.zeros(pairs.shape[1], dtype=torch.long)
     src, dst = torch.tensor([2, 9, 13]), torch.tensor([1, 7, 15])
@@ -443,6 +482,7 @@ def test_pair_indexing_is_consistent_under_node_permutations():
 # ------------------------------------------------------------------------------------------------
 # registry and contracts
 # ------------------------------------------------------------------------------------------------
+
 
 def test_joint_samplers_are_registered_and_refuse_tensor_states():
     assert set(JOINT_SAMPLERS) == {c[0] for c in SAMPLER_CASES}
@@ -462,8 +502,13 @@ def test_joint_samplers_are_registered_and_refuse_tensor_states():
     times = joint_times(10)
     for name in JOINT_SAMPLERS:
         calls.clear()
-        get_sampler(name)(counting, space.prior(torch.Generator().manual_seed(0)), times, space,
-                          generator=torch.Generator().manual_seed(0))
+        get_sampler(name)(
+            counting,
+            space.prior(torch.Generator().manual_seed(0)),
+            times,
+            space,
+            generator=torch.Generator().manual_seed(0),
+        )
         assert len(calls) == count_denoiser_calls(name, times), name
     calls.clear()
     get_sampler("joint_euler")(counting, space.prior(), joint_times(3), space, self_condition=True)
@@ -475,8 +520,11 @@ def test_samplers_are_pure_functions_of_their_generator():
     outs = []
     for _ in range(2):
         g = torch.Generator().manual_seed(3)
-        outs.append(get_sampler("joint_ancestral")(denoiser, space.prior(g, dtype=torch.float64), joint_times(8),
-                                                   space, generator=g))
+        outs.append(
+            get_sampler("joint_ancestral")(
+                denoiser, space.prior(g, dtype=torch.float64), joint_times(8), space, generator=g
+            )
+        )
     assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
 
 

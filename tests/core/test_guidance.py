@@ -52,6 +52,7 @@ def test_cfg_rescale_restores_the_conditional_spread():
     d_c = denoiser(x, sigma, 1)
     plain = classifier_free_guidance(denoiser, space, 5.0, {"label": 1}, {"label": 0})(x, sigma)
     full = classifier_free_guidance(denoiser, space, 5.0, {"label": 1}, {"label": 0}, rescale=1.0)(x, sigma)
+
     def std(v):
         return (v - v.mean(1, keepdim=True)).pow(2).mean(1).sqrt()
 

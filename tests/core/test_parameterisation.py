@@ -69,8 +69,11 @@ class OracleNetwork(torch.nn.Module):
 
 
 @pytest.mark.parametrize("kind", KINDS + ["edm"])
-@pytest.mark.parametrize("schedule", [VPSchedule("linear"), DiscreteVPSchedule.polynomial(1000), FlowSchedule(), EDMSchedule()],
-                         ids=["vp", "polynomial", "flow", "edm"])
+@pytest.mark.parametrize(
+    "schedule",
+    [VPSchedule("linear"), DiscreteVPSchedule.polynomial(1000), FlowSchedule(), EDMSchedule()],
+    ids=["vp", "polynomial", "flow", "edm"],
+)
 def test_denoiser_wrapper_recovers_the_optimal_denoiser(kind, schedule):
     oracle = dense_problem(0, dim=4)
     denoiser = DiffusionDenoiser(OracleNetwork(oracle, schedule, kind), schedule, kind)
@@ -93,7 +96,9 @@ def test_loss_of_the_optimal_denoiser_has_its_closed_form(weighting):
     t = torch.full((n,), 0.3, dtype=torch.float64)
     loss = denoising_loss(denoiser, x0, space, generator=g, t=t, weighting=weighting).mean()
     a2, s2 = schedule.alpha(t[:1]) ** 2, schedule.sigma(t[:1]) ** 2
-    expected = (a2 * oracle.eigvals / (a2 * oracle.eigvals + s2)).mean() * loss_weight(schedule.log_snr(t[:1]), weighting)
+    expected = (a2 * oracle.eigvals / (a2 * oracle.eigvals + s2)).mean() * loss_weight(
+        schedule.log_snr(t[:1]), weighting
+    )
     assert abs(float(loss) - float(expected)) < 0.02 * float(expected)
 
 

@@ -1,6 +1,5 @@
 """Every sampler against closed-form Gaussian answers, on dense and packed-graph batches."""
 
-
 import pytest
 import torch
 
@@ -98,7 +97,9 @@ def test_ode_samplers_converge_at_their_order(name, order):
     g = torch.Generator().manual_seed(0)
     x_init = torch.randn(16, 3, generator=g, dtype=torch.float64) * 20.0
     steps = (8, 16, 32, 64) if order < 4 else (4, 8, 16, 32)
-    orders = assert_convergence_order(get_sampler(name), oracle, x_init, space, _grid, order, steps=steps, tolerance=0.3)
+    orders = assert_convergence_order(
+        get_sampler(name), oracle, x_init, space, _grid, order, steps=steps, tolerance=0.3
+    )
     # error divides by about 2 (Euler) or 4 (Heun, DPM-Solver++(2M)) per doubling
     assert abs(2 ** orders[-1] - 2**order) < 0.25 * 2**order
 

@@ -51,7 +51,11 @@ def test_mnist_test_split(shared_data):
 @pytest.mark.parametrize("dtype", ["u1", "i1", "i2", "i4", "f4", "f8"])
 @pytest.mark.parametrize("suffix", ["", ".gz"])
 def test_write_then_read_idx(tmp_path, dtype, suffix):
-    a = (np.arange(24).reshape(2, 3, 4) * 3 - 20).astype(dtype) if dtype != "u1" else np.arange(24, dtype="u1").reshape(2, 3, 4)
+    a = (
+        (np.arange(24).reshape(2, 3, 4) * 3 - 20).astype(dtype)
+        if dtype != "u1"
+        else np.arange(24, dtype="u1").reshape(2, 3, 4)
+    )
     b = read_idx(write_idx(a, tmp_path / f"a{suffix}"))
     assert b.dtype == a.dtype and np.array_equal(a, b)
 
@@ -89,7 +93,9 @@ def test_float_conversion_round_trips():
     u = torch.arange(256, dtype=torch.uint8)
     x = to_float(u)
     assert float(x[0]) == -1 and float(x[-1]) == 1
-    assert torch.equal(to_uint8(x), u) and torch.equal(to_uint8(torch.tensor([-3.0, 3.0])), torch.tensor([0, 255], dtype=torch.uint8))
+    assert torch.equal(to_uint8(x), u) and torch.equal(
+        to_uint8(torch.tensor([-3.0, 3.0])), torch.tensor([0, 255], dtype=torch.uint8)
+    )
 
 
 def test_png_folder_with_class_subfolders(tmp_path):

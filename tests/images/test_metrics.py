@@ -33,10 +33,15 @@ def test_frechet_distance_of_identical_gaussians_is_zero():
 def test_frechet_distance_matches_closed_forms():
     # commuting covariances (shared eigenvectors): |dmu|^2 + sum (sqrt(a) - sqrt(b))^2
     q, _ = torch.linalg.qr(torch.randn(5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
-    a, b = torch.tensor([0.5, 1.0, 2.0, 3.0, 4.0], dtype=torch.float64), torch.tensor([1.0, 1.0, 0.3, 5.0, 0.1], dtype=torch.float64)
+    a, b = (
+        torch.tensor([0.5, 1.0, 2.0, 3.0, 4.0], dtype=torch.float64),
+        torch.tensor([1.0, 1.0, 0.3, 5.0, 0.1], dtype=torch.float64),
+    )
     mu1, mu2 = torch.zeros(5, dtype=torch.float64), torch.arange(5, dtype=torch.float64)
     expected = float((mu1 - mu2).square().sum() + (a.sqrt() - b.sqrt()).square().sum())
-    assert frechet_distance(mu1, q @ torch.diag(a) @ q.T, mu2, q @ torch.diag(b) @ q.T) == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance(mu1, q @ torch.diag(a) @ q.T, mu2, q @ torch.diag(b) @ q.T) == pytest.approx(
+        expected, rel=1e-9
+    )
     # two dimensions, non-commuting: tr((S1^1/2 S2 S1^1/2)^1/2) = sqrt(tr(S1 S2) + 2 sqrt(det S1 det S2))
     s1, s2 = _spd(2, 2), _spd(2, 3)
     cross = math.sqrt(float(torch.trace(s1 @ s2)) + 2 * math.sqrt(float(torch.det(s1) * torch.det(s2))))
@@ -48,8 +53,10 @@ def test_frechet_distance_from_samples_converges():
     g = torch.Generator().manual_seed(0)
     cov = _spd(4, 4)
     chol = torch.linalg.cholesky(cov)
-    x = (torch.randn(20000, 4, generator=g, dtype=torch.float64) @ chol.T)
-    y = (torch.randn(20000, 4, generator=g, dtype=torch.float64) @ chol.T) + torch.tensor([0.5, 0, 0, 0], dtype=torch.float64)
+    x = torch.randn(20000, 4, generator=g, dtype=torch.float64) @ chol.T
+    y = (torch.randn(20000, 4, generator=g, dtype=torch.float64) @ chol.T) + torch.tensor(
+        [0.5, 0, 0, 0], dtype=torch.float64
+    )
     mu, c = feature_statistics(x)
     assert torch.allclose(c, cov, atol=0.05)
     assert frechet_distance_from_features(x, x) == pytest.approx(0.0, abs=1e-9)
@@ -89,8 +96,16 @@ def test_bits_per_dim_of_a_gaussian_oracle_matches_the_closed_form():
     """bpd = -log N(y; m, C + sigma_min^2) / (D ln 2) + 7 for the dequantised y, D = 1 x 2 x 2."""
     oracle = DenseGaussianOracle(torch.tensor([0.1, -0.2, 0.0, 0.3], dtype=torch.float64), 0.2 * _spd(4, 5))
     images = torch.randint(60, 200, (5, 1, 2, 2), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
-    bpd = image_bits_per_dim(oracle, images, generator=torch.Generator().manual_seed(7), sigma_min=1e-3,
-                             sigma_max=300.0, num_steps=200, trace="exact", dtype=torch.float64)
+    bpd = image_bits_per_dim(
+        oracle,
+        images,
+        generator=torch.Generator().manual_seed(7),
+        sigma_min=1e-3,
+        sigma_max=300.0,
+        num_steps=200,
+        trace="exact",
+        dtype=torch.float64,
+    )
     y = dequantize(images, torch.Generator().manual_seed(7)).double()  # the same dequantisation noise
     expected = -oracle.log_density(y, sigma=1e-3) / (4 * math.log(2)) + 7
     assert bpd.shape == (5,)

@@ -15,7 +15,7 @@ def _toy_images(n: int = 32) -> ImageBatch:
     labels = torch.arange(n) % 3
     images = -torch.ones(n, 1, 8, 8)
     for k in range(n):
-        images[k, 0, 2 * int(labels[k]) + 1:2 * int(labels[k]) + 3] = 1.0
+        images[k, 0, 2 * int(labels[k]) + 1 : 2 * int(labels[k]) + 3] = 1.0
     return ImageBatch(images, labels)
 
 
@@ -40,8 +40,17 @@ def test_a_few_training_steps_reduce_the_loss():
     def fixed_loss():  # the same noise and noise levels every time
         g = torch.Generator().manual_seed(123)
         t = torch.tensor([0.05, 0.3, 1.0, 4.0]).repeat_interleave(8).double()
-        return float(denoising_loss(model.denoiser, batch.images, EuclideanSpace.like(batch.images), generator=g, t=t,
-                                    weighting="edm", extra_args={"labels": batch.labels}).mean())
+        return float(
+            denoising_loss(
+                model.denoiser,
+                batch.images,
+                EuclideanSpace.like(batch.images),
+                generator=g,
+                t=t,
+                weighting="edm",
+                extra_args={"labels": batch.labels},
+            ).mean()
+        )
 
     before = fixed_loss()
     metrics = _fit(model, batch, steps=20, lr=3e-3)
@@ -69,7 +78,9 @@ def test_labels_guidance_and_nfe(tiny_model):
     assert torch.equal(model.sample(4, seed=1, steps=4, labels=1), plain)  # a name or an index
     chunked = model.sample(4, seed=1, steps=4, labels=1, batch_size=3)  # chunks draw from one generator in turn
     assert torch.allclose(chunked[:3], plain[:3], atol=1e-5)
-    assert model.nfe("dpmpp_2m", 4) == 4 and model.nfe("heun", 4) == 7 and model.nfe("heun", 4, guidance_scale=2.0) == 14
+    assert (
+        model.nfe("dpmpp_2m", 4) == 4 and model.nfe("heun", 4) == 7 and model.nfe("heun", 4, guidance_scale=2.0) == 14
+    )
     with pytest.raises(ValueError, match="unknown class names"):
         model.sample(2, labels="z")
     with pytest.raises(ValueError, match="2 labels for 3 images"):
@@ -90,12 +101,15 @@ def test_bits_per_dim_runs_and_depends_on_the_label(tiny_model):
     assert not torch.allclose(a, b)
 
 
-@pytest.mark.parametrize("schedule, prediction, options", [("vp_cosine", "eps", {}), ("ddpm_linear", "v", {"num_steps": 100}),
-                                                           ("flow", "x0", {})])
+@pytest.mark.parametrize(
+    "schedule, prediction, options",
+    [("vp_cosine", "eps", {}), ("ddpm_linear", "v", {"num_steps": 100}), ("flow", "x0", {})],
+)
 def test_other_schedules_and_predictions(schedule, prediction, options):
     torch.manual_seed(0)
-    cfg = tiny_config(schedule=schedule, prediction=prediction, schedule_options=options, weighting="eps",
-                      noise_sampler="uniform")
+    cfg = tiny_config(
+        schedule=schedule, prediction=prediction, schedule_options=options, weighting="eps", noise_sampler="uniform"
+    )
     model = ImageDiffusion(cfg, {"image_shape": [1, 8, 8]})
     loss, _ = model.training_loss(_toy_images(4))
     assert torch.isfinite(loss)
@@ -106,7 +120,9 @@ def test_other_schedules_and_predictions(schedule, prediction, options):
 def test_a_trained_model_draws_the_requested_class():
     """About 25 s on one core: 300 Adam steps on three 'bar' images; every sampler then draws the asked-for bar."""
     torch.manual_seed(0)
-    model = ImageDiffusion(tiny_config(class_conditional=True, base_channels=16), {"image_shape": [1, 8, 8], "num_classes": 3})
+    model = ImageDiffusion(
+        tiny_config(class_conditional=True, base_channels=16), {"image_shape": [1, 8, 8], "num_classes": 3}
+    )
     _fit(model, _toy_images(48), steps=300, lr=2e-3)
     model.eval()
     labels = torch.arange(30) % 3

@@ -48,9 +48,29 @@ def test_the_shipped_classifier_recognises_real_test_images(shared_data):
 
 def test_cli_samples_a_png_grid_from_the_shipped_model(tmp_path):
     out = tmp_path / "grid.png"
-    proc = subprocess.run([sys.executable, "-m", "moldiff.cli", "sample", "--model", "fashion_mnist", "--num", "20",
-                           "--steps", "4", "--labels", "cycle", "--out", str(out), "--no-progress"],
-                          capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moldiff.cli",
+            "sample",
+            "--model",
+            "fashion_mnist",
+            "--num",
+            "20",
+            "--steps",
+            "4",
+            "--labels",
+            "cycle",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     with Image.open(out) as grid:
         assert grid.mode == "L" and grid.size[0] > 28 * 4
@@ -64,9 +84,15 @@ def test_a_classifier_in_the_old_file_format_loads_with_the_same_outputs(tmp_pat
 
     torch.manual_seed(0)
     original = ImageClassifier(ClassifierConfig(in_channels=1, num_classes=2, width=4, feature_dim=8)).eval()
-    torch.save({"format": "moldiff-image-classifier", "model": original.state_dict(), "info": {"class_names": ["a", "b"]},
-                "config": {"in_channels": 1, "num_classes": 2, "width": 4, "feature_dim": 8, "dropout": 0.1}},
-               tmp_path / "mine.pt")
+    torch.save(
+        {
+            "format": "moldiff-image-classifier",
+            "model": original.state_dict(),
+            "info": {"class_names": ["a", "b"]},
+            "config": {"in_channels": 1, "num_classes": 2, "width": 4, "feature_dim": 8, "dropout": 0.1},
+        },
+        tmp_path / "mine.pt",
+    )
     loaded = moldiff.load_pretrained(tmp_path / "mine.pt")
     assert isinstance(loaded, ImageClassifier) and loaded.info["class_names"] == ["a", "b"]
     x = torch.rand(3, 1, 12, 12) * 2 - 1

@@ -30,10 +30,23 @@ def test_train_evaluate_reload_and_sample_a_png_grid(tmp_path, capsys):
     data = ImageFolderDataset(tmp_path / "data")
     # the feature classifier trains through the engine like any model, and loads from its checkpoint
     clf_cfg = ExperimentConfig(
-        task="image_classifier", model=ClassifierConfig(width=8, feature_dim=16),
+        task="image_classifier",
+        model=ClassifierConfig(width=8, feature_dim=16),
         data=ClassifierDataConfig(dataset="folder", root=str(tmp_path / "data"), valid_root=str(tmp_path / "data")),
-        train=TrainConfig(steps=3, batch_size=8, log_every=1, ckpt_every=3, eval_every=3, eval_batches=0,
-                          device="cpu", progress=False, best_metric="valid_accuracy", best_mode="max", ema_decay=0.0))
+        train=TrainConfig(
+            steps=3,
+            batch_size=8,
+            log_every=1,
+            ckpt_every=3,
+            eval_every=3,
+            eval_batches=0,
+            device="cpu",
+            progress=False,
+            best_metric="valid_accuracy",
+            best_mode="max",
+            ema_decay=0.0,
+        ),
+    )
     clf_run = Trainer(clf_cfg, out_dir=tmp_path / "clf").fit()
     assert 0.0 <= read_log(tmp_path / "clf" / "log.jsonl", kind="eval")[-1]["valid_accuracy"] <= 1.0
     classifier = load_classifier(clf_run.last_checkpoint)
@@ -41,11 +54,29 @@ def test_train_evaluate_reload_and_sample_a_png_grid(tmp_path, capsys):
     assert classifier.embed(data.images[:2].float() / 127.5 - 1).shape == (2, 16)
 
     cfg = ExperimentConfig(
-        task="images", model=tiny_config(class_conditional=True),
-        data=ImageDataConfig(dataset="folder", root=str(tmp_path / "data"), valid_root=str(tmp_path / "data"),
-                             eval_samples=4, eval_steps=2, eval_classifier=str(clf_run.last_checkpoint), eval_reference=12),
-        train=TrainConfig(steps=3, batch_size=4, log_every=1, ckpt_every=3, eval_every=0, eval_batches=1,
-                          device="cpu", progress=False, best_metric=None))
+        task="images",
+        model=tiny_config(class_conditional=True),
+        data=ImageDataConfig(
+            dataset="folder",
+            root=str(tmp_path / "data"),
+            valid_root=str(tmp_path / "data"),
+            eval_samples=4,
+            eval_steps=2,
+            eval_classifier=str(clf_run.last_checkpoint),
+            eval_reference=12,
+        ),
+        train=TrainConfig(
+            steps=3,
+            batch_size=4,
+            log_every=1,
+            ckpt_every=3,
+            eval_every=0,
+            eval_batches=1,
+            device="cpu",
+            progress=False,
+            best_metric=None,
+        ),
+    )
     result = Trainer(cfg, out_dir=tmp_path / "run").fit()
     evals = read_log(tmp_path / "run" / "log.jsonl", kind="eval")
     assert {"valid_loss", "frechet_distance", "precision", "recall", "classifier_accuracy"} <= evals[-1].keys()
@@ -55,8 +86,31 @@ def test_train_evaluate_reload_and_sample_a_png_grid(tmp_path, capsys):
     model = load_trained_model(result.last_checkpoint)
     assert isinstance(model, ImageDiffusion) and model.class_names == ["circle", "square"]
     out = tmp_path / "grid.png"
-    assert main(["sample", "--model", str(result.last_checkpoint), "--num", "5", "--steps", "2", "--sampler", "heun",
-                 "--labels", "cycle", "--guidance-scale", "2", "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(result.last_checkpoint),
+                "--num",
+                "5",
+                "--steps",
+                "2",
+                "--sampler",
+                "heun",
+                "--labels",
+                "cycle",
+                "--guidance-scale",
+                "2",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     with Image.open(out) as im:
         assert im.size == (2 * 10 + 2, 3 * 10 + 2) and im.mode == "L"
     ckpt = str(result.last_checkpoint)

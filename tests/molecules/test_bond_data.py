@@ -143,7 +143,7 @@ def test_charged_molecules_of_qm9_keep_their_charges(qm9):
     assert len(arrays["rows"]) == 5
     offsets = np.concatenate([[0], np.cumsum(arrays["num_atoms"])])
     for m, k in enumerate(arrays["rows"]):
-        q = arrays["formal_charges"][offsets[m]:offsets[m + 1]]
+        q = arrays["formal_charges"][offsets[m] : offsets[m + 1]]
         assert q.sum() == 0 and (q == 1).sum() >= 1
         assert arrays["smiles"][m] == _reference_smiles(qm9["smiles"][k])
 
@@ -182,10 +182,14 @@ def test_pair_classes_follow_upper_triangle_edges_and_edge_id(dataset):
     i, j = batch.edge_index
     local = i - batch.ptr[batch.batch[i]], j - batch.ptr[batch.batch[j]]
     dense = [m.bond_matrix() for m in items]
-    expected = torch.stack([dense[g][a, b] for g, a, b in zip(batch.batch[i].tolist(), local[0].tolist(), local[1].tolist())])
+    expected = torch.stack(
+        [dense[g][a, b] for g, a, b in zip(batch.batch[i].tolist(), local[0].tolist(), local[1].tolist())]
+    )
     assert torch.equal(batch.edge_types, expected)
     assert torch.equal(edge_id(i, j, batch.batch), torch.arange(E))
-    assert torch.equal(batch.edge_types[edge_id(batch.bond_index[1], batch.bond_index[0], batch.batch)], batch.bond_types)
+    assert torch.equal(
+        batch.edge_types[edge_id(batch.bond_index[1], batch.bond_index[0], batch.batch)], batch.bond_types
+    )
     for a, b in zip(items, batch.unbatch()):
         assert torch.equal(a.bond_index, b.bond_index) and torch.equal(a.bond_types, b.bond_types)
         assert torch.equal(a.charges, b.charges) and torch.equal(a.pos, b.pos)
@@ -199,8 +203,9 @@ def test_permuting_atoms_permutes_the_bonds_consistently(dataset):
     for m, p, q in zip(items, perms, moved):
         assert torch.equal(q.bond_matrix(), m.bond_matrix()[p][:, p])
         assert torch.equal(q.atomic_numbers, m.atomic_numbers[p])
-        assert canonical_smiles(bonded_molecule(q.atomic_numbers, q.charges, q.pos, (q.bond_index, q.bond_types))) == \
-            canonical_smiles(bonded_molecule(m.atomic_numbers, m.charges, m.pos, (m.bond_index, m.bond_types)))
+        assert canonical_smiles(
+            bonded_molecule(q.atomic_numbers, q.charges, q.pos, (q.bond_index, q.bond_types))
+        ) == canonical_smiles(bonded_molecule(m.atomic_numbers, m.charges, m.pos, (m.bond_index, m.bond_types)))
     a, b = collate_bonded(items), collate_bonded(moved)
     offsets = a.ptr[:-1]
     perm = torch.cat([p + o for p, o in zip(perms, offsets)])
@@ -254,8 +259,13 @@ def test_dense_bond_matrix_and_defaults():
     g = BondedMoleculeGraph(pos=torch.zeros(2, 3), atomic_numbers=torch.tensor([1, 1]), atom_types=torch.tensor([0, 0]))
     assert g.bond_types.numel() == 0 and g.charge_classes.tolist() == [1, 1]
     with pytest.raises(ValueError):
-        BondedMoleculeGraph(pos=torch.zeros(2, 3), atomic_numbers=torch.tensor([1, 1]), atom_types=torch.tensor([0, 0]),
-                            bond_index=torch.tensor([[0, 1]]), bond_types=torch.tensor([1]))
+        BondedMoleculeGraph(
+            pos=torch.zeros(2, 3),
+            atomic_numbers=torch.tensor([1, 1]),
+            atom_types=torch.tensor([0, 0]),
+            bond_index=torch.tensor([[0, 1]]),
+            bond_types=torch.tensor([1]),
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -266,8 +276,14 @@ def test_the_cache_is_written_once_and_reused(qm9, tmp_path, capsys, monkeypatch
     offsets = np.concatenate([[0], np.cumsum(qm9["num_atoms"])])
     n = 30
     source = tmp_path / "small_qm9.npz"
-    np.savez(source, index=qm9["index"][:n], num_atoms=qm9["num_atoms"][:n], smiles=qm9["smiles"][:n],
-             charges=qm9["atomic_numbers"][:offsets[n]], positions=qm9["positions"][:offsets[n]])
+    np.savez(
+        source,
+        index=qm9["index"][:n],
+        num_atoms=qm9["num_atoms"][:n],
+        smiles=qm9["smiles"][:n],
+        charges=qm9["atomic_numbers"][: offsets[n]],
+        positions=qm9["positions"][: offsets[n]],
+    )
     cache = tmp_path / "cache"
     first = load_bonded_qm9(source, cache_dir=cache)
     lines = capsys.readouterr().err.strip().splitlines()

@@ -62,8 +62,11 @@ AMMONIUM = ([7, 1, 1, 1, 1], [1, 0, 0, 0, 0], _hydrogens(1, [0], [4]))
 TRIVALENT_N_PLUS = ([7, 1, 1, 1], [1, 0, 0, 0], _hydrogens(1, [0], [3]))
 AROMATIC_CHAIN = ([6, 6] + [1] * 6, [0] * 8, [(0, 1, 4)] + _hydrogens(2, [0, 1], [3, 3]))
 # furan with aromatic bonds: O 0, C 1-4, H 5-8
-FURAN = ([8, 6, 6, 6, 6, 1, 1, 1, 1], [0] * 9,
-         [(0, 1, 4), (1, 2, 4), (2, 3, 4), (3, 4, 4), (4, 0, 4)] + _hydrogens(5, [1, 2, 3, 4], [1, 1, 1, 1]))
+FURAN = (
+    [8, 6, 6, 6, 6, 1, 1, 1, 1],
+    [0] * 9,
+    [(0, 1, 4), (1, 2, 4), (2, 3, 4), (3, 4, 4), (4, 0, 4)] + _hydrogens(5, [1, 2, 3, 4], [1, 1, 1, 1]),
+)
 # CH3 radical: a carbon missing a hydrogen
 METHYL = ([6, 1, 1, 1], [0] * 4, _hydrogens(1, [0], [3]))
 
@@ -107,14 +110,18 @@ def test_inputs_as_lists_matrices_pairs_and_rdkit_molecules_agree(test_molecules
     m = test_molecules[5]
     n = m.num_atoms
     forms = [
-        (m.atomic_numbers, m.charges, m.pos, m.bonds),                               # [B, 3] rows
-        (m.atomic_numbers, m.charges, m.pos, (m.bond_index, m.bond_types)),          # ([2, B], [B])
-        (m.atomic_numbers, m.charges, m.pos, (m.bond_index.T, m.bond_types)),        # ([B, 2], [B])
-        (m.atomic_numbers, m.charges, m.pos, m.bond_matrix()),                       # dense [n, n]
-        {"atomic_numbers": m.atomic_numbers, "formal_charges": m.charges, "positions": m.pos,
-         "bond_matrix": torch.triu(m.bond_matrix())},                                # upper triangle only
-        bonded_molecule(m.atomic_numbers, m.charges, m.pos, m.bonds),                # an RDKit Mol
-        m,                                                                            # the item itself
+        (m.atomic_numbers, m.charges, m.pos, m.bonds),  # [B, 3] rows
+        (m.atomic_numbers, m.charges, m.pos, (m.bond_index, m.bond_types)),  # ([2, B], [B])
+        (m.atomic_numbers, m.charges, m.pos, (m.bond_index.T, m.bond_types)),  # ([B, 2], [B])
+        (m.atomic_numbers, m.charges, m.pos, m.bond_matrix()),  # dense [n, n]
+        {
+            "atomic_numbers": m.atomic_numbers,
+            "formal_charges": m.charges,
+            "positions": m.pos,
+            "bond_matrix": torch.triu(m.bond_matrix()),
+        },  # upper triangle only
+        bonded_molecule(m.atomic_numbers, m.charges, m.pos, m.bonds),  # an RDKit Mol
+        m,  # the item itself
     ]
     results = [evaluate_bonded_molecules([f], sdf=False) for f in forms]
     assert all(r == results[0] for r in results) and results[0]["molecule_stability"] == 1.0
@@ -139,7 +146,9 @@ def test_a_disconnected_pair_fails_connected_validity_only():
     a = _assess(DISCONNECTED)
     assert a.stable and a.valid and a.num_fragments == 2 and not a.connected_valid
     assert a.smiles == "C.O" and a.largest_fragment_smiles == "C"
-    r = evaluate_bonded_molecules([(np.array(DISCONNECTED[0]), np.array(DISCONNECTED[1]), _pos(8), np.array(DISCONNECTED[2]))])
+    r = evaluate_bonded_molecules(
+        [(np.array(DISCONNECTED[0]), np.array(DISCONNECTED[1]), _pos(8), np.array(DISCONNECTED[2]))]
+    )
     assert r["validity"] == 1.0 and r["connected_validity"] == 0.0 and r["fraction_disconnected"] == 1.0
 
 

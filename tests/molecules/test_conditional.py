@@ -23,7 +23,9 @@ from moldiff.testing import random_rotation
 from moldiff.testing.equivariance import random_permutation_within_graphs
 
 REPO = Path(__file__).resolve().parents[2]
-needs_qm9 = pytest.mark.skipif(find_spec("qm9pack") is None, reason="qm9pack is not installed (pip install 'moldiff[qm9]')")
+needs_qm9 = pytest.mark.skipif(
+    find_spec("qm9pack") is None, reason="qm9pack is not installed (pip install 'moldiff[qm9]')"
+)
 
 _SIZES = np.array([3, 3, 4, 5, 5, 5, 9])
 _ALPHA = np.array([10.0, 12.0, 20.0, 30.0, 35.0, 40.0, 80.0])
@@ -48,7 +50,9 @@ PRED_STATS = {
 
 def _generator(context=("alpha",)) -> MoleculeGenerator:
     torch.manual_seed(0)
-    cfg = MoleculeModelConfig(hidden=16, layers=2, schedule_options={"num_steps": 100}, context=list(context), context_dropout=0.1)
+    cfg = MoleculeModelConfig(
+        hidden=16, layers=2, schedule_options={"num_steps": 100}, context=list(context), context_dropout=0.1
+    )
     return MoleculeGenerator(MoleculeDiffusion(cfg, GEN_STATS))
 
 
@@ -60,16 +64,28 @@ def _predictor(hidden=16, layers=2, stats=PRED_STATS) -> PropertyPredictor:
 def _write_weights(model, task: str, path: Path) -> Path:
     from moldiff.train.checkpoint import CHECKPOINT_VERSION, WEIGHTS_FORMAT, atomic_save
 
-    return atomic_save({"format": WEIGHTS_FORMAT, "version": CHECKPOINT_VERSION, "task": task, "step": 0,
-                        "config": {"model": asdict(model.config)}, "dataset_stats": model.stats,
-                        "sampling_state": {}, "model": model.state_dict()}, path)
+    return atomic_save(
+        {
+            "format": WEIGHTS_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "task": task,
+            "step": 0,
+            "config": {"model": asdict(model.config)},
+            "dataset_stats": model.stats,
+            "sampling_state": {},
+            "model": model.state_dict(),
+        },
+        path,
+    )
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("conditional")
-    return (_write_weights(_generator().model, "molecules", folder / "gen.pt"),
-            _write_weights(_predictor(), "property_predictor", folder / "pred.pt"))
+    return (
+        _write_weights(_generator().model, "molecules", folder / "gen.pt"),
+        _write_weights(_predictor(), "property_predictor", folder / "pred.pt"),
+    )
 
 
 # ------------------------------------------------------------------------------------------ halves
@@ -91,7 +107,9 @@ def test_halves_are_disjoint_cover_the_split_and_follow_edms_recipe():
 def test_the_molecules_task_trains_on_the_generator_half():
     from moldiff.molecules.training_data import MoleculeDataConfig, load_datasets
 
-    halves = {h: load_datasets(MoleculeDataConfig(half=h, valid_split=None), ["alpha"])[0] for h in ("predictor", "generator")}
+    halves = {
+        h: load_datasets(MoleculeDataConfig(half=h, valid_split=None), ["alpha"])[0] for h in ("predictor", "generator")
+    }
     ids = {h: {int(d[i].index) for i in range(0, len(d), 97)} for h, d in halves.items()}
     assert len(halves["generator"]) == 50_000 and not ids["predictor"] & ids["generator"]
     assert halves["generator"].property("alpha").shape == (50_000,)
@@ -116,7 +134,9 @@ def test_the_predictor_is_e3_and_permutation_invariant():
     z = np.array([1, 6, 7, 8, 9])[types.numpy()]
     pairs = [(z[batch.numpy() == b], pos[batch == b].numpy()) for b in range(3)]
     for chunk in (1, 2, 256):
-        assert np.allclose(predictor.float().predict_molecules(pairs, batch_size=chunk), ref.detach().numpy(), atol=1e-4)
+        assert np.allclose(
+            predictor.float().predict_molecules(pairs, batch_size=chunk), ref.detach().numpy(), atol=1e-4
+        )
 
 
 @needs_qm9
@@ -194,12 +214,13 @@ def test_the_training_evaluation_scores_a_conditional_model_on_targets_from_p_c_
     model = _generator().model.eval()
     seen = []
     sample_states = model.sample_states
-    monkeypatch.setattr(model, "sample_states", lambda sizes, **kw: seen.append((sizes, kw["context"])) or
-                        sample_states(sizes, **kw))
+    monkeypatch.setattr(
+        model, "sample_states", lambda sizes, **kw: seen.append((sizes, kw["context"])) or sample_states(sizes, **kw)
+    )
     evaluate = molecule_task._eval_fn(MoleculeDataConfig(eval_samples=6, eval_sampler="ddim", eval_steps=3))
     metrics = evaluate(model, 7, tmp_path)
     assert metrics["num_molecules"] == 6 and 0.0 <= metrics["atom_stability"] <= 1.0
-    (sizes, context), = seen
+    ((sizes, context),) = seen
     assert context["alpha"].shape == (6,) and bool(((context["alpha"] >= 10.0) & (context["alpha"] <= 80.0)).all())
     assert (tmp_path / "samples_step00000007.sdf").is_file()
     assert evaluate(model, 7, None) == metrics  # fixed seeds: the same targets and molecules every time
@@ -220,16 +241,34 @@ def test_gradient_guidance_by_a_predictor_moves_the_sample_and_stays_finite():
 def test_condition_arguments_are_parsed_with_clear_errors():
     assert parse_conditions(["alpha=80", " gap = 0.25"]) == {"alpha": 80.0, "gap": 0.25}
     assert parse_conditions(None) is None
-    for bad, message in [(["alpha"], "expects NAME=VALUE"), (["=3"], "expects NAME=VALUE"),
-                         (["alpha=big"], "'big' is not a number"), (["alpha=1", "alpha=2"], "'alpha' twice")]:
+    for bad, message in [
+        (["alpha"], "expects NAME=VALUE"),
+        (["=3"], "expects NAME=VALUE"),
+        (["alpha=big"], "'big' is not a number"),
+        (["alpha=1", "alpha=2"], "'alpha' twice"),
+    ]:
         with pytest.raises(ValueError, match=message):
             parse_conditions(bad)
 
 
 def test_cli_sample_with_a_condition(checkpoints, tmp_path, capsys):
     gen_path, _ = checkpoints
-    base = ["sample", "--model", str(gen_path), "--num", "2", "--sampler", "ddim", "--steps", "3", "--no-progress",
-            "--device", "cpu", "--out", str(tmp_path / "s.sdf")]
+    base = [
+        "sample",
+        "--model",
+        str(gen_path),
+        "--num",
+        "2",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "3",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "s.sdf"),
+    ]
     assert cli_main([*base, "--condition", "alpha=eighty"]) == 2
     assert "--condition alpha=eighty: 'eighty' is not a number" in capsys.readouterr().err
     assert cli_main([*base, "--condition", "alpha=500"]) == 2
@@ -243,18 +282,51 @@ def test_cli_sample_with_a_condition(checkpoints, tmp_path, capsys):
 def test_the_table3_benchmark_runs_end_to_end(checkpoints):
     gen_path, pred_path = checkpoints
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    runs = [subprocess.run([sys.executable, str(REPO / "benchmarks" / "qm9_conditional.py"), "--generator", str(gen_path),
-                            "--predictor", str(pred_path), "--num", "4", "--batch-size", "2", "--sampler", "ddim",
-                            "--steps", "3", "--num-real", "16", "--guidance-scale", "2", "--predictor-scale", "0.5",
-                            "--processes", str(processes)], capture_output=True, text=True, env=env, timeout=300)
-            for processes in (1, 2)]
+    runs = [
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "benchmarks" / "qm9_conditional.py"),
+                "--generator",
+                str(gen_path),
+                "--predictor",
+                str(pred_path),
+                "--num",
+                "4",
+                "--batch-size",
+                "2",
+                "--sampler",
+                "ddim",
+                "--steps",
+                "3",
+                "--num-real",
+                "16",
+                "--guidance-scale",
+                "2",
+                "--predictor-scale",
+                "0.5",
+                "--processes",
+                str(processes),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        for processes in (1, 2)
+    ]
     assert all(out.returncode == 0 for out in runs), [out.stderr for out in runs]
     result, spread = (json.loads(out.stdout.strip().splitlines()[-1]) for out in runs)
     assert spread["mae"] == result["mae"]  # two processes sample the same molecules as one
     out = runs[0]
     assert result["unit"] == "bohr^3" and result["published"]["EDM"] == 2.76
-    assert {"Naive (shuffled labels)", "#Atoms", "ours, no guidance", "ours, CFG s=2",
-            "predictor on real molecules"} <= set(result["mae"])
+    assert {
+        "Naive (shuffled labels)",
+        "#Atoms",
+        "ours, no guidance",
+        "ours, CFG s=2",
+        "predictor on real molecules",
+    } <= set(result["mae"])
     assert "Naive (shuffled labels)" in out.stdout and "GeoLDM" in out.stdout
     # every generated row says how much of the target beyond the atom count it follows
     assert set(result["beyond_atom_count"]) == {k for k in result["mae"] if k.startswith("ours")}

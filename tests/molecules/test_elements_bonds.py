@@ -45,7 +45,9 @@ def test_bond_matrix_matches_scalar_rule_numpy_and_torch():
             assert m[i, j] == expected
     mt = edm_bond_matrix(torch.as_tensor(z), torch.as_tensor(pos))
     assert isinstance(mt, torch.Tensor) and torch.equal(mt, torch.as_tensor(m))
-    np.testing.assert_array_equal(atom_stability(z, pos), atom_stability(torch.as_tensor(z), torch.as_tensor(pos)).numpy())
+    np.testing.assert_array_equal(
+        atom_stability(z, pos), atom_stability(torch.as_tensor(z), torch.as_tensor(pos)).numpy()
+    )
 
 
 def test_atom_stability_of_a_real_molecule(acetaldehyde):

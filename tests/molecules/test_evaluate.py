@@ -100,8 +100,27 @@ def test_cli_evaluates_the_xyz_file_cli_sample_writes(tmp_path, capsys):
     from moldiff.cli import main
 
     out = tmp_path / "samples.xyz"
-    assert main(["sample", "--model", "qm9", "--num", "3", "--steps", "2", "--sampler", "dpmpp_2m",
-                 "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                "qm9",
+                "--num",
+                "3",
+                "--steps",
+                "2",
+                "--sampler",
+                "dpmpp_2m",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert out.read_text().startswith(tuple("0123456789"))  # XYZ, not SDF, inside
     capsys.readouterr()
     assert main(["evaluate", str(out), "--json"]) == 0

@@ -63,8 +63,12 @@ def test_permuting_atoms_permutes_types_charges_and_bonds_consistently(small_qm9
     state["pos"] = state["pos"].double()
     perm = random_permutation_within_graphs(batch.batch, g)
     pair_perm = edge_permutation(perm, batch.batch, batch.num_graphs)
-    permuted = {"pos": state["pos"][perm], "type": state["type"][perm], "charge": state["charge"][perm],
-                "bond": state["bond"][pair_perm]}
+    permuted = {
+        "pos": state["pos"][perm],
+        "type": state["type"][perm],
+        "charge": state["charge"][perm],
+        "bond": state["bond"][pair_perm],
+    }
     kw = {"batch": batch.batch, "pairs": batch.edge_index}
     a, b = model.denoise(state, t, **kw), model.denoise(permuted, t, **kw)
     torch.testing.assert_close(b["pos"], a["pos"][perm], atol=1e-8, rtol=1e-8)
@@ -72,7 +76,9 @@ def test_permuting_atoms_permutes_types_charges_and_bonds_consistently(small_qm9
         torch.testing.assert_close(b[name], a[name][perm], atol=1e-8, rtol=1e-8)
     torch.testing.assert_close(b["bond"], a["bond"][pair_perm], atol=1e-8, rtol=1e-8)
     # the clean molecule's own bonds move the same way: the pair variables are the molecule's bonds
-    clean = collate_bonded([small_qm9[i].permute(perm[batch.batch == k] - batch.ptr[k]) for k, i in enumerate(range(3))])
+    clean = collate_bonded(
+        [small_qm9[i].permute(perm[batch.batch == k] - batch.ptr[k]) for k, i in enumerate(range(3))]
+    )
     assert torch.equal(clean.edge_types, batch.edge_types[pair_perm])
 
 
@@ -105,7 +111,7 @@ def test_samples_have_zero_com_valid_classes_and_do_not_depend_on_the_batch(smal
     model = _model(small_qm9).eval()
     sizes = torch.tensor([5, 9, 7])
     whole = model.sample_states(sizes, steps=4, generator=item_generators(5, range(3)))
-    parts = [model.sample_states(sizes[k:k + 1], steps=4, generator=item_generators(5, [k])) for k in range(3)]
+    parts = [model.sample_states(sizes[k : k + 1], steps=4, generator=item_generators(5, [k])) for k in range(3)]
     torch.testing.assert_close(whole["pos"], torch.cat([p["pos"] for p in parts]), atol=1e-5, rtol=1e-5)
     assert torch.equal(whole["bond"], torch.cat([p["bond"] for p in parts]))
     assert torch.equal(whole["type"], torch.cat([p["type"] for p in parts]))
@@ -133,10 +139,21 @@ def test_the_engine_trains_it_and_moldiff_sample_writes_its_own_bonds(tmp_path, 
 
     monkeypatch.setattr(flow_task, "BondedQM9Dataset", lambda split, source, kekulize=False: small_qm9)  # no full cache
     cfg = ExperimentConfig(
-        task="molecule_flow", model=MoleculeFlowConfig(hidden=16, pair_hidden=8, layers=1, sample_steps=3),
+        task="molecule_flow",
+        model=MoleculeFlowConfig(hidden=16, pair_hidden=8, layers=1, sample_steps=3),
         data=FlowDataConfig(valid_split=None, eval_samples=4, eval_steps=3),
-        train=TrainConfig(steps=3, batch_size=8, log_every=1, ckpt_every=3, eval_every=3, eval_batches=0,
-                          device="cpu", progress=False, best_metric=None))
+        train=TrainConfig(
+            steps=3,
+            batch_size=8,
+            log_every=1,
+            ckpt_every=3,
+            eval_every=3,
+            eval_batches=0,
+            device="cpu",
+            progress=False,
+            best_metric=None,
+        ),
+    )
     result = Trainer(cfg, out_dir=tmp_path / "run").fit()
     evaluation = read_log(tmp_path / "run" / "log.jsonl", kind="eval")[-1]
     assert {"molecule_stability", "connected_validity", "edm_molecule_stability"} <= evaluation.keys()

@@ -8,8 +8,16 @@ from moldiff.molecules.graph import MoleculeGraph, PackedMolecules, collate_mole
 def make_dataset():
     z = np.array([6, 8, 1, 1, 8, 6, 7])
     pos = np.arange(21, dtype=np.float64).reshape(7, 3)
-    return MoleculeDataset(z, pos, [2, 3, 2], ("H", "C", "N", "O"), properties=np.array([[1.0], [2.0], [3.0]]),
-                           property_names=("p",), charges=np.array([0, 0, 0, 0, -1, 0, 1]), ids=np.array([10, 11, 12]))
+    return MoleculeDataset(
+        z,
+        pos,
+        [2, 3, 2],
+        ("H", "C", "N", "O"),
+        properties=np.array([[1.0], [2.0], [3.0]]),
+        property_names=("p",),
+        charges=np.array([0, 0, 0, 0, -1, 0, 1]),
+        ids=np.array([10, 11, 12]),
+    )
 
 
 def test_collate_packs_without_padding():

@@ -87,20 +87,28 @@ def test_graph_batches_and_records_are_accepted(acetaldehyde):
     from moldiff.molecules.rdkit_io import XYZMolecule
 
     z, pos = acetaldehyde
-    graph = MoleculeGraph(torch.as_tensor(pos, dtype=torch.float32), torch.as_tensor(z), torch.zeros(7, dtype=torch.long))
+    graph = MoleculeGraph(
+        torch.as_tensor(pos, dtype=torch.float32), torch.as_tensor(z), torch.zeros(7, dtype=torch.long)
+    )
     batch = collate_molecules([graph, graph])
     assert evaluate_molecules(batch)["num_molecules"] == 2
     half = (torch.as_tensor(z), torch.as_tensor(pos).to(torch.bfloat16))
     assert evaluate_molecules([graph, XYZMolecule(z, pos, ""), half])["molecule_stability"] == 1.0
 
 
-def test_first_training_smiles_say_what_they_compute_and_where_the_cache_goes(tmp_path, monkeypatch, capsys,
-                                                                                acetaldehyde):
+def test_first_training_smiles_say_what_they_compute_and_where_the_cache_goes(
+    tmp_path, monkeypatch, capsys, acetaldehyde
+):
     from moldiff.molecules.dataset import MoleculeDataset, training_smiles
 
     z, pos = acetaldehyde
-    dataset = MoleculeDataset(np.concatenate([z, z]), np.concatenate([pos, pos + 5.0]), [len(z), len(z)],
-                              ("H", "C", "O"), cache_key="two-acetaldehydes")
+    dataset = MoleculeDataset(
+        np.concatenate([z, z]),
+        np.concatenate([pos, pos + 5.0]),
+        [len(z), len(z)],
+        ("H", "C", "O"),
+        cache_key="two-acetaldehydes",
+    )
     monkeypatch.setenv("MOLDIFF_CACHE_DIR", str(tmp_path / "cache"))
     first = training_smiles(dataset)
     err = capsys.readouterr().err

@@ -17,13 +17,23 @@ STATS = {
 
 def _molecules():
     """Water, methane and ammonia-like geometries (Angstrom)."""
-    water = MoleculeGraph(torch.tensor([[0.0, 0.0, 0.12], [0.0, 0.76, -0.47], [0.0, -0.76, -0.47]]),
-                          torch.tensor([8, 1, 1]), torch.tensor([3, 0, 0]))
-    methane = MoleculeGraph(torch.tensor([[0.0, 0.0, 0.0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63],
-                                          [-0.63, 0.63, -0.63], [0.63, -0.63, -0.63]]),
-                            torch.tensor([6, 1, 1, 1, 1]), torch.tensor([1, 0, 0, 0, 0]))
-    ammonia = MoleculeGraph(torch.tensor([[0.0, 0.0, 0.11], [0.0, 0.94, -0.26], [0.81, -0.47, -0.26], [-0.81, -0.47, -0.26]]),
-                            torch.tensor([7, 1, 1, 1]), torch.tensor([2, 0, 0, 0]))
+    water = MoleculeGraph(
+        torch.tensor([[0.0, 0.0, 0.12], [0.0, 0.76, -0.47], [0.0, -0.76, -0.47]]),
+        torch.tensor([8, 1, 1]),
+        torch.tensor([3, 0, 0]),
+    )
+    methane = MoleculeGraph(
+        torch.tensor(
+            [[0.0, 0.0, 0.0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63], [0.63, -0.63, -0.63]]
+        ),
+        torch.tensor([6, 1, 1, 1, 1]),
+        torch.tensor([1, 0, 0, 0, 0]),
+    )
+    ammonia = MoleculeGraph(
+        torch.tensor([[0.0, 0.0, 0.11], [0.0, 0.94, -0.26], [0.81, -0.47, -0.26], [-0.81, -0.47, -0.26]]),
+        torch.tensor([7, 1, 1, 1]),
+        torch.tensor([2, 0, 0, 0]),
+    )
     return [water, methane, ammonia]
 
 
@@ -41,8 +51,17 @@ def test_the_denoiser_is_equivariant_through_the_state_wrapper(network):
         return out[:, :3], out[:, 3:]
 
     # x0-prediction moves with the molecule: translation equivariant, not invariant
-    assert_equivariant(fn, x0[:, :3], x0[:, 3:], batch.batch, batch.num_graphs, reflections=True,
-                       translation=False, atol=1e-8, rtol=1e-6)
+    assert_equivariant(
+        fn,
+        x0[:, :3],
+        x0[:, 3:],
+        batch.batch,
+        batch.num_graphs,
+        reflections=True,
+        translation=False,
+        atol=1e-8,
+        rtol=1e-6,
+    )
 
 
 def test_training_reduces_the_loss_on_a_tiny_set():
@@ -57,11 +76,20 @@ def test_training_reduces_the_loss_on_a_tiny_set():
     def fixed_loss():
         gen = torch.Generator().manual_seed(123)
         from moldiff.core import denoising_loss
+
         x0 = model.encode(batch.pos, batch.atom_types, batch.batch, batch.num_graphs)
         space = molecule_space(batch.batch, model.feature_width, batch.num_graphs)
-        losses = [denoising_loss(model.denoiser, x0, space, generator=gen, t=t + tt,
-                                 extra_args={"batch": batch.batch, "num_graphs": batch.num_graphs}).mean()
-                  for tt in (0.05, 0.3, 0.6)]
+        losses = [
+            denoising_loss(
+                model.denoiser,
+                x0,
+                space,
+                generator=gen,
+                t=t + tt,
+                extra_args={"batch": batch.batch, "num_graphs": batch.num_graphs},
+            ).mean()
+            for tt in (0.05, 0.3, 0.6)
+        ]
         return float(sum(losses))
 
     before = fixed_loss()
@@ -75,11 +103,17 @@ def test_training_reduces_the_loss_on_a_tiny_set():
 
 def test_sampling_gives_packed_molecules_of_the_requested_sizes_with_zero_com():
     torch.manual_seed(0)
-    model = MoleculeDiffusion(MoleculeModelConfig(hidden=16, layers=2, schedule_options={"num_steps": 100}), STATS).eval()
+    model = MoleculeDiffusion(
+        MoleculeModelConfig(hidden=16, layers=2, schedule_options={"num_steps": 100}), STATS
+    ).eval()
     positions = molecule_space(torch.repeat_interleave(torch.arange(3), torch.tensor([3, 5, 9])), 6).blocks[0]
     com = []
-    pos, types, batch = model.sample_states([3, 5, 9], sampler="ddpm", generator=torch.Generator().manual_seed(0),
-                                            callback=lambda info: com.append(float(positions.node_mean(info["x"][:, :3]).abs().max())))
+    pos, types, batch = model.sample_states(
+        [3, 5, 9],
+        sampler="ddpm",
+        generator=torch.Generator().manual_seed(0),
+        callback=lambda info: com.append(float(positions.node_mean(info["x"][:, :3]).abs().max())),
+    )
     assert pos.shape == (17, 3) and types.shape == (17,) and torch.equal(torch.bincount(batch), torch.tensor([3, 5, 9]))
     assert len(com) == 100 and max(com) < 1e-4
     assert int(types.max()) < 5
@@ -105,10 +139,23 @@ def test_the_molecule_config_shares_the_diffusion_keys_and_reads_older_files():
     from moldiff.train.config import from_dict
 
     assert issubclass(MoleculeModelConfig, DiffusionSettings)
-    old = from_dict(MoleculeModelConfig, {"hidden": 16, "layers": 2, "schedule": "polynomial", "schedule_steps": 500,
-                                          "schedule_power": 3.0, "precision": 1e-4}, "model")
-    new = from_dict(MoleculeModelConfig, {"hidden": 16, "layers": 2,
-                                          "schedule_options": {"num_steps": 500, "power": 3.0, "precision": 1e-4}}, "model")
+    old = from_dict(
+        MoleculeModelConfig,
+        {
+            "hidden": 16,
+            "layers": 2,
+            "schedule": "polynomial",
+            "schedule_steps": 500,
+            "schedule_power": 3.0,
+            "precision": 1e-4,
+        },
+        "model",
+    )
+    new = from_dict(
+        MoleculeModelConfig,
+        {"hidden": 16, "layers": 2, "schedule_options": {"num_steps": 500, "power": 3.0, "precision": 1e-4}},
+        "model",
+    )
     assert old == new
     a, b = old.build_schedule(), new.build_schedule()
     t = torch.linspace(0, 1, 11, dtype=torch.float64)
@@ -121,7 +168,13 @@ def test_the_molecule_config_shares_the_diffusion_keys_and_reads_older_files():
         from_dict(MoleculeModelConfig, {"network": "egn"}, "model")
     with pytest.raises(ConfigError, match="model.edges"):
         from_dict(MoleculeModelConfig, {"edges": "radious"}, "model")
-    for key, wrong in [("sampler", "hen"), ("weighting", "epss"), ("prediction", "x_0"), ("schedule", "polynomal"),
-                       ("noise_sampler", "lognormall"), ("sample_grid", "karas")]:
+    for key, wrong in [
+        ("sampler", "hen"),
+        ("weighting", "epss"),
+        ("prediction", "x_0"),
+        ("schedule", "polynomal"),
+        ("noise_sampler", "lognormall"),
+        ("sample_grid", "karas"),
+    ]:
         with pytest.raises(ConfigError, match=f"model.{key}: expected one of .*got '{wrong}'"):
             from_dict(MoleculeModelConfig, {key: wrong}, "model")

@@ -10,7 +10,9 @@ import torch
 import moldiff
 from moldiff.pretrained import pretrained_path
 
-needs_qm9 = pytest.mark.skipif(find_spec("qm9pack") is None, reason="qm9pack is not installed (pip install 'moldiff[qm9]')")
+needs_qm9 = pytest.mark.skipif(
+    find_spec("qm9pack") is None, reason="qm9pack is not installed (pip install 'moldiff[qm9]')"
+)
 
 
 def test_the_shipped_models_are_small_and_follow_edms_halves():
@@ -34,8 +36,10 @@ def test_the_shipped_generator_follows_its_condition():
     lo, hi = generator.model.stats["context_given_n"]["alpha"][19]["range"]
     low, high = lo + 0.2 * (hi - lo), hi - 0.2 * (hi - lo)
     kw = dict(seed=0, sampler="dpmpp_2m", steps=50, num_atoms=19)
-    predicted = {target: predictor.predict_molecules(generator.sample_arrays(32, condition={"alpha": target}, **kw))[:, 0]
-                 for target in (low, high)}
+    predicted = {
+        target: predictor.predict_molecules(generator.sample_arrays(32, condition={"alpha": target}, **kw))[:, 0]
+        for target in (low, high)
+    }
     # the samples' predicted polarisability moves with the condition: at least half of the asked change
     assert predicted[high].mean() - predicted[low].mean() > 0.5 * (high - low), (low, high, predicted)
 
@@ -57,8 +61,15 @@ def test_the_shipped_predictor_is_far_better_than_the_atom_count_on_the_generato
 def test_predictor_guidance_of_the_shipped_pair_stays_finite_and_divergence_is_named():
     generator = moldiff.load_pretrained("qm9_alpha")
     predictor = moldiff.load_pretrained("qm9_alpha_predictor")
-    kw = dict(seed=0, sampler="dpmpp_2m", steps=50, num_atoms=19, condition={"alpha": 80.0}, predictor=predictor,
-              predictor_scale=1.0)
+    kw = dict(
+        seed=0,
+        sampler="dpmpp_2m",
+        steps=50,
+        num_atoms=19,
+        condition={"alpha": 80.0},
+        predictor=predictor,
+        predictor_scale=1.0,
+    )
     pairs = generator.sample_arrays(16, **kw)  # defaults: sigma <= GUIDANCE_SIGMA_MAX, bounded steps
     assert all(np.isfinite(x).all() and np.abs(x).max() < 20 for _, x in pairs)
     # unbounded guidance of this model from sigma = 5 diverges: a clear error, not molecules of NaN

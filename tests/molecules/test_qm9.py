@@ -114,9 +114,15 @@ def _write_qm9_xyz(arrays, row, offsets) -> str:
     n = offsets[row + 1] - offsets[row]
     props = "\t".join(_format(arrays[k][row]) for k in list(QM9_PROPERTIES)[:15])
     lines = [str(n), f"gdb {arrays['index'][row]}\t{props}"]
-    for z, (x, y, w), q in zip(arrays["atomic_numbers"][s], arrays["positions"][s].astype(float), arrays["mulliken"][s]):
+    for z, (x, y, w), q in zip(
+        arrays["atomic_numbers"][s], arrays["positions"][s].astype(float), arrays["mulliken"][s]
+    ):
         lines.append(f"{element_symbol(z)}\t{_format(x)}\t{_format(y)}\t{_format(w)}\t{_format(q)}")
-    lines += ["100.0\t200.0\t" + _format(arrays["omega1"][row]), f"{arrays['smiles'][row]}\tX", "InChI=1S/x\tInChI=1S/y"]
+    lines += [
+        "100.0\t200.0\t" + _format(arrays["omega1"][row]),
+        f"{arrays['smiles'][row]}\tX",
+        "InChI=1S/x\tInChI=1S/y",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -138,8 +144,8 @@ def test_original_xyz_folder_and_archive(tmp_path, shared_data):
     from_archive = load_qm9(tmp_path / "dsgdb9nsd.xyz.tar.bz2", cache_dir=tmp_path / "cache")
     assert from_archive["index"].tolist() == ids  # no uncharacterized.txt beside the archive
     kept = [0, 2, 1000]
-    expected_z = np.concatenate([full["atomic_numbers"][offsets[r]:offsets[r + 1]] for r in kept])
-    expected_pos = np.concatenate([full["positions"][offsets[r]:offsets[r + 1]] for r in kept])
+    expected_z = np.concatenate([full["atomic_numbers"][offsets[r] : offsets[r + 1]] for r in kept])
+    expected_pos = np.concatenate([full["positions"][offsets[r] : offsets[r + 1]] for r in kept])
     np.testing.assert_array_equal(from_folder["atomic_numbers"], expected_z)
     np.testing.assert_array_equal(from_folder["positions"], expected_pos)
     for key in ("U0", "gap", "Cv", "omega1"):
@@ -155,8 +161,12 @@ def test_first_use_of_qm9_says_it_parses_once_and_where_the_cache_goes(tmp_path,
     The reader is replaced by three molecules, so the test parses nothing of QM9 itself."""
     import moldiff.molecules.qm9 as qm9
 
-    tiny = {"index": np.array([1, 2, 3], dtype=np.int32), "num_atoms": np.array([2, 1, 1], dtype=np.int32),
-            "atomic_numbers": np.array([6, 1, 8, 1], dtype=np.uint8), "positions": np.zeros((4, 3), np.float32)}
+    tiny = {
+        "index": np.array([1, 2, 3], dtype=np.int32),
+        "num_atoms": np.array([2, 1, 1], dtype=np.int32),
+        "atomic_numbers": np.array([6, 1, 8, 1], dtype=np.uint8),
+        "positions": np.zeros((4, 3), np.float32),
+    }
     calls = []
     monkeypatch.setattr(qm9, "_qm9pack_data_dir", lambda: tmp_path / "qm9pack" / "data")
     monkeypatch.setattr(qm9, "_read_qm9pack", lambda: calls.append(1) or dict(tiny))

@@ -55,7 +55,10 @@ def test_folder_bad_records_raise_or_skip(tmp_path, shared_data):
 
 def test_fixed_vocabulary(tmp_path):
     path = tmp_path / "x.sdf"
-    path.write_text(mol_block("hcl", [("H", (0, 0, 0)), ("Cl", (0, 0, 1.27))]) + mol_block("co", [("C", (0, 0, 0)), ("O", (0, 0, 1.13))]))
+    path.write_text(
+        mol_block("hcl", [("H", (0, 0, 0)), ("Cl", (0, 0, 1.27))])
+        + mol_block("co", [("C", (0, 0, 0)), ("O", (0, 0, 1.13))])
+    )
     with pytest.raises(MoleculeRecordError, match="record 1 .*not in the vocabulary"):
         SDFDataset(path, vocabulary=("H", "C", "N", "O"))
     ds = SDFDataset(path, vocabulary=("H", "C", "N", "O"), on_error="skip")

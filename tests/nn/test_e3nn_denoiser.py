@@ -24,9 +24,7 @@ def packed(sizes=SIZES, seed=0, dtype=torch.float64):
     return pos, h, batch, len(sizes)
 
 
-@pytest.mark.parametrize(
-    "edges", [{"edges": "full"}, {"edges": "radius", "cutoff": 3.0}], ids=["full", "radius"]
-)
+@pytest.mark.parametrize("edges", [{"edges": "full"}, {"edges": "radius", "cutoff": 3.0}], ids=["full", "radius"])
 def test_e3nn_denoiser_is_e3_equivariant(edges):
     torch.manual_seed(0)
     model = E3nnDenoiser(7, 6, irreps_hidden="8x0e + 4x1o + 2x2e", layers=2, **edges).double()

@@ -103,12 +103,7 @@ def test_large_system_chunked_equals_unchunked():
 def test_sequence_edges():
     batch = torch.tensor([0, 0, 0, 0, 1, 1, 2])
     ei = sequence_edges(batch, offsets=(1, 2))
-    expect = sorted(
-        (i, j)
-        for i in range(7)
-        for j in range(7)
-        if batch[i] == batch[j] and abs(i - j) in (1, 2)
-    )
+    expect = sorted((i, j) for i in range(7) for j in range(7) if batch[i] == batch[j] and abs(i - j) in (1, 2))
     assert pairs(ei) == expect
 
 

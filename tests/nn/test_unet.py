@@ -16,13 +16,22 @@ def _randomise(net: torch.nn.Module) -> torch.nn.Module:
     return net
 
 
-@pytest.mark.parametrize("shape, out_channels, mults", [((3, 1, 28, 28), None, (1, 2, 2)),
-                                                        ((2, 3, 13, 17), 6, (1, 2, 2)),
-                                                        ((1, 2, 8, 8), None, (1,))])
+@pytest.mark.parametrize(
+    "shape, out_channels, mults",
+    [((3, 1, 28, 28), None, (1, 2, 2)), ((2, 3, 13, 17), 6, (1, 2, 2)), ((1, 2, 8, 8), None, (1,))],
+)
 def test_output_shape_matches_the_input_at_any_size(shape, out_channels, mults):
     torch.manual_seed(0)
-    net = UNet(shape[1], out_channels, base_channels=8, channel_mults=mults, num_res_blocks=2, groups=4, heads=2,
-               attention_levels=(0, len(mults) - 1))
+    net = UNet(
+        shape[1],
+        out_channels,
+        base_channels=8,
+        channel_mults=mults,
+        num_res_blocks=2,
+        groups=4,
+        heads=2,
+        attention_levels=(0, len(mults) - 1),
+    )
     out = net(torch.randn(shape), torch.rand(shape[0]))
     assert out.shape == (shape[0], out_channels or shape[1], *shape[2:])
 

@@ -18,8 +18,9 @@ def cath_tar(shared_data) -> Path:
     return path
 
 
-def pdb_text(n: int = 8, *, skip_ca: int | None = None, break_after: int | None = None,
-             resnames: dict[int, str] | None = None) -> str:
+def pdb_text(
+    n: int = 8, *, skip_ca: int | None = None, break_after: int | None = None, resnames: dict[int, str] | None = None
+) -> str:
     """A small helical chain with N, CA and C atoms per residue, optionally broken on purpose.
 
     Args:
@@ -38,7 +39,9 @@ def pdb_text(n: int = 8, *, skip_ca: int | None = None, break_after: int | None 
             if atom == "CA" and skip_ca == i + 1:
                 continue
             x, y, z = ca[i] + shift + offset
-            lines.append(f"{record}{serial:5d}  {atom:<3} {name} A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00 20.00"
-                         f"           {atom[0]}")
+            lines.append(
+                f"{record}{serial:5d}  {atom:<3} {name} A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00 20.00"
+                f"           {atom[0]}"
+            )
             serial += 1
     return "\n".join(lines + ["END"]) + "\n"

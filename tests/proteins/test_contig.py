@@ -28,16 +28,19 @@ def test_variants_and_fixed_length():
     assert parse_contig("10-20/A15-30/10-20").sample(2, length=(40, 42)).length in (40, 41, 42)
 
 
-@pytest.mark.parametrize("text, words", [
-    ("", "empty contig"),
-    ("10-20//5", "empty segment"),
-    ("20-10/A1-5", "reversed"),
-    ("10/A9-3", "reversed"),
-    ("10/AB1-5", "expected a length range"),
-    ("10-x/A1-5", "expected a length range"),
-    ("A1-50/0 B1-50", "chain breaks"),
-    ("0/0-0", "no residues"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("", "empty contig"),
+        ("10-20//5", "empty segment"),
+        ("20-10/A1-5", "reversed"),
+        ("10/A9-3", "reversed"),
+        ("10/AB1-5", "expected a length range"),
+        ("10-x/A1-5", "expected a length range"),
+        ("A1-50/0 B1-50", "chain breaks"),
+        ("0/0-0", "no residues"),
+    ],
+)
 def test_errors(text, words):
     with pytest.raises(ContigError, match=words):
         parse_contig(text)

@@ -22,8 +22,9 @@ def _network(chirality: bool = True, **overrides) -> BackboneNetwork:
 
 def _chains() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
-    pos = torch.cat([ideal_helix(14), ideal_helix(10) + 5.0]) / 10 + 0.05 * torch.randn(24, 3, generator=g,
-                                                                                          dtype=torch.float64)
+    pos = torch.cat([ideal_helix(14), ideal_helix(10) + 5.0]) / 10 + 0.05 * torch.randn(
+        24, 3, generator=g, dtype=torch.float64
+    )
     batch = torch.repeat_interleave(torch.arange(2), torch.tensor([14, 10]))
     return pos, torch.zeros(24, 1, dtype=torch.float64), batch
 
@@ -81,10 +82,18 @@ def test_old_configs_without_distance_rbf_build_the_same_network():
     net = _network()  # the config as an old checkpoint gives it: the new keys at their defaults
     cfg = net.config
     assert net.rbf is None
-    old = EGNNDenoiser(1, 1, hidden=cfg.hidden, layers=cfg.layers, attention=cfg.attention,
-                       coords_range=cfg.coords_range, edges="knn", knn=cfg.knn,
-                       extra_edge_features=2 * cfg.max_relative_position + 1 + 4,
-                       normalization_factor=cfg.normalization_factor).double()
+    old = EGNNDenoiser(
+        1,
+        1,
+        hidden=cfg.hidden,
+        layers=cfg.layers,
+        attention=cfg.attention,
+        coords_range=cfg.coords_range,
+        edges="knn",
+        knn=cfg.knn,
+        extra_edge_features=2 * cfg.max_relative_position + 1 + 4,
+        normalization_factor=cfg.normalization_factor,
+    ).double()
     old.load_state_dict(net.egnn.state_dict())  # same parameter names and shapes
     pos, h, batch = _chains()
     edge_index, edge_attr = net.graph(pos, batch, 2)
@@ -115,8 +124,9 @@ def test_graph_grows_linearly_with_length():
 
 def _tiny_model(**overrides) -> BackboneDiffusion:
     torch.manual_seed(0)
-    return BackboneDiffusion(BackboneModelConfig(hidden=16, layers=2, knn=8, **overrides),
-                             {"length_histogram": {24: 3, 30: 1}})
+    return BackboneDiffusion(
+        BackboneModelConfig(hidden=16, layers=2, knn=8, **overrides), {"length_histogram": {24: 3, 30: 1}}
+    )
 
 
 def test_motif_scaffolding_keeps_the_motif_exact(tmp_path):
@@ -128,8 +138,9 @@ def test_motif_scaffolding_keeps_the_motif_exact(tmp_path):
         assert 18 <= len(d.ca) <= 26 and d.motif_mask.sum() == 10
         assert d.motif_rmsd < 1e-3
         assert d.metadata()["motif_mapping"][0]["residue"] == 3
-    assert [d.layout.length for d in designs] == [d.layout.length for d in model.scaffold(motif, "4-8/A3-12/4-8", 3,
-                                                                                          seed=0, steps=2)]
+    assert [d.layout.length for d in designs] == [
+        d.layout.length for d in model.scaffold(motif, "4-8/A3-12/4-8", 3, seed=0, steps=2)
+    ]
     with pytest.raises(ValueError, match="residue A35 is not in motif"):
         model.scaffold(motif, "5/A35-40/5", steps=2)
 
@@ -157,8 +168,9 @@ def test_a_few_training_steps_reduce_the_loss():
 
     def loss():  # averaged over fixed draws of noise levels and noise
         with torch.no_grad():
-            return np.mean([float(model.training_loss(batch, torch.Generator().manual_seed(s))[0].detach())
-                            for s in range(16)])
+            return np.mean(
+                [float(model.training_loss(batch, torch.Generator().manual_seed(s))[0].detach()) for s in range(16)]
+            )
 
     before = loss()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -176,13 +188,15 @@ def test_local_distance_loss_is_the_closed_form_and_blind_to_rigid_motions():
     pos, _, batch = _chains()
     rot = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64))[0]
     mirrored_moved = (pos @ rot.T) * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64) + 3.0
-    assert torch.allclose(local_distance_loss(mirrored_moved, pos, batch, 2), torch.zeros(2, dtype=torch.float64), atol=1e-20)
+    assert torch.allclose(
+        local_distance_loss(mirrored_moved, pos, batch, 2), torch.zeros(2, dtype=torch.float64), atol=1e-20
+    )
     # stretching chain 0 by s turns each distance d into s d: error ((s - 1) d)^2, chain 1 untouched
     s = 1.1
     stretched = pos.clone()
     stretched[:14] *= s
     loss = local_distance_loss(stretched, pos, batch, 2, offsets=(1, 3))
-    d = torch.cat([(pos[o:14] - pos[:14 - o]).norm(dim=-1) for o in (1, 3)])
+    d = torch.cat([(pos[o:14] - pos[: 14 - o]).norm(dim=-1) for o in (1, 3)])
     assert torch.allclose(loss, torch.tensor([((s - 1) * d).pow(2).mean(), 0.0], dtype=torch.float64))
 
 

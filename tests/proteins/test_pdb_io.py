@@ -38,12 +38,15 @@ def test_holdout_split_is_fixed_by_name():
     assert held == [n for n in reversed(names) if in_holdout(n, 0.1)][::-1]  # order does not matter
 
 
-@pytest.mark.parametrize("kwargs, error, words", [
-    ({"skip_ca": 4}, MissingCAError, "ALA 4 has no CA"),
-    ({"break_after": 5}, ChainBreakError, "between residues 5 and 6"),
-    ({"resnames": {3: "MSE"}}, NonStandardResidueError, "MSE 3"),
-    ({"resnames": {6: "UNK"}}, NonStandardResidueError, "UNK 6"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"skip_ca": 4}, MissingCAError, "ALA 4 has no CA"),
+        ({"break_after": 5}, ChainBreakError, "between residues 5 and 6"),
+        ({"resnames": {3: "MSE"}}, NonStandardResidueError, "MSE 3"),
+        ({"resnames": {6: "UNK"}}, NonStandardResidueError, "UNK 6"),
+    ],
+)
 def test_clear_errors_on_bad_files(tmp_path, kwargs, error, words):
     path = tmp_path / "bad.pdb"
     path.write_text(pdb_text(**kwargs))

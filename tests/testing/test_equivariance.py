@@ -81,7 +81,9 @@ def test_fails_on_rotation_breaking_function():
         eps, f = toy_equivariant(p, hh, b, nn)
         return eps + centred(p[:, :1].expand(-1, 3), b, nn), f  # adds pos[:, 0]
 
-    with pytest.raises(AssertionError, match=r"(?s)rotation \(SE\(3\)\) check failed.*coordinate output: max abs error"):
+    with pytest.raises(
+        AssertionError, match=r"(?s)rotation \(SE\(3\)\) check failed.*coordinate output: max abs error"
+    ):
         assert_equivariant(broken, pos, h, batch, n)
 
 

@@ -16,9 +16,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def small_toy_config(**train) -> ExperimentConfig:
     """A toy-task config that trains in well under a second per hundred steps on one CPU core."""
-    defaults = dict(steps=100, batch_size=64, lr=2e-3, warmup_steps=10, lr_decay="cosine", ema_decay=0.99,
-                    clip="adaptive", clip_value=10.0, log_every=1, ckpt_every=50, keep_last=5, eval_every=0,
-                    eval_batches=2, device="cpu", progress=False, seed=0)
+    defaults = dict(
+        steps=100,
+        batch_size=64,
+        lr=2e-3,
+        warmup_steps=10,
+        lr_decay="cosine",
+        ema_decay=0.99,
+        clip="adaptive",
+        clip_value=10.0,
+        log_every=1,
+        ckpt_every=50,
+        keep_last=5,
+        eval_every=0,
+        eval_batches=2,
+        device="cpu",
+        progress=False,
+        seed=0,
+    )
     defaults.update(train)
     return ExperimentConfig(
         task="gaussian_mixture",
@@ -31,4 +46,3 @@ def small_toy_config(**train) -> ExperimentConfig:
 @pytest.fixture
 def toy_config():
     return small_toy_config
-

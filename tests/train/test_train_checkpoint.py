@@ -19,7 +19,12 @@ from moldiff.train.checkpoint import (
 
 
 def _state(step: int) -> dict:
-    return {"format": "moldiff-checkpoint", "version": 1, "step": step, "model": {"w": torch.full((1000,), float(step))}}
+    return {
+        "format": "moldiff-checkpoint",
+        "version": 1,
+        "step": step,
+        "model": {"w": torch.full((1000,), float(step))},
+    }
 
 
 def _failing_save(obj, f, *args, **kwargs):

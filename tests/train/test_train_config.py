@@ -56,8 +56,17 @@ def test_experiment_round_trip_through_yaml(tmp_path):
 
 
 def test_overrides_dotted_paths_and_yaml_values():
-    cfg = load_config(REPO_CONFIG, ["train.lr=3e-4", "train.steps=7", "model.hidden=16", "train.betas=[0.8, 0.9]",
-                                    "train.best_metric=null", "data.dim=3"])
+    cfg = load_config(
+        REPO_CONFIG,
+        [
+            "train.lr=3e-4",
+            "train.steps=7",
+            "model.hidden=16",
+            "train.betas=[0.8, 0.9]",
+            "train.best_metric=null",
+            "data.dim=3",
+        ],
+    )
     assert cfg.train.lr == pytest.approx(3e-4) and cfg.train.steps == 7
     assert cfg.model.hidden == 16 and cfg.data.dim == 3
     assert cfg.train.betas == (0.8, 0.9) and cfg.train.best_metric is None

@@ -19,7 +19,17 @@ from moldiff.train.loop import Trainer
 from moldiff.train.optim import GradClipper, LRSchedule
 from moldiff.train.tasks import TaskBundle
 
-TRAIN_FIELDS = {"step", "loss", "grad_norm", "lr", "ema_decay", "items_per_s", "peak_mem_mb", "skipped_steps", "loss_std"}
+TRAIN_FIELDS = {
+    "step",
+    "loss",
+    "grad_norm",
+    "lr",
+    "ema_decay",
+    "items_per_s",
+    "peak_mem_mb",
+    "skipped_steps",
+    "loss_std",
+}
 
 
 def _equal_state(a: dict, b: dict) -> bool:
@@ -193,8 +203,9 @@ def test_adaptive_clipping_rule():
 def test_data_workers_give_the_same_stream(tmp_path, toy_config):
     with_workers = _run(toy_config(steps=6, num_workers=2, ckpt_every=100), tmp_path / "workers")
     in_process = _run(toy_config(steps=6, ckpt_every=100), tmp_path / "main")
-    assert ([r["loss"] for r in read_log(tmp_path / "workers" / "log.jsonl")] ==
-            [r["loss"] for r in read_log(tmp_path / "main" / "log.jsonl")])
+    assert [r["loss"] for r in read_log(tmp_path / "workers" / "log.jsonl")] == [
+        r["loss"] for r in read_log(tmp_path / "main" / "log.jsonl")
+    ]
     assert _equal_state(with_workers.model.state_dict(), in_process.model.state_dict())
 
 
@@ -202,9 +213,18 @@ def test_cli_train_then_resume_longer(tmp_path):
     from moldiff.cli import main
 
     config = str(Path(__file__).resolve().parents[2] / "configs" / "toy_gaussian_mixture.yaml")
-    small = ["train.batch_size=32", "train.log_every=5", "train.eval_every=0", "train.ckpt_every=10",
-             "model.hidden=16", "model.eval_samples=32", "model.sample_steps=4", "data.num_train=256",
-             "data.num_valid=64", "train.device=cpu"]
+    small = [
+        "train.batch_size=32",
+        "train.log_every=5",
+        "train.eval_every=0",
+        "train.ckpt_every=10",
+        "model.hidden=16",
+        "model.eval_samples=32",
+        "model.sample_steps=4",
+        "data.num_train=256",
+        "data.num_valid=64",
+        "train.device=cpu",
+    ]
     out = str(tmp_path / "run")
     assert main(["train", config, "train.steps=20", *small, "--out", out, "--no-progress"]) == 0
     assert (tmp_path / "run" / "checkpoints" / "step_00000020.ckpt").is_file()
@@ -218,9 +238,18 @@ def test_cli_train_then_resume_longer(tmp_path):
 
 TOY_YAML = str(Path(__file__).resolve().parents[2] / "configs" / "toy_gaussian_mixture.yaml")
 #: The toy config file, sized down: the first launches below give these, the resumes give none.
-SMALL = ["train.batch_size=32", "train.log_every=5", "train.eval_every=0", "train.ckpt_every=10",
-         "model.hidden=16", "model.eval_samples=32", "model.sample_steps=4", "data.num_train=256",
-         "data.num_valid=64", "train.device=cpu"]
+SMALL = [
+    "train.batch_size=32",
+    "train.log_every=5",
+    "train.eval_every=0",
+    "train.ckpt_every=10",
+    "model.hidden=16",
+    "model.eval_samples=32",
+    "model.sample_steps=4",
+    "data.num_train=256",
+    "data.num_valid=64",
+    "train.device=cpu",
+]
 
 
 def test_cli_resume_continues_the_saved_run_config_and_says_where_the_file_differs(tmp_path, capsys):
@@ -234,15 +263,22 @@ def test_cli_resume_continues_the_saved_run_config_and_says_where_the_file_diffe
     # key where the file and the saved run differ; the run is done already, so nothing is trained.
     assert main(["train", TOY_YAML, "--out", out, "--resume", "--no-progress"]) == 0
     lines = capsys.readouterr().err.splitlines()
-    assert (f"moldiff train: resuming with train.steps = 20, as in the saved run ({TOY_YAML} says 5000; "
-            "give train.steps=5000 to use that)") in lines
-    assert any(line.startswith("moldiff train: resuming with train.lr = 0.001, as in the saved run (") and
-               "give train.lr=0.002 to use that" in line for line in lines)
+    assert (
+        f"moldiff train: resuming with train.steps = 20, as in the saved run ({TOY_YAML} says 5000; "
+        "give train.steps=5000 to use that)"
+    ) in lines
+    assert any(
+        line.startswith("moldiff train: resuming with train.lr = 0.001, as in the saved run (")
+        and "give train.lr=0.002 to use that" in line
+        for line in lines
+    )
     keys = {line.split(" = ")[0].rsplit(" ", 1)[-1] for line in lines if line.startswith("moldiff train: resuming")}
     assert keys == {"train.steps", "train.lr"} | {o.split("=")[0] for o in SMALL}
     assert lines[-1] == "run already at step 20 of 20: nothing to do; raise train.steps=N to train on"
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*")) == [
-        "step_00000010.ckpt", "step_00000020.ckpt"]  # nothing new written
+        "step_00000010.ckpt",
+        "step_00000020.ckpt",
+    ]  # nothing new written
 
     # An override given now applies, the rest stays the saved run's; the log records the decision.
     assert main(["train", TOY_YAML, "train.steps=30", "--out", out, "--resume", "--no-progress"]) == 0
@@ -253,8 +289,13 @@ def test_cli_resume_continues_the_saved_run_config_and_says_where_the_file_diffe
     assert ckpt["config"]["train"]["lr"] == 1e-3 and ckpt["config"]["model"]["hidden"] == 16
     assert ckpt["config"]["train"]["steps"] == 30
     events = read_log(tmp_path / "run" / "log.jsonl", kind="event")
-    assert [e["event"] for e in events] == ["start", "nothing_to_do", "config_changed_on_resume", "resume_config",
-                                            "resume"]
+    assert [e["event"] for e in events] == [
+        "start",
+        "nothing_to_do",
+        "config_changed_on_resume",
+        "resume_config",
+        "resume",
+    ]
     decision = {s["key"]: s for s in events[-2]["settings"]}
     assert decision["train.steps"] == {"key": "train.steps", "saved": 20, "given": 30, "used": 30, "source": "override"}
     assert decision["train.lr"] == {"key": "train.lr", "saved": 1e-3, "given": 2e-3, "used": 1e-3, "source": "saved"}
@@ -271,8 +312,9 @@ def test_a_killed_run_resumed_by_the_cli_without_overrides_is_exact(tmp_path, ca
     assert main(["train", TOY_YAML, "--out", str(tmp_path / "cut"), "--resume", "--no-progress"]) == 0
     resumed = load_checkpoint(tmp_path / "cut" / "checkpoints" / "step_00000020.ckpt")
     assert _equal_state(resumed["model"], full.model.state_dict())
-    assert ([r["loss"] for r in read_log(tmp_path / "cut" / "log.jsonl")] ==
-            [r["loss"] for r in read_log(tmp_path / "full" / "log.jsonl")])
+    assert [r["loss"] for r in read_log(tmp_path / "cut" / "log.jsonl")] == [
+        r["loss"] for r in read_log(tmp_path / "full" / "log.jsonl")
+    ]
 
 
 def test_resume_refuses_model_settings_the_checkpoint_does_not_fit(tmp_path, capsys):
@@ -309,8 +351,9 @@ def test_stop_signal_checkpoints_and_resumes_exactly(tmp_path, toy_config):
 
     resumed = _run(cfg, tmp_path / "cut", resume=True)
     assert _equal_state(resumed.model.state_dict(), full.model.state_dict())
-    assert ([r["loss"] for r in read_log(tmp_path / "cut" / "log.jsonl")] ==
-            [r["loss"] for r in read_log(tmp_path / "full" / "log.jsonl")])
+    assert [r["loss"] for r in read_log(tmp_path / "cut" / "log.jsonl")] == [
+        r["loss"] for r in read_log(tmp_path / "full" / "log.jsonl")
+    ]
 
 
 def test_fresh_run_refuses_a_folder_with_checkpoints(tmp_path, toy_config):
@@ -330,8 +373,9 @@ def test_init_from_starts_a_fresh_run_at_trained_weights(tmp_path, toy_config):
     assert start.step == 0 and start.ema.num_updates == 0
     assert _equal_state(start.model.state_dict(), trained)
     assert _equal_state(start.ema.module.state_dict(), trained)
-    assert not _equal_state(_run(toy_config(steps=40, eval_every=0), tmp_path / "scratch", stop_at=0)
-                            .model.state_dict(), trained)
+    assert not _equal_state(
+        _run(toy_config(steps=40, eval_every=0), tmp_path / "scratch", stop_at=0).model.state_dict(), trained
+    )
 
     # It trains on from there (fresh optimiser), and a resumed run keeps its own weights.
     cfg = toy_config(steps=20, eval_every=0, ckpt_every=10, init_from=str(first.checkpoints.latest()))

@@ -23,8 +23,15 @@ def main(out_dir: str, batch_size: int, steps: int) -> None:
         assert info.world_size == 2 and info.backend == "gloo", info
         trainer = Trainer(cfg, dist_info=info, out_dir=out_dir)
         trainer.fit()
-        torch.save({"model": trainer.model.state_dict(), "ema": trainer.ema.module.state_dict(),
-                    "rank": info.rank, "step": trainer.step}, f"{out_dir}/rank{info.rank}.pt")
+        torch.save(
+            {
+                "model": trainer.model.state_dict(),
+                "ema": trainer.ema.module.state_dict(),
+                "rank": info.rank,
+                "step": trainer.step,
+            },
+            f"{out_dir}/rank{info.rank}.pt",
+        )
     finally:
         cleanup_distributed(info)
 

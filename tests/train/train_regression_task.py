@@ -54,8 +54,11 @@ class RegressionModel(nn.Module):
 
 
 def build(model_cfg, data_cfg, *, rank=0, world_size=1, seed=0) -> TaskBundle:
-    return TaskBundle(model=RegressionModel(data_cfg.dim, model_cfg.hidden), train_dataset=RegressionDataset(data_cfg),
-                      dataset_stats={"dim": data_cfg.dim})
+    return TaskBundle(
+        model=RegressionModel(data_cfg.dim, model_cfg.hidden),
+        train_dataset=RegressionDataset(data_cfg),
+        dataset_stats={"dim": data_cfg.dim},
+    )
 
 
 def register() -> None:
@@ -64,7 +67,21 @@ def register() -> None:
 
 def regression_config(**train) -> ExperimentConfig:
     register()
-    defaults = dict(steps=4, batch_size=8, lr=1e-2, warmup_steps=0, ema_decay=0.9, clip="norm", clip_value=0.5,
-                    log_every=1, ckpt_every=2, eval_every=0, best_metric=None, device="cpu", progress=False, seed=0)
+    defaults = dict(
+        steps=4,
+        batch_size=8,
+        lr=1e-2,
+        warmup_steps=0,
+        ema_decay=0.9,
+        clip="norm",
+        clip_value=0.5,
+        log_every=1,
+        ckpt_every=2,
+        eval_every=0,
+        best_metric=None,
+        device="cpu",
+        progress=False,
+        seed=0,
+    )
     defaults.update(train)
     return ExperimentConfig(TASK, RegressionModelConfig(), RegressionDataConfig(), TrainConfig(**defaults))
