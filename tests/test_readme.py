@@ -106,7 +106,7 @@ def shrink_shell(body: str) -> str:
 
 def shrink_python(body: str) -> str:
     """A python block as the test runs it (see the module docstring)."""
-    body = re.sub(r"\.sample\(\d+,", ".sample(3,", body)
+    body = re.sub(r"\.sample\(\s*\d+\s*,", ".sample(3,", body)  # also split over lines, as ruff formats blocks
     return re.sub(r"\brange\(\d+\)", "range(3)", body)
 
 
@@ -165,6 +165,10 @@ def test_the_shrinking_rules():
     assert (
         shrink_python("g.sample(100, labels=[k % 10 for k in range(100)])")
         == "g.sample(3, labels=[k % 10 for k in range(3)])"
+    )
+    assert (
+        shrink_python("g.sample(\n    100, labels=[k % 10 for k in range(100)]\n)")
+        == "g.sample(3, labels=[k % 10 for k in range(3)]\n)"
     )
 
 
