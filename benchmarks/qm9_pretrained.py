@@ -68,7 +68,7 @@ def main(argv=None) -> dict:
         "--precision",
         choices=["fp32", "bf16", "auto"],
         default="fp32",
-        help="the network's precision (moldiff.precision; default: fp32)",
+        help="the network's precision (moldiff.train.precision; default: fp32)",
     )
     args = parser.parse_args(argv)
 

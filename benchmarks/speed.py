@@ -227,7 +227,7 @@ def _sizes(args) -> list[tuple[int, int]]:
 
 
 def _precision_ctx(precision: str, device: str):
-    from moldiff.precision import precision_autocast
+    from moldiff.train.precision import precision_autocast
 
     return precision_autocast(precision, device)
 
@@ -787,7 +787,7 @@ def main(argv=None) -> dict:
         return {}
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    from moldiff.precision import cpu_bf16_flags, resolve_precision
+    from moldiff.train.precision import cpu_bf16_flags, resolve_precision
 
     molecules = qm9_like_molecules(args.batch_size, args.seed)
     sizes = [m.num_atoms for m in molecules]

@@ -22,7 +22,7 @@ is not committed)::
     python benchmarks/time_to_quality.py --num 500 \
         edm_24k=runs/history/qm9_407dbac.pt:1.1 edm_67k=runs/history/qm9_52dba1f.pt:3.1 \
         edm_105k=runs/history/qm9_0f9ea32.pt:7.0 edm_141k=runs/history/qm9_8471eea.pt:9.0 \
-        flow_10k=runs/qm9_flow/checkpoints/step_00010000.ckpt:2.0
+        --log runs/qm9_flow/log.jsonl
 
 The last line of output is one JSON object with every row (also written to ``--out``).
 """
@@ -73,9 +73,47 @@ def score(path: str, num: int, steps: int, seed: int) -> dict:
     }
 
 
+def rows_from_log(path: str, processes: int) -> list[dict]:
+    """Rows of a bond-aware run's own evaluations (``kind=eval`` lines of its ``log.jsonl``: ``data.eval_samples``
+    molecules with fixed seeds, both protocols), at the CPU core-hours spent up to each: the wall time of
+    every logged window (``log_every`` steps x items per step / ``items_per_s``) times ``processes``."""
+    from moldiff.train.logs import read_log
+
+    train = read_log(path, kind="train")
+    events = [e for e in read_log(path, kind="event") if "items_per_step" in e]
+    per_step = events[0]["items_per_step"] if events else 64 * processes
+    rows, seconds, previous = [], 0.0, 0
+    evaluations = {e["step"]: e for e in read_log(path, kind="eval") if "molecule_stability" in e}
+    for line in train:
+        seconds += (line["step"] - previous) * per_step / line["items_per_s"]
+        previous = line["step"]
+        if line["step"] in evaluations:
+            e = evaluations[line["step"]]
+            rows.append(
+                {
+                    "label": f"flow_{line['step'] / 1000:g}k",
+                    "path": path,
+                    "core_hours": seconds * processes / 3600,
+                    "family": "bond-aware (joint flow)",
+                    "own_molecule_stability": e["molecule_stability"],
+                    "own_atom_stability": e["atom_stability"],
+                    "own_connected_validity": e["connected_validity"],
+                    "edm_molecule_stability": e["edm_molecule_stability"],
+                    "edm_atom_stability": e["edm_atom_stability"],
+                    "edm_validity": e["edm_validity"],
+                    "num": int(e["num_molecules"]),
+                }
+            )
+    return rows
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", metavar="LABEL=PATH:CORE_HOURS")
+    parser.add_argument("models", nargs="*", metavar="LABEL=PATH:CORE_HOURS")
+    parser.add_argument(
+        "--log", default=None, help="also the evaluations logged by a bond-aware training run (log.jsonl)"
+    )
+    parser.add_argument("--log-processes", type=int, default=2, help="processes of that run (default: 2)")
     parser.add_argument("--num", type=int, default=500)
     parser.add_argument("--steps", type=int, default=100, help="sampler steps for every model (default: 100)")
     parser.add_argument("--seed", type=int, default=0)
@@ -96,6 +134,14 @@ def main(argv=None) -> dict:
             f"{100 * row['edm_molecule_stability']:.1f} | {100 * row['own_connected_validity']:.1f} |",
             flush=True,
         )
+    if args.log:
+        for row in rows_from_log(args.log, args.log_processes):
+            rows.append(row)
+            print(
+                f"| {row['label']} (training evaluation, {row['num']} samples) | {row['family']} | {row['core_hours']:.1f} | "
+                f"{100 * row['own_molecule_stability']:.1f} | {100 * row['edm_molecule_stability']:.1f} | "
+                f"{100 * row['own_connected_validity']:.1f} |"
+            )
     record = {"num": args.num, "steps": args.steps, "seed": args.seed, "rows": rows}
     print_record(record, args.out)
     return record

@@ -210,8 +210,8 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _sample(args: argparse.Namespace) -> int:
     from moldiff.hub import load_pretrained
-    from moldiff.precision import precision_autocast
     from moldiff.train.distributed import cleanup_distributed, init_distributed
+    from moldiff.train.precision import precision_autocast
 
     if args.num < 1:
         raise SystemExit("moldiff sample: --num must be at least 1")

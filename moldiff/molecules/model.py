@@ -35,7 +35,7 @@ from moldiff.core import (
 from moldiff.errors import ConfigError
 from moldiff.nn.e3nn_denoiser import E3nnDenoiser
 from moldiff.nn.egnn import EGNNDenoiser
-from moldiff.precision import precision_autocast
+from moldiff.train.precision import precision_autocast
 
 Tensor = torch.Tensor
 
@@ -315,7 +315,7 @@ class MoleculeDiffusion(nn.Module):
                 (classifier-free guided) denoiser, e.g. gradient guidance by a property predictor
                 (:func:`moldiff.molecules.predictor.predictor_guidance`).
             precision: the network's precision, ``"fp32"``, ``"bf16"`` or ``"auto"``
-                (:mod:`moldiff.precision`; the sampler's state, the schedule and the zero-CoM
+                (:mod:`moldiff.train.precision`; the sampler's state, the schedule and the zero-CoM
                 projection stay in ``dtype``); ``None`` leaves any autocast of the caller as it is
                 (default: ``None``).
 

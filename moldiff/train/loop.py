@@ -7,7 +7,7 @@ A task's model only has to give a loss for a batch (see :mod:`moldiff.train.task
   :class:`~moldiff.train.distributed.ShardedBatchSampler`;
 * AdamW with linear warm-up and cosine / linear decay, gradient accumulation;
 * bf16 autocast of the model's forward on CUDA or CPU (``train.precision = "bf16"``, or ``"auto"``:
-  bf16 where the device multiplies bf16 matrices natively, :mod:`moldiff.precision`; the log's
+  bf16 where the device multiplies bf16 matrices natively, :mod:`moldiff.train.precision`; the log's
   start event records the choice; weights, optimiser and EMA stay fp32, and the diffusion
   schedule maths in :mod:`moldiff.core` runs in float64, untouched by autocast);
 * global-norm clipping, fixed or EDM's adaptive rule, behind a guard that *skips and counts* a
@@ -51,7 +51,6 @@ import torch
 from torch import nn
 
 from moldiff.errors import CheckpointError, ConfigError
-from moldiff.precision import resolve_precision
 from moldiff.pretrained import pretrained_path
 
 from .checkpoint import (
@@ -90,6 +89,7 @@ from .distributed import (
 from .ema import EMA
 from .logs import JsonlLogger, ProgressBar, peak_memory_mb
 from .optim import GradClipper, LRSchedule, build_optimizer, grad_norm
+from .precision import resolve_precision
 from .tasks import TaskBundle, get_task
 
 __all__ = [

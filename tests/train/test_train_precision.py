@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import moldiff.precision as precision
+import moldiff.train.precision as precision
 from moldiff.errors import ConfigError
 from moldiff.train.config import TrainConfig
 from moldiff.train.logs import read_log

@@ -10,7 +10,7 @@ projection) in fp32; weights, optimiser state, EMA and the schedule maths are ne
 * CPU: the ``avx512_bf16`` or ``amx_bf16`` flag of ``/proc/cpuinfo`` (Linux; Intel Cooper Lake,
   Sapphire Rapids and later, AMD Zen 4 and later). Other systems get fp32.
 
-Plain ``torch`` only; nothing from moldiff.
+Plain ``torch`` only; nothing from moldiff. Part of the engine; the modalities' samplers use it too.
 """
 
 from __future__ import annotations
