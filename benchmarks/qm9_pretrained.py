@@ -47,7 +47,7 @@ COLUMNS = ["atom_stability", "molecule_stability", "validity", "validity_x_uniqu
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="qm9")
+    parser.add_argument("--model", default="qm9_edm", help="an EDM-style model (default: the shipped qm9_edm)")
     parser.add_argument("--num", type=int, default=1000)
     parser.add_argument("--sampler", default="ddpm")
     parser.add_argument("--steps", type=int, default=None, help="default: 1000 for ddpm, 50 otherwise")

@@ -45,7 +45,7 @@ CI_RUN = REPO / ".ci" / "run"
 INSTALL_TORCH = "pip install torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu"
 MAIN_COMMAND = (
     f"{INSTALL_TORCH} && pip install -e . && moldiff sample --model qm9 --num 100 --out samples.sdf "
-    "&& moldiff evaluate samples.sdf"
+    "&& moldiff evaluate samples.sdf --bonds file"
 )
 TEST_COMMAND = f'{INSTALL_TORCH} && pip install -e ".[test]" && python -m pytest -q'
 

@@ -4,7 +4,7 @@
 project's CPU machine type) when the per-item seeding rule was introduced (the restructuring of
 issue 18 itself left the earlier outputs byte-identical, SHA-256 checked before and after)::
 
-    moldiff sample --model qm9 --num 8 --seed 0 --steps 20 --sampler dpmpp_2m --out qm9.sdf
+    moldiff sample --model qm9_edm --num 8 --seed 0 --steps 20 --sampler dpmpp_2m --out qm9_edm.sdf
     moldiff sample --model fashion_mnist --num 8 --seed 0 --steps 20 --out fm.png
     moldiff sample --model cath_ca --num 2 --length 50 --seed 0 --steps 20 --out bb/
 
@@ -58,13 +58,13 @@ def _ca(path: Path) -> np.ndarray:
 
 
 def test_the_shipped_molecule_model_gives_the_recorded_molecules(tmp_path, one_thread):
-    out = tmp_path / "qm9.sdf"
+    out = tmp_path / "qm9_edm.sdf"
     assert (
         main(
             [
                 "sample",
                 "--model",
-                "qm9",
+                "qm9_edm",
                 "--num",
                 "8",
                 "--seed",
@@ -80,7 +80,7 @@ def test_the_shipped_molecule_model_gives_the_recorded_molecules(tmp_path, one_t
         )
         == 0
     )
-    got, want = _sdf_arrays(out), _sdf_arrays(REFERENCE / "qm9.sdf")
+    got, want = _sdf_arrays(out), _sdf_arrays(REFERENCE / "qm9_edm.sdf")
     assert len(got) == len(want) == 8
     for (z1, p1), (z2, p2) in zip(got, want):
         assert z1 == z2

@@ -30,15 +30,26 @@ def test_per_item_noise_does_not_depend_on_the_batch():
 def test_molecules_do_not_depend_on_batch_size_or_processes():
     from moldiff.molecules.generator import sample_in_processes
 
-    gen = moldiff.load_pretrained("qm9")
+    gen = moldiff.load_pretrained("qm9_edm")
     kw = dict(seed=3, sampler="dpmpp_2m", steps=6)
     one = gen.sample_arrays(5, batch_size=5, **kw)
     three = gen.sample_arrays(5, batch_size=2, **kw)
-    parallel, _ = sample_in_processes("qm9", gen.plan(5, 3), 3, processes=2, batch_size=2, sampler="dpmpp_2m", steps=6)
+    parallel, _ = sample_in_processes(
+        "qm9_edm", gen.plan(5, 3), 3, processes=2, batch_size=2, sampler="dpmpp_2m", steps=6
+    )
     for (z1, p1), (z2, p2), (z3, p3) in zip(one, three, parallel):
         assert np.array_equal(z1, z2) and np.array_equal(z1, z3)
         np.testing.assert_allclose(p1, p2, atol=1e-4)
         np.testing.assert_allclose(p1, p3, atol=1e-4)
+
+
+def test_bond_aware_molecules_do_not_depend_on_batch_size():
+    gen = moldiff.load_pretrained("qm9")
+    one = gen.sample_arrays(4, seed=2, steps=5, batch_size=4)
+    two = gen.sample_arrays(4, seed=2, steps=5, batch_size=3)
+    for a, b in zip(one, two):
+        assert np.array_equal(a["atomic_numbers"], b["atomic_numbers"]) and np.array_equal(a["bonds"], b["bonds"])
+        np.testing.assert_allclose(a["positions"], b["positions"], atol=1e-4)
 
 
 def test_backbones_do_not_depend_on_batch_size():

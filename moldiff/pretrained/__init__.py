@@ -3,7 +3,7 @@
 Each file is what :func:`moldiff.train.checkpoint.export_ema` writes (EMA weights, the full config
 and the dataset statistics needed to sample), so a shipped model loads like any exported file. The
 weights are fp16 in ``cath_ca``, ``fashion_mnist`` and ``fashion_mnist_classifier`` (export_ema's
-default) and float32 in the four ``qm9*`` files (``dtype=None``: small enough that fp16 would save
+default) and float32 in the ``qm9*`` files (``dtype=None``: small enough that fp16 would save
 nothing worth its rounding); every loader hands back float32 models.
 :func:`moldiff.hub.load_pretrained` loads one by name. This module imports nothing from moldiff, so
 the training engine can resolve a name (``train.init_from=qm9``) without loading any modality.
@@ -20,7 +20,16 @@ PRETRAINED_DIR = Path(__file__).resolve().parent
 
 #: name -> (file in moldiff/pretrained, one-line description)
 PRETRAINED: dict[str, tuple[str, str]] = {
-    "qm9": ("qm9.pt", "EDM-style EGNN (4 x 64) trained on QM9 with explicit hydrogens on a 2-core CPU"),
+    "qm9": (
+        "qm9.pt",
+        "bond-aware QM9 model (MoleculeFlow: atom types, formal charges, bonds and coordinates generated "
+        "together; PairEGNN 5 x 96) trained on a 2-core CPU",
+    ),
+    "qm9_edm": (
+        "qm9_edm.pt",
+        "EDM-style EGNN (4 x 64, configs/qm9_small.yaml) trained on QM9 with explicit hydrogens on a 2-core CPU "
+        "(the default qm9 model until the bond-aware one replaced it)",
+    ),
     "qm9_alpha": (
         "qm9_alpha.pt",
         "QM9 generator conditioned on polarisability alpha (4 x 64 EGNN, classifier-free "

@@ -105,7 +105,7 @@ def test_cli_evaluates_the_xyz_file_cli_sample_writes(tmp_path, capsys):
             [
                 "sample",
                 "--model",
-                "qm9",
+                "qm9_edm",
                 "--num",
                 "3",
                 "--steps",
