@@ -62,7 +62,9 @@ def steps_for_budget(sampler: str, nfe: int, schedule, grid: str) -> tuple[int, 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="qm9_edm", help="an EDM-style pretrained name or checkpoint (default: qm9_edm)")
+    parser.add_argument(
+        "--model", default="qm9_edm", help="an EDM-style pretrained name or checkpoint (default: qm9_edm)"
+    )
     parser.add_argument("--num", type=int, default=500, help="molecules per sampler and budget")
     parser.add_argument("--nfe", type=int, nargs="+", default=[25, 50, 100, 250, 1000], help="evaluation budgets")
     parser.add_argument("--samplers", nargs="+", default=["ddpm", "ddim", "heun", "dpmpp_2m"])
