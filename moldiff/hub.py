@@ -39,6 +39,7 @@ from moldiff.train.tasks import get_task
 
 __all__ = [
     "PRETRAINED",
+    "Generator",
     "pretrained_path",
     "load_model",
     "load_pretrained",
@@ -46,6 +47,28 @@ __all__ = [
     "shared_data_dir",
     "data_path",
 ]
+
+
+class Generator:
+    """What the modality generators share: the trained model (in eval mode), where it came from, its device.
+
+    Args:
+        model: the trained model.
+        source: a pretrained name or a path, recorded in the outputs.
+    """
+
+    def __init__(self, model: torch.nn.Module, source: str = "") -> None:
+        self.model = model.eval()
+        self.source = source
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device) -> "Generator":
+        """Move the model to ``device``; returns the generator."""
+        self.model.to(device)
+        return self
 
 
 def load_model(

@@ -15,34 +15,22 @@ from typing import Callable, Sequence
 
 import torch
 
+from moldiff.hub import Generator
 from moldiff.train.logs import step_progress
 
 from .data import to_uint8
 from .grid import save_grid
-from .model import ImageDiffusion
 
 __all__ = ["ImageGenerator"]
 
 
-class ImageGenerator:
+class ImageGenerator(Generator):
     """Samples images from a trained :class:`~moldiff.images.model.ImageDiffusion`.
 
     Args:
         model: the trained model.
         source: where it came from (a pretrained name or a path).
     """
-
-    def __init__(self, model: ImageDiffusion, source: str = "") -> None:
-        self.model = model.eval()
-        self.source = source
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def to(self, device) -> "ImageGenerator":
-        self.model.to(device)
-        return self
 
     @property
     def num_classes(self) -> int:

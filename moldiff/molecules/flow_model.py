@@ -53,6 +53,8 @@ from moldiff.errors import ConfigError
 from moldiff.nn.embeddings import GaussianRBF
 from moldiff.nn.pair_egnn import PairEGNN
 
+from .model import SizeHistogram
+
 Tensor = torch.Tensor
 
 __all__ = ["MoleculeFlowConfig", "MoleculeFlow", "BLOCKS"]
@@ -179,14 +181,7 @@ class MoleculeFlow(nn.Module):
         )
         self.coordinate_schedule = FlowSchedule(t_min=0.0, t_max=1.0)
         self.categorical_schedule = CategoricalSchedule(config.categorical_schedule, config.categorical_power)
-        hist = {int(k): float(v) for k, v in stats["num_atoms_histogram"].items()}
-        sizes = sorted(hist)
-        self.register_buffer("_sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
-        self.register_buffer(
-            "_size_probs",
-            torch.tensor([hist[n] for n in sizes], dtype=torch.float64) / sum(hist.values()),
-            persistent=False,
-        )
+        self.num_atoms = SizeHistogram(stats["num_atoms_histogram"])
 
     # ------------------------------------------------------------------ the joint space of a batch
     def space(self, batch: Tensor, num_graphs: int, pairs: Tensor | None = None) -> JointSpace:
@@ -299,8 +294,7 @@ class MoleculeFlow(nn.Module):
     # ------------------------------------------------------------------ sampling
     def sample_num_atoms(self, num: int, generator: torch.Generator | None = None) -> Tensor:
         """Molecule sizes drawn from the training histogram ``p(N)``, ``[num]``."""
-        idx = torch.multinomial(self._size_probs, num, replacement=True, generator=generator)
-        return self._sizes[idx]
+        return self.num_atoms.sample(num, generator)
 
     def sampling_defaults(
         self, sampler: str | None = None, steps: int | None = None, grid: str | None = None

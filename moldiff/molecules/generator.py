@@ -20,7 +20,7 @@ import torch
 
 from moldiff.core import get_sampler, item_generators, item_seed
 from moldiff.errors import InputError
-from moldiff.hub import load_model, load_pretrained
+from moldiff.hub import Generator, load_model, load_pretrained
 from moldiff.train.distributed import gather_objects
 from moldiff.train.logs import step_progress
 
@@ -43,7 +43,7 @@ class SampledMolecules(list):
         ]
 
 
-class MoleculeGenerator:
+class MoleculeGenerator(Generator):
     """Samples molecules from a trained :class:`~moldiff.molecules.model.MoleculeDiffusion`.
 
     Molecules are produced in chunks of ``batch_size``; molecule ``i`` of a job draws its size from
@@ -51,18 +51,6 @@ class MoleculeGenerator:
     (:func:`moldiff.core.item_generators`), so the output depends only on ``seed``: not on the batch
     size, nor on how the chunks are spread over processes.
     """
-
-    def __init__(self, model, source: str = "") -> None:
-        self.model = model.eval()
-        self.source = source
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def to(self, device) -> "MoleculeGenerator":
-        self.model.to(device)
-        return self
 
     @property
     def atom_types(self) -> list[str]:

@@ -152,6 +152,27 @@ def _space_fn(width: int):
     return space
 
 
+class SizeHistogram(nn.Module):
+    """``p(N)``, the distribution of molecule sizes in the training set, kept with a model to draw the
+    sizes of the molecules it samples (EDM, Hoogeboom et al. 2022, Sec. 3.4).
+
+    Args:
+        histogram: ``{N: count}`` (the ``num_atoms_histogram`` of a model's statistics).
+    """
+
+    def __init__(self, histogram: dict) -> None:
+        super().__init__()
+        hist = {int(k): float(v) for k, v in histogram.items()}
+        sizes = sorted(hist)
+        self.register_buffer("sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
+        probs = torch.tensor([hist[n] for n in sizes], dtype=torch.float64) / sum(hist.values())
+        self.register_buffer("probs", probs, persistent=False)
+
+    def sample(self, num: int, generator: torch.Generator | None = None) -> Tensor:
+        """``num`` sizes drawn from ``p(N)``, ``[num]``."""
+        return self.sizes[torch.multinomial(self.probs, num, replacement=True, generator=generator)]
+
+
 class MoleculeDiffusion(nn.Module):
     """A 3D molecule diffusion model (EDM) over packed batches.
 
@@ -204,14 +225,7 @@ class MoleculeDiffusion(nn.Module):
         self.network = _StateNetwork(net, num_context)
         self.schedule = config.build_schedule()
         self.denoiser = config.build_denoiser(self.network, self.schedule, space_fn=_space_fn(self.feature_width))
-        hist = {int(k): float(v) for k, v in stats["num_atoms_histogram"].items()}
-        sizes = sorted(hist)
-        self.register_buffer("_sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
-        self.register_buffer(
-            "_size_probs",
-            torch.tensor([hist[n] for n in sizes], dtype=torch.float64) / sum(hist.values()),
-            persistent=False,
-        )
+        self.num_atoms = SizeHistogram(stats["num_atoms_histogram"])
 
     # ------------------------------------------------------------------ features <-> state
     def encode(self, pos: Tensor, atom_types: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
@@ -273,8 +287,7 @@ class MoleculeDiffusion(nn.Module):
     # ------------------------------------------------------------------ sampling
     def sample_num_atoms(self, num: int, generator: torch.Generator | None = None) -> Tensor:
         """Molecule sizes drawn from the training histogram ``p(N)``, ``[num]``."""
-        idx = torch.multinomial(self._size_probs, num, replacement=True, generator=generator)
-        return self._sizes[idx]
+        return self.num_atoms.sample(num, generator)
 
     def sampling_defaults(
         self, sampler: str | None = None, steps: int | None = None, grid: str | None = None

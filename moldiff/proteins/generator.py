@@ -17,34 +17,23 @@ from typing import Callable, Sequence
 
 import torch
 
+from moldiff.hub import Generator
 from moldiff.train.logs import step_progress
 
 from .contig import ContigError
-from .model import BackboneDiffusion, Design, save_designs
+from .model import Design, save_designs
 from .pdb_io import StructureError
 
 __all__ = ["BackboneGenerator"]
 
 
-class BackboneGenerator:
+class BackboneGenerator(Generator):
     """Samples protein C-alpha backbones from a trained :class:`~moldiff.proteins.model.BackboneDiffusion`.
 
     Args:
         model: the trained model.
         source: where it came from (a pretrained name or a path), recorded in the outputs.
     """
-
-    def __init__(self, model: BackboneDiffusion, source: str = "") -> None:
-        self.model = model.eval()
-        self.source = source
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def to(self, device) -> "BackboneGenerator":
-        self.model.to(device)
-        return self
 
     def num_steps(self, sampler: str | None = None, steps: int | None = None) -> int:
         """Sampler steps per chain for these settings (the model's defaults where not given)."""
