@@ -12,12 +12,14 @@ To add a subcommand, write those two functions and add one :class:`Command` line
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from moldiff import __version__
-from moldiff.errors import ConfigError, MoldiffError
+from moldiff.errors import ConfigError, InputError, MoldiffError
 from moldiff.pretrained import PRETRAINED
 
 __all__ = ["Command", "COMMANDS", "build_parser", "main"]
@@ -165,6 +167,18 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
         "natively) (default: fp32)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out file (or, for backbones, the earlier designs in the --out folder); "
+        "without it an existing output stops the command before anything is sampled",
+    )
+    parser.add_argument(
+        "--skip-diverged",
+        action="store_true",
+        help="leave out samples that diverged (non-finite or exploded coordinates or pixels) and write the "
+        "others; without it such a sample stops the command and nothing is written",
+    )
     conditional = parser.add_argument_group("conditional molecule models")
     conditional.add_argument(
         "--condition",
@@ -208,13 +222,31 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_sample_arguments(args: argparse.Namespace) -> None:
+    """Numbers that would silently do the wrong thing stop here, before a model is loaded."""
+    for option, value, least in (
+        ("--num", args.num, 1),
+        ("--batch-size", args.batch_size, 1),
+        ("--steps", args.steps, 1),
+        ("--num-atoms", args.num_atoms, 2),
+        ("--length", args.length, 2),
+        ("--nrow", args.nrow, 1),
+    ):
+        if value is not None and value < least:
+            raise InputError(f"{option} must be at least {least}, got {value}")
+    for option, value in (("--guidance-scale", args.guidance_scale), ("--temperature", args.temperature)):
+        if value is not None and not math.isfinite(value):
+            raise InputError(f"{option} must be a finite number, got {value}")
+    if args.temperature < 0:
+        raise InputError(f"--temperature must be at least 0, got {args.temperature}")
+
+
 def _sample(args: argparse.Namespace) -> int:
     from moldiff.hub import load_pretrained
     from moldiff.train.distributed import cleanup_distributed, init_distributed
     from moldiff.train.precision import precision_autocast
 
-    if args.num < 1:
-        raise SystemExit("moldiff sample: --num must be at least 1")
+    _check_sample_arguments(args)
     info = init_distributed(args.device)
     try:
         generator = load_pretrained(args.model, device=info.device)  # imports the model's modality only
@@ -274,7 +306,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from moldiff.molecules.evaluate import evaluate_dataset, evaluate_file, format_report
 
     if (args.path is None) == (args.dataset is None):
-        raise SystemExit("moldiff evaluate: give either a samples file or folder, or --dataset qm9")
+        raise InputError("give either a samples file or folder, or --dataset qm9")
     progress = not args.no_progress and sys.stderr.isatty()
     try:
         if args.path is not None:
@@ -386,9 +418,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``moldiff`` console script.
 
     moldiff's own errors (:class:`moldiff.errors.MoldiffError`: configuration mistakes, bad input
-    files and records, unknown names, values out of range), missing files and a fresh run aimed at
-    a folder holding another run's checkpoints print one line naming the problem and exit with
-    status 2 instead of a traceback.
+    files and records, unknown names, values out of range, samples that diverged) and the errors of
+    the operating system (a missing file, a full disk, a folder that cannot be written, a fresh run
+    aimed at a folder holding another run's checkpoints) print one line naming the problem and exit
+    with status 2 instead of a traceback. Warnings print as one line each.
     """
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -401,13 +434,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         args.overrides = list(args.overrides) + extra
     try:
-        return int(args._run(args) or 0)
+        with warnings.catch_warnings():  # restores the warning settings afterwards
+            warnings.showwarning = _show_warning
+            warnings.simplefilter("always", UserWarning)  # every skipped file or record is told, each time
+            return int(args._run(args) or 0)
     except ConfigError as err:
-        print(f"moldiff {args.command}: config error: {err}", file=sys.stderr)
+        print(f"moldiff {args.command}: config error: {_line(err)}", file=sys.stderr)
         return 2
-    except (MoldiffError, FileExistsError, FileNotFoundError) as err:
-        print(f"moldiff {args.command}: {err}", file=sys.stderr)
+    except (MoldiffError, OSError) as err:
+        print(f"moldiff {args.command}: {_line(err)}", file=sys.stderr)
         return 2
+
+
+def _line(err: BaseException) -> str:
+    """An error's message on one line."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+    if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in text:
+        text += f": {err.filename}"
+    return text
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` of the command: one line, no source line."""
+    kind = "note" if category.__name__ == "ConfigNote" else "warning"
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    print(f"moldiff: {kind}: {text}", file=file or sys.stderr)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ This module imports nothing: every layer, :mod:`moldiff.core` included, may rais
 
 from __future__ import annotations
 
-__all__ = ["MoldiffError", "ConfigError", "CheckpointError", "InputError", "UnknownNameError"]
+__all__ = ["MoldiffError", "ConfigError", "CheckpointError", "InputError", "UnknownNameError", "SamplingError"]
 
 
 class MoldiffError(Exception):
@@ -33,3 +33,8 @@ class InputError(MoldiffError, ValueError):
 class UnknownNameError(MoldiffError, ValueError):
     """A name (sampler, schedule, time grid, pretrained model, ...) that is not one of the known ones;
     the message lists them."""
+
+
+class SamplingError(MoldiffError, FloatingPointError):
+    """Sampling diverged: a sample turned non-finite (or exploded); the message names which samples
+    and how to avoid it. Nothing of such a sample is written as a result."""

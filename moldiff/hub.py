@@ -75,7 +75,8 @@ def load_model(
     name_or_path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True
 ) -> torch.nn.Module:
     """The trained network behind a pretrained name or a checkpoint path (EMA weights by default), in eval mode."""
-    return model_from_checkpoint(load_checkpoint(pretrained_path(name_or_path)), ema=ema, device=device)
+    path = pretrained_path(name_or_path)
+    return model_from_checkpoint(load_checkpoint(path), ema=ema, device=device, source=path)
 
 
 def load_pretrained(name_or_path: str | os.PathLike = "qm9", device: str | torch.device = "cpu"):
@@ -87,7 +88,7 @@ def load_pretrained(name_or_path: str | os.PathLike = "qm9", device: str | torch
         nothing (``"qm9_alpha_predictor"``, ``"fashion_mnist_classifier"``, ...) the model itself.
     """
     ckpt = load_checkpoint(pretrained_path(name_or_path))
-    model = model_from_checkpoint(ckpt, device=device)
+    model = model_from_checkpoint(ckpt, device=device, source=pretrained_path(name_or_path))
     spec = get_task(ckpt["task"])
     if spec.generator_fn is None:
         return model

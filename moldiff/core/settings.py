@@ -16,17 +16,30 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from moldiff.errors import ConfigError
+from moldiff.errors import ConfigError, InputError
 
 from .losses import NOISE_SAMPLERS, WEIGHTINGS
 from .parameterisation import PREDICTIONS, DiffusionDenoiser
 from .samplers import SAMPLERS
 from .schedules import SCHEDULES, TIME_GRIDS, make_schedule, sampling_sigmas
 
-__all__ = ["DiffusionSettings", "ANCESTRAL_SAMPLERS"]
+__all__ = ["DiffusionSettings", "ANCESTRAL_SAMPLERS", "require_positive"]
 
 #: Names of DDPM's ancestral sampler (see :meth:`DiffusionSettings.sampling_defaults`).
 ANCESTRAL_SAMPLERS = ("ddpm", "ancestral")
+
+
+def require_positive(config: Any, *names: str) -> None:
+    """Stop with a :class:`~moldiff.errors.ConfigError` naming the first of ``names`` that is not
+    positive (a zero width or depth builds a network that trains to nothing, without any error).
+
+    Used by the ``__post_init__`` of config dataclasses; :func:`moldiff.train.config.from_dict`
+    prefixes the section, so the message reads ``model.hidden: must be positive, got 0``.
+    """
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and not value > 0:
+            raise ConfigError(f"{name}: must be positive, got {value!r}")
 
 
 @dataclass
@@ -69,6 +82,7 @@ class DiffusionSettings:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: expected one of {', '.join(map(repr, allowed))}, got {getattr(self, key)!r}")
+        require_positive(self, "sample_steps", "sigma_data")
 
     def build_schedule(self):
         """The noise schedule, ``make_schedule(schedule, **schedule_options)``."""
@@ -99,6 +113,8 @@ class DiffusionSettings:
         schedule's own ``T`` steps on a grid uniform in ``t``, the faithful reproduction of DDPM / EDM
         sampling; every other sampler takes ``sample_steps`` on ``sample_grid``.
         """
+        if steps is not None and steps < 1:  # 0 would silently mean the default
+            raise InputError(f"steps must be at least 1, got {steps}")
         sampler = sampler or self.sampler
         num_steps = getattr(schedule, "num_steps", None)
         if sampler in ANCESTRAL_SAMPLERS and num_steps:

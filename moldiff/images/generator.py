@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from moldiff.errors import SamplingError
+from moldiff.files import check_output_file
 from moldiff.hub import Generator
 from moldiff.train.logs import step_progress
 
@@ -103,6 +105,8 @@ class ImageGenerator(Generator):
         out = args.out or "samples.png"
         if not out.lower().endswith(".png"):
             return fail(f"image models write a PNG grid; got --out {out}")
+        # a destination that cannot be written, or an existing file not to be replaced, stops here
+        replaces = check_output_file(out, overwrite=getattr(args, "overwrite", False))
         labels = args.labels
         if labels == "cycle":
             labels = [k % max(self.num_classes, 1) for k in range(args.num)]
@@ -125,11 +129,20 @@ class ImageGenerator(Generator):
         except ValueError as err:  # unknown sampler or class name, labels for an unconditional model, ...
             return fail(str(err))
         elapsed = time.perf_counter() - tick
+        bad = [i for i in range(len(images)) if not bool(torch.isfinite(images[i]).all())]
+        if bad:
+            shown = ", ".join(f"#{i}" for i in bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+            what = f"{len(bad)} of {len(images)} image(s) diverged to non-finite pixels ({shown})"
+            if not getattr(args, "skip_diverged", False) or len(bad) == len(images):
+                flag = "" if len(bad) == len(images) else "; pass --skip-diverged to write the others"
+                raise SamplingError(f"{what}: lower --guidance-scale{flag}; nothing written to {out}")
+            print(f"moldiff sample: {what}: left out of the grid", file=sys.stderr)
+            images = images[[i for i in range(len(images)) if i not in set(bad)]]
         save_grid(images.cpu(), out, nrow=args.nrow or (self.num_classes if args.labels == "cycle" else None))
         nfe = self.model.nfe(args.sampler, args.steps, args.guidance_scale, guided=labels is not None)
         print(
-            f"wrote {args.num} images to {out} ({elapsed / args.num:.3f} s per image, {nfe} network evaluations "
-            f"per image, device {info.device})",
+            f"wrote {len(images)} images to {out}{' (replaced the earlier file)' if replaces else ''} "
+            f"({elapsed / args.num:.3f} s per image, {nfe} network evaluations per image, device {info.device})",
             file=sys.stderr,
         )
         return 0

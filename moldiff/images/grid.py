@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from moldiff.files import atomic_write
+
 from .data import to_uint8
 
 Tensor = torch.Tensor
@@ -89,10 +91,7 @@ def write_png(image: np.ndarray | Tensor, path: str | os.PathLike) -> Path:
         + _chunk(b"IDAT", zlib.compress(raw, 9))
         + _chunk(b"IEND", b"")
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png)
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_bytes(png))  # whole or not at all
 
 
 def save_grid(

@@ -31,6 +31,8 @@ from moldiff.core import (
     initial_noise,
     item_generators,
 )
+from moldiff.core.settings import require_positive
+from moldiff.errors import ConfigError, InputError
 from moldiff.nn.unet import UNet
 
 from .metrics import image_bits_per_dim
@@ -73,6 +75,14 @@ class ImageModelConfig(DiffusionSettings):
     class_conditional: bool = False
     label_dropout: float = 0.1
     guidance_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_positive(self, "base_channels", "num_res_blocks", "heads", "groups", "time_scale")
+        if not self.channel_mults or min(self.channel_mults) < 1:
+            raise ConfigError(
+                f"channel_mults: must be a non-empty list of positive integers, got {self.channel_mults!r}"
+            )
 
 
 class ImageDiffusion(nn.Module):
@@ -229,8 +239,8 @@ class ImageDiffusion(nn.Module):
             ``[num, C, H, W]`` floats clipped to ``[-1, 1]`` (:func:`moldiff.images.data.to_uint8`
             gives 8-bit images).
         """
-        if num < 1:
-            raise ValueError(f"num must be at least 1, got {num}")
+        if num < 1 or batch_size < 1:
+            raise InputError(f"num and batch_size must be at least 1, got {num} and {batch_size}")
         device = next(self.parameters()).device
         y = self._labels(labels, num, device)
         scale = self.config.guidance_scale if guidance_scale is None else float(guidance_scale)

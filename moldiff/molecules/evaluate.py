@@ -22,7 +22,7 @@ from .bond_metrics import BOND_METRIC_KEYS, evaluate_bonded_molecules
 from .dataset import training_smiles
 from .metrics import METRIC_KEYS, evaluate_molecules
 from .qm9 import QM9Dataset
-from .rdkit_io import MOLECULE_FILE_SUFFIXES, MoleculeRecordError, molecule_file_format, open_text, read_xyz
+from .rdkit_io import MOLECULE_FILE_SUFFIXES, MoleculeRecordError, _iter_sdf_blocks, molecule_file_format, read_xyz
 from .sdf import SDFDataset
 
 __all__ = [
@@ -115,18 +115,35 @@ def read_bonded_sdf(path: str | os.PathLike) -> list:
     charges, hydrogens kept, not sanitised (so that the metrics, not the reader, judge them).
 
     Raises:
-        MoleculeRecordError: a record RDKit cannot parse even without sanitisation (named by number).
+        MoleculeRecordError: a record that cannot be read as text, that RDKit cannot parse even without
+            sanitisation, or whose coordinates are not finite (named by file and number).
+        FileNotFoundError: a missing file.
     """
     from rdkit import Chem, rdBase
 
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SDF file not found: {path}")
     mols = []
-    with open_text(path) as fh, rdBase.BlockLogs():
-        supplier = Chem.ForwardSDMolSupplier(fh.buffer if hasattr(fh, "buffer") else fh, sanitize=False, removeHs=False)
-        for k, mol in enumerate(supplier, start=1):
+    with rdBase.BlockLogs():
+        for k, block, problem in _iter_sdf_blocks(path):
+            if block is None:
+                raise MoleculeRecordError(path, k, "", "unreadable", problem)
+            title = block.splitlines()[0].strip() if block.strip() else ""
+            try:
+                mol = Chem.MolFromMolBlock(block, sanitize=False, removeHs=False)
+            except Exception as err:  # noqa: BLE001 - some malformed blocks raise instead of returning None
+                raise MoleculeRecordError(
+                    path, k, title, "unparsable", f"RDKit cannot parse the block ({err})"
+                ) from None
             if mol is None:
-                raise MoleculeRecordError(f"{path}: record {k} cannot be parsed")
+                raise MoleculeRecordError(path, k, title, "unparsable", "RDKit cannot parse the block")
+            if mol.GetNumConformers() and not np.isfinite(mol.GetConformer().GetPositions()).all():
+                raise MoleculeRecordError(path, k, title, "nonfinite_coordinates", "non-finite coordinates")
             mol.UpdatePropertyCache(strict=False)
             mols.append(mol)
+    if not mols:
+        raise InputError(f"{path}: no molecules found (empty file)")
     return mols
 
 

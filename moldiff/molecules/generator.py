@@ -13,13 +13,16 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+import numpy as np
 import torch
 
 from moldiff.core import get_sampler, item_generators, item_seed
-from moldiff.errors import InputError
+from moldiff.errors import InputError, SamplingError
+from moldiff.files import check_output_file
 from moldiff.hub import Generator, load_model, load_pretrained
 from moldiff.train.distributed import gather_objects
 from moldiff.train.logs import step_progress
@@ -128,6 +131,8 @@ class MoleculeGenerator(Generator):
             v = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
             if v.numel() not in (1, len(sizes)):
                 raise InputError(f"condition {name!r} has {v.numel()} values for {len(sizes)} molecules")
+            if not bool(torch.isfinite(v).all()):  # NaN passes every range check; refused even with force
+                raise InputError(f"condition {name!r}: every target must be a finite number, got {value!r}")
             lo, hi = ranges[name]
             outside = v[(v < lo) | (v > hi)]
             if outside.numel() and not force:
@@ -195,6 +200,8 @@ class MoleculeGenerator(Generator):
     def chunks_for(num: int, batch_size: int, rank: int = 0, world_size: int = 1) -> range:
         """The chunk indices process ``rank`` of ``world_size`` samples in a job of ``num`` molecules:
         chunk ``k`` (molecules ``k * batch_size`` onwards) belongs to rank ``k mod world_size``."""
+        if batch_size < 1:  # a negative size would give no chunk at all: zero molecules, no error
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
         return range(rank, math.ceil(num / batch_size), world_size)
 
     def sample_chunks(
@@ -305,6 +312,7 @@ class MoleculeGenerator(Generator):
         predictor_sigma_max: float | None = GUIDANCE_SIGMA_MAX,
         predictor_max_step: float | None = GUIDANCE_MAX_STEP,
         sanitize: bool | None = None,
+        skip_diverged: bool = False,
         **options,
     ) -> "SampledMolecules":
         """Sample ``num`` molecules as RDKit molecules with a 3D conformer.
@@ -342,13 +350,21 @@ class MoleculeGenerator(Generator):
             sanitize: sanitise every molecule with RDKit (:meth:`checked`) (default: the generator's
                 :attr:`sanitize_by_default`: false for EDM-style models, whose perceived bonds leave
                 unstable samples to inspect; true for models that generate bonds).
+            skip_diverged: leave out molecules that diverged instead of raising (default: false).
             options: passed to the sampler (e.g. ``s_churn`` for Heun, ``eta`` for DDIM).
 
         Returns:
             ``num`` RDKit molecules, a :class:`SampledMolecules` list: with ``sanitize``, each molecule
             that failed sanitisation is returned as built, flagged by its ``moldiff_sanitized`` property
             (``"0"``, with the reason in ``moldiff_error``), and listed in ``.failed``.
+
+        Raises:
+            SamplingError: a molecule diverged (non-finite coordinates, or beyond
+                :data:`DIVERGED_ANGSTROM`), unless ``skip_diverged``: then such molecules are left
+                out with a warning, and fewer than ``num`` come back.
         """
+        if guidance_scale is None or not math.isfinite(guidance_scale):
+            raise InputError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
         if predictor is not None:
             options.update(
                 predictor_scale=predictor_scale,
@@ -371,6 +387,12 @@ class MoleculeGenerator(Generator):
             guidance_scale=guidance_scale,
             **options,
         )
+        bad = diverged_samples(arrays)
+        if bad:
+            if not skip_diverged:
+                raise SamplingError(diverged_message(bad, len(arrays), "skip_diverged=True"))
+            warnings.warn(diverged_message(bad, len(arrays), None), stacklevel=2)
+            arrays = [a for i, a in enumerate(arrays) if i not in set(bad)]
         mols = [self.molecule(record, bonds) for record in arrays]
         if self.sanitize_by_default if sanitize is None else sanitize:
             mols = [self.checked(m) for m in mols]
@@ -399,15 +421,30 @@ class MoleculeGenerator(Generator):
 
     def molecule(self, record, bonds: str = "edm"):
         """The RDKit molecule of one sampled ``(atomic_numbers, positions)`` record, its bonds perceived
-        by ``bonds`` (``"edm"``: EDM's distance tables, ``"rdkit"``: RDKit's perception)."""
+        by ``bonds`` (``"edm"``: EDM's distance tables, ``"rdkit"``: RDKit's perception).
+
+        When RDKit can assign no bonds consistent with the atoms (an unstable sample), the molecule is
+        returned without bonds, flagged by the property ``moldiff_bonds = "none"`` with the reason in
+        ``moldiff_error`` (both written to SDF files), instead of failing the whole job."""
         z, p = record
-        return build_molecule(z, p, bonds=bonds)
+        try:
+            return build_molecule(z, p, bonds=bonds)
+        except ValueError as err:
+            if bonds != "rdkit":
+                raise
+            mol = build_molecule(z, p, bonds=None)
+            mol.SetProp("moldiff_bonds", "none")
+            mol.SetProp("moldiff_error", str(err).strip().splitlines()[0])
+            return mol
 
     def sample_command(self, args, info) -> int:
         """``moldiff sample`` for molecule models: one SDF (or XYZ) file; under torchrun every rank samples
         its own chunks (:meth:`chunks_for`) and rank 0 writes them all."""
         out = Path(args.out or "samples.sdf")
-        out_format = molecule_file_format(out)  # an unknown suffix stops here, before anything is sampled
+        # a destination that cannot be written, or an existing file not to be replaced, stops here,
+        # before anything is sampled; so does an unknown suffix
+        replaces = check_output_file(out, overwrite=getattr(args, "overwrite", False))
+        out_format = molecule_file_format(out)
         sampler, steps, _ = self.model.sampling_defaults(args.sampler, args.steps)
         get_sampler(sampler)  # an unknown name stops here, before anything is sampled
         sizes = self.plan(args.num, args.seed, args.num_atoms)
@@ -434,7 +471,22 @@ class MoleculeGenerator(Generator):
         if not info.is_main:
             return 0
         merged = {k: v for part in gathered for k, v in part.items()}
-        molecules = [self.molecule(m, args.bonds) for k in sorted(merged) for m in merged[k]]
+        records = [m for k in sorted(merged) for m in merged[k]]
+        bad = diverged_samples(records)
+        if bad and (len(bad) == len(records) or not getattr(args, "skip_diverged", False)):
+            flag = "--skip-diverged" if len(bad) < len(records) else None
+            raise SamplingError(diverged_message(bad, len(records), flag) + f"; nothing written to {out}")
+        if bad:
+            print(f"moldiff sample: {diverged_message(bad, len(records), None)}: left out", file=sys.stderr)
+        kept = [i for i in range(len(records)) if i not in set(bad)]
+        molecules = [self.molecule(records[i], args.bonds) for i in kept]
+        unbonded = sum(m.HasProp("moldiff_bonds") for m in molecules)
+        if unbonded:
+            print(
+                f"{unbonded} of {len(molecules)} molecules: RDKit could assign no bonds; written without bonds, with "
+                "the SDF property moldiff_bonds = none and the reason in moldiff_error",
+                file=sys.stderr,
+            )
         if self.sanitize_by_default:
             molecules = SampledMolecules(self.checked(m) for m in molecules)
             if molecules.failed:
@@ -443,7 +495,6 @@ class MoleculeGenerator(Generator):
                     f"generated, with the SDF property moldiff_sanitized = 0 and the reason in moldiff_error",
                     file=sys.stderr,
                 )
-        out.parent.mkdir(parents=True, exist_ok=True)
         if out_format == "xyz":
             write_xyz(molecules, out)
         else:
@@ -452,14 +503,44 @@ class MoleculeGenerator(Generator):
                 target = "" if targets is None else "".join(f" {n}={float(v[i]):.6g}" for n, v in targets.items())
                 return f"moldiff {args.model} seed={args.seed} #{i}{target}"
 
-            write_sdf(molecules, out, titles=[title(i) for i in range(len(molecules))])
+            write_sdf(molecules, out, titles=[title(i) for i in kept])
         per_molecule = elapsed / max(1, sum(len(results[k]) for k in mine))
         print(
-            f"wrote {len(molecules)} molecules to {out} ({per_molecule:.3f} s per molecule on rank 0, "
-            f"{info.world_size} process(es), device {info.device})",
+            f"wrote {len(molecules)} molecules to {out}{' (replaced the earlier file)' if replaces else ''} "
+            f"({per_molecule:.3f} s per molecule on rank 0, {info.world_size} process(es), device {info.device})",
             file=sys.stderr,
         )
         return 0
+
+
+#: A sampled coordinate beyond this many Angstrom belongs to no molecule: the sampler diverged (the
+#: fixed columns of a V2000 SDF file hold less than 10,000 A, those of a PDB file too).
+DIVERGED_ANGSTROM = 1e4
+
+
+def _positions(record) -> Any:
+    return record["positions"] if isinstance(record, dict) else record[1]
+
+
+def diverged_samples(records: Sequence) -> list[int]:
+    """Indices of the sampled records (``(atomic_numbers, positions)`` pairs or flow records) whose
+    coordinates are not finite or lie beyond :data:`DIVERGED_ANGSTROM`."""
+    bad = []
+    for i, record in enumerate(records):
+        pos = np.asarray(_positions(record), dtype=np.float64)
+        if not np.isfinite(pos).all() or (pos.size and np.abs(pos).max() > DIVERGED_ANGSTROM):
+            bad.append(i)
+    return bad
+
+
+def diverged_message(bad: Sequence[int], total: int, flag: str | None) -> str:
+    """One line naming the molecules that diverged (and the flag that leaves them out)."""
+    shown = ", ".join(f"#{i}" for i in bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+    text = (
+        f"{len(bad)} of {total} molecule(s) diverged ({shown}: non-finite coordinates or beyond "
+        f"{DIVERGED_ANGSTROM:,.0f} A; a very large guidance scale or an extreme forced target does this)"
+    )
+    return text + (f"; lower it, or pass {flag} to write the others" if flag else "; lower it")
 
 
 def parse_conditions(items: Sequence[str] | None) -> dict[str, float] | None:
@@ -481,6 +562,8 @@ def parse_conditions(items: Sequence[str] | None) -> dict[str, float] | None:
             number = float(value)
         except ValueError:
             raise InputError(f"--condition {item}: {value.strip()!r} is not a number") from None
+        if not math.isfinite(number):
+            raise InputError(f"--condition {item}: the target must be a finite number")
         if name in out:
             raise InputError(f"--condition gives {name!r} twice")
         out[name] = number

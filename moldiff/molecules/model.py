@@ -32,6 +32,7 @@ from moldiff.core import (
     molecule_space,
     sampling_sigmas,
 )
+from moldiff.core.settings import require_positive
 from moldiff.errors import ConfigError
 from moldiff.nn.e3nn_denoiser import E3nnDenoiser
 from moldiff.nn.egnn import EGNNDenoiser
@@ -95,6 +96,12 @@ class MoleculeModelConfig(DiffusionSettings):
     context: list[str] = field(default_factory=list)
     context_dropout: float = 0.0
     e3nn_irreps: str = "32x0e + 8x1o + 4x2e"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_positive(self, "hidden", "layers", "coords_range", "normalization_factor", "cutoff", "knn")
+        if not 0.0 <= self.context_dropout <= 1.0:
+            raise ConfigError(f"context_dropout: must lie in [0, 1], got {self.context_dropout!r}")
 
     @classmethod
     def upgrade_legacy(cls, data: dict) -> dict:

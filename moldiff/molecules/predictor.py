@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from moldiff.core import gradient_guidance
+from moldiff.errors import SamplingError
 from moldiff.molecules.elements import atomic_number
 from moldiff.molecules.graph import collate_molecules
 from moldiff.nn.egnn import EGNNDenoiser
@@ -335,7 +336,7 @@ def predictor_guidance(
         def checked(x: Tensor, sigma: Tensor, **extra_args) -> Tensor:
             out = guided(x, sigma, **extra_args)
             if not bool(torch.isfinite(out).all()):
-                raise FloatingPointError(
+                raise SamplingError(
                     f"predictor guidance diverged at noise level sigma = {float(sigma.max()):.3g} (scale {scale:g}, "
                     f"sigma_max {sigma_max}, max_step {max_step}): lower the guidance scale, guide only at smaller "
                     f"noise (sigma_max) or bound the step (max_step)"

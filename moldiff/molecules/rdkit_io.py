@@ -13,9 +13,11 @@ bad records and report them (``on_error="skip"``).
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Literal, NamedTuple, Sequence
@@ -23,6 +25,7 @@ from typing import IO, Any, Iterable, Iterator, Literal, NamedTuple, Sequence
 import numpy as np
 
 from moldiff.errors import InputError
+from moldiff.files import atomic_write, header_text
 
 from .bonds import edm_bond_matrix
 from .elements import ELEMENT_SYMBOLS, UnknownElementError, atomic_number, element_symbol
@@ -50,6 +53,7 @@ OnError = Literal["raise", "skip"]
 
 #: Reasons a record can be rejected, as used in ``SkippedRecord.reason`` and ``SDFDataset.skipped``.
 SKIP_REASONS = (
+    "unreadable",
     "unparsable",
     "unknown_element",
     "nonfinite_coordinates",
@@ -93,15 +97,16 @@ def molecule_file_format(path: str | os.PathLike) -> Literal["sdf", "xyz"]:
     )
 
 
-def open_text(path: str | os.PathLike, mode: str = "r") -> IO[str]:
+def open_text(path: str | os.PathLike, mode: str = "r", compress: bool | None = None) -> IO[str]:
     """Open a text file, transparently (de)compressing ``.gz`` files.
 
     Args:
         path: file path; a name ending in ``.gz`` is read or written with gzip.
         mode: ``"r"`` or ``"w"``.
+        compress: gzip or not whatever the name (default: by the name).
     """
     path = Path(path)
-    if path.suffix == ".gz":
+    if path.suffix == ".gz" if compress is None else compress:
         return gzip.open(path, mode + "t", encoding="utf-8", newline="")
     return open(path, mode, encoding="utf-8", newline="")
 
@@ -293,20 +298,46 @@ class SDFRecord:
     record: int
 
 
-def _iter_sdf_blocks(path: Path) -> Iterator[tuple[int, str]]:
-    """(record number, mol block text) for each ``$$$$``-terminated record of an SDF file."""
-    lines: list[str] = []
+def _decode_block(raw: bytes) -> tuple[str | None, str]:
+    """``(text, "")`` of one record's bytes, or ``(None, why not)`` for binary data.
+
+    UTF-8 is expected; other bytes without NULs are read as Latin-1 (old files write titles that way),
+    so the parser, not the decoder, judges them."""
+    if b"\x00" in raw:
+        at = raw.index(b"\x00")
+        hint = "; it looks gzip-compressed: name it .sdf.gz" if raw.startswith(b"\x1f\x8b") else ""
+        return None, f"binary data, not text (a NUL byte at offset {at}){hint}"
+    try:
+        return raw.decode("utf-8"), ""
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), ""
+
+
+def _open_bytes(path: Path):
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _iter_sdf_blocks(path: Path) -> Iterator[tuple[int, str | None, str]]:
+    """``(record number, mol block text, "")`` for each ``$$$$``-terminated record of an SDF file, or
+    ``(number, None, why)`` for a record that cannot be read as text; a gzip stream that breaks off
+    (a truncated or corrupt ``.gz``) ends the file with one such record."""
+    lines: list[bytes] = []
     number = 0
-    with open_text(path) as fh:
-        for line in fh:
-            if line.rstrip("\r\n").strip() == "$$$$":
-                number += 1
-                yield number, "".join(lines)
-                lines = []
-            else:
-                lines.append(line)
-    if "".join(lines).strip():
-        yield number + 1, "".join(lines)
+    try:
+        with _open_bytes(path) as fh:
+            for line in fh:
+                if line.strip() == b"$$$$":
+                    number += 1
+                    yield (number, *_decode_block(b"".join(lines)))
+                    lines = []
+                else:
+                    lines.append(line)
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        why = "not a gzip file" if isinstance(err, gzip.BadGzipFile) else f"a broken gzip stream ({err})"
+        yield number + 1, None, f"cannot read the file from here on: {why}"
+        return
+    if b"".join(lines).strip():
+        yield (number + 1, *_decode_block(b"".join(lines)))
 
 
 def _diagnose_v2000(block: str) -> tuple[str, str] | None:
@@ -403,7 +434,13 @@ def read_sdf_records(
         raise FileNotFoundError(f"SDF file not found: {path}")
     records: list[SDFRecord] = []
     local_skips: list[SkippedRecord] = []
-    for number, block in _iter_sdf_blocks(path):
+    for number, block, problem in _iter_sdf_blocks(path):
+        if block is None:
+            error = MoleculeRecordError(path, number, "", "unreadable", problem)
+            if on_error == "raise":
+                raise error
+            local_skips.append(SkippedRecord(str(path), number, "", "unreadable", str(error)))
+            continue
         result = _parse_sdf_block(block)
         if len(result) == 4:
             title, z, pos, charges = result
@@ -424,6 +461,15 @@ def read_sdf_records(
     return records
 
 
+def _safe_property(value: str) -> str:
+    """An SDF data item's value that cannot end its record or start another data item: multi-line
+    values stay, unless a line of theirs is empty, starts with ``>`` or ``$$$$`` (then one line)."""
+    lines = value.replace("\r", "").split("\n")
+    if any(not line.strip() or line.startswith((">", "$$$$")) for line in lines[1:]) or value.startswith("$$$$"):
+        return header_text(value)
+    return "\n".join(lines)
+
+
 def write_sdf(
     molecules: Iterable[Any],
     path: str | os.PathLike,
@@ -432,7 +478,10 @@ def write_sdf(
 ) -> int:
     """Write molecules to an SDF file (``.sdf`` or gzipped ``.sdf.gz``).
 
-    Coordinates are written with 4 decimals (V2000 precision, 1e-4 Å).
+    Coordinates are written with 4 decimals (V2000 precision, 1e-4 Å). The file is written whole or
+    not at all (:func:`moldiff.files.atomic_write`: an existing file keeps its content when writing
+    fails). Titles and property values are made safe for their one line (:func:`moldiff.files.header_text`:
+    a newline in a title would end the record's header early).
 
     Args:
         molecules: RDKit molecules (written with their own bonds) or ``(atomic_numbers,
@@ -446,22 +495,40 @@ def write_sdf(
     """
     from rdkit import Chem
 
+    path = Path(path)
     count = 0
-    with open_text(path, "w") as fh:
-        writer = Chem.SDWriter(fh)
-        writer.SetKekulize(False)
-        for k, item in enumerate(molecules):
-            if hasattr(item, "GetAtoms"):
-                mol = Chem.Mol(item)
-                mol.UpdatePropertyCache(strict=False)
-            else:
-                z, pos = _molecule_arrays(item)
-                mol = build_molecule(z, pos, bonds=bonds)
-            if titles is not None:
-                mol.SetProp("_Name", str(titles[k]))
-            writer.write(mol)
-            count += 1
-        writer.close()
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        # RDKit writes into a buffer and Python moves each record to the file, so that a write error
+        # (a full disk) is raised as the OSError it is, not hidden inside RDKit's C++ writer
+        buffer = io.StringIO()
+        with open_text(tmp, "w", compress=path.suffix == ".gz") as fh:
+            writer = Chem.SDWriter(buffer)
+            writer.SetKekulize(False)
+            for k, item in enumerate(molecules):
+                if hasattr(item, "GetAtoms"):
+                    mol = Chem.Mol(item)
+                    mol.UpdatePropertyCache(strict=False)
+                else:
+                    z, pos = _molecule_arrays(item)
+                    mol = build_molecule(z, pos, bonds=bonds)
+                if titles is not None:
+                    mol.SetProp("_Name", header_text(titles[k]))
+                elif mol.HasProp("_Name"):
+                    mol.SetProp("_Name", header_text(mol.GetProp("_Name")))
+                for name in mol.GetPropNames():
+                    mol.SetProp(name, _safe_property(mol.GetProp(name)))
+                writer.write(mol)
+                writer.flush()
+                fh.write(buffer.getvalue())
+                buffer.seek(0)
+                buffer.truncate()
+                count += 1
+            writer.close()
+            fh.write(buffer.getvalue())
+
+    atomic_write(path, write)
     return count
 
 
@@ -498,17 +565,23 @@ def write_xyz(
     Returns:
         The number of frames written.
     """
+    path = Path(path)
     count = 0
-    with open_text(path, "w") as fh:
-        for k, item in enumerate(molecules):
-            z, pos = _molecule_arrays(item)
-            comment = "" if comments is None else str(comments[k])
-            if "\n" in comment:
-                raise ValueError(f"comment {k} contains a newline")
-            fh.write(f"{len(z)}\n{comment}\n")
-            for zi, (x, y, w) in zip(z.tolist(), np.asarray(pos, dtype=np.float64).tolist()):
-                fh.write(f"{element_symbol(zi):<2s} {x:15.8f} {y:15.8f} {w:15.8f}\n")
-            count += 1
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        with open_text(tmp, "w", compress=path.suffix == ".gz") as fh:
+            for k, item in enumerate(molecules):
+                z, pos = _molecule_arrays(item)
+                comment = "" if comments is None else str(comments[k])
+                if "\n" in comment:
+                    raise ValueError(f"comment {k} contains a newline")
+                fh.write(f"{len(z)}\n{header_text(comment)}\n")
+                for zi, (x, y, w) in zip(z.tolist(), np.asarray(pos, dtype=np.float64).tolist()):
+                    fh.write(f"{element_symbol(zi):<2s} {x:15.8f} {y:15.8f} {w:15.8f}\n")
+                count += 1
+
+    atomic_write(path, write)
     return count
 
 
@@ -530,8 +603,15 @@ def read_xyz(path: str | os.PathLike) -> list[XYZMolecule]:
             line, an unknown element or a non-numeric / non-finite coordinate.
     """
     path = Path(path)
-    with open_text(path) as fh:
-        lines = fh.read().splitlines()
+    try:
+        with _open_bytes(path) as fh:
+            raw = fh.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise XYZFormatError(f"{path}: cannot be read: not a valid gzip file ({err})") from None
+    text, problem = _decode_block(raw)
+    if text is None:
+        raise XYZFormatError(f"{path}: cannot be read: {problem.replace('.sdf.gz', '.xyz.gz')}")
+    lines = text.splitlines()
     frames: list[XYZMolecule] = []
     i = 0
 

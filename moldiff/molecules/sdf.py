@@ -21,6 +21,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from moldiff.errors import InputError
+
 from .dataset import MoleculeDataset
 from .elements import atomic_number, element_symbol, vocabulary_from_atomic_numbers
 from .rdkit_io import MoleculeRecordError, SDFRecord, SkippedRecord, read_sdf_records
@@ -106,7 +108,8 @@ class SDFDataset(MoleculeDataset):
                 records.append(rec)
         if not records:
             reasons = dict(Counter(s.reason for s in self.skipped_records))
-            raise ValueError(f"no usable molecules in {path_or_folder} (skipped: {reasons or 'none'})")
+            first = f"; first: {self.skipped_records[0].message}" if self.skipped_records else ""
+            raise InputError(f"no usable molecules in {path_or_folder} (skipped: {reasons or 'none'}{first})")
         self.skipped: dict[str, int] = dict(Counter(s.reason for s in self.skipped_records))
         self.titles = [r.title for r in records]
         self.sources = [(r.path, r.record) for r in records]

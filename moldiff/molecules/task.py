@@ -18,7 +18,7 @@ from .graph import collate_molecules
 from .metrics import evaluate_molecules
 from .model import MoleculeDiffusion, MoleculeModelConfig, sample_context, split_molecules
 from .rdkit_io import write_sdf
-from .training_data import DatasetRows, MoleculeDataConfig, dataset_stats, load_datasets
+from .training_data import DatasetRows, MoleculeDataConfig, data_report, dataset_stats, load_datasets
 
 
 def _eval_fn(data: MoleculeDataConfig):
@@ -60,6 +60,7 @@ def build(
         dataset_stats=stats,
         eval_fn=_eval_fn(data_cfg) if data_cfg.eval_samples > 0 else None,
         valid_dataset=valid,
+        data_report=data_report(train, data_cfg),
     )
 
 

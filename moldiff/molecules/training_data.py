@@ -4,11 +4,14 @@ datasets, EDM's halves of the QM9 training split, and the statistics saved with 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 import torch
+
+from moldiff.errors import ConfigError
 
 from .elements import atomic_number
 from .graph import collate_molecules
@@ -43,7 +46,7 @@ class MoleculeDataConfig:
     split: str = "train"
     valid_split: Optional[str] = "valid"
     remove_hydrogens: bool = False
-    on_error: str = "raise"
+    on_error: Literal["raise", "skip"] = "raise"
     limit: Optional[int] = None
     half: Optional[str] = None
     eval_samples: int = 0
@@ -133,14 +136,29 @@ def load_datasets(data: MoleculeDataConfig, context: list[str]):
             )
     elif data.dataset == "sdf":
         if context:
-            raise ValueError("conditioning on properties needs a dataset with properties (QM9)")
+            raise ConfigError("model.context: conditioning on properties needs a dataset with properties (QM9)")
         if data.half is not None:
-            raise ValueError("data.half (EDM's halves of the QM9 training split) needs dataset: qm9")
+            raise ConfigError("data.half: EDM's halves of the QM9 training split need dataset: qm9")
         train = SDFDataset(data.source, on_error=data.on_error, remove_hydrogens=data.remove_hydrogens)
         valid = None
     else:
-        raise ValueError(f"unknown dataset {data.dataset!r}; expected 'qm9' or 'sdf'")
+        raise ConfigError(f"data.dataset: unknown dataset {data.dataset!r}; expected 'qm9' or 'sdf'")
     return train, valid
+
+
+def data_report(train, data: MoleculeDataConfig) -> dict:
+    """What the engine reports about the training data (:attr:`moldiff.train.TaskBundle.data_report`):
+    the records skipped with ``data.on_error=skip``, by reason, with the first one's message."""
+    records = getattr(getattr(train, "dataset", train), "skipped_records", None) or []
+    if not records:
+        return {}
+    reasons = dict(Counter(r.reason for r in records))
+    return {
+        "skipped_records": len(records),
+        "skipped": reasons,
+        "first_skipped": records[0].message,
+        "message": f"data: skipped {len(records)} bad record(s) of {data.source} ({reasons}); first: {records[0].message}",
+    }
 
 
 def dataset_stats(train, context: list[str]) -> dict:

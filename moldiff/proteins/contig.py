@@ -172,8 +172,8 @@ def parse_contig(text: str) -> Contig:
 
     Raises:
         ContigError: naming the offending segment: empty segments, reversed ranges, chain breaks
-            (``/0 ``), segments that are neither ``a-b`` nor ``<chain>a-b``, or a contig without
-            any segment.
+            (``/0 ``), segments that are neither ``a-b`` nor ``<chain>a-b``, motif residues listed
+            twice, or a contig without any segment.
 
     Example:
         >>> c = parse_contig("10-20/A15-30/10-20")
@@ -211,6 +211,14 @@ def parse_contig(text: str) -> Contig:
             b = int(m.group(3)) if m.group(3) is not None else a
             if b < a:
                 raise ContigError(f"{where}: motif range {a}-{b} is reversed")
+            twice = [s for s in segments if s.kind == "motif" and s.chain == chain and s.start <= b and a <= s.end]
+            if twice:
+                lo, hi = max(a, twice[0].start), min(b, twice[0].end)
+                both = f"{chain}{lo}" + (f"-{hi}" if hi > lo else "")
+                raise ContigError(
+                    f"{where}: motif residues {both} are already in segment {twice[0]} (each motif residue "
+                    "can be placed once: twice would put two design residues on the same coordinates)"
+                )
             segments.append(Segment("motif", b - a + 1, b - a + 1, chain, a, b))
             continue
         raise ContigError(f"{where}: expected a length range like '10-20' or a motif like 'A15-30'")

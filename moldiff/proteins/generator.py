@@ -15,14 +15,17 @@ import sys
 import time
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
+from moldiff.errors import InputError, SamplingError
+from moldiff.files import check_output_folder, replace_folder_files
 from moldiff.hub import Generator
 from moldiff.train.logs import step_progress
 
 from .contig import ContigError
 from .model import Design, save_designs
-from .pdb_io import StructureError
+from .pdb_io import PDB_MAX, PDB_MIN, StructureError
 
 __all__ = ["BackboneGenerator"]
 
@@ -78,8 +81,8 @@ class BackboneGenerator(Generator):
         Returns:
             One :class:`~moldiff.proteins.model.Design` per chain (``.ca`` ``[L, 3]`` in A).
         """
-        if num < 1:
-            raise ValueError(f"num must be at least 1, got {num}")
+        if num < 1 or batch_size < 1:
+            raise InputError(f"num and batch_size must be at least 1, got {num} and {batch_size}")
         if (contig is None) != (motif is None):
             raise ContigError("contig and motif go together: a contig names the motif residues of the motif file")
         if device is not None:
@@ -100,6 +103,9 @@ class BackboneGenerator(Generator):
             print("moldiff sample: --contig and --motif-pdb go together", file=sys.stderr)
             return 2
         out = args.out or "samples"
+        # A folder holding earlier designs would mix them with these (and evaluate-backbones would score
+        # the mix): refused before anything is sampled, unless --overwrite replaces them.
+        earlier = check_output_folder(out, overwrite=getattr(args, "overwrite", False), earlier=_is_design_file)
         tick = time.perf_counter()
         try:
             designs = self.sample(
@@ -124,11 +130,37 @@ class BackboneGenerator(Generator):
             "steps": args.steps or self.model.config.sample_steps,
             "temperature": args.temperature,
         }
-        paths = save_designs(designs, out, metadata=meta)
+        bad = [
+            d.index for d in designs if not (np.isfinite(d.ca).all() and PDB_MIN < d.ca.min() and d.ca.max() < PDB_MAX)
+        ]
+        if bad:
+            shown = ", ".join(f"#{i}" for i in bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+            what = (
+                f"{len(bad)} of {len(designs)} backbone(s) diverged or did not converge ({shown}: coordinates "
+                f"non-finite or beyond the PDB columns, {PDB_MIN:.3f}..{PDB_MAX:.3f} A; more --steps?)"
+            )
+            if not getattr(args, "skip_diverged", False) or len(bad) == len(designs):
+                flag = "" if len(bad) == len(designs) else "; pass --skip-diverged to write the others"
+                raise SamplingError(f"{what}{flag}; nothing written to {out}")
+            print(f"moldiff sample: {what}: left out", file=sys.stderr)
+            designs = [d for d in designs if d.index not in set(bad)]
+
+        def write(folder):
+            pdbs = save_designs(designs, folder, metadata=meta)
+            return [*pdbs, *(p.with_suffix(".json") for p in pdbs)]
+
+        paths = [p for p in replace_folder_files(out, write, earlier) if p.suffix == ".pdb"]
         rmsd = [d.motif_rmsd for d in designs if d.motif_rmsd is not None]
         extra = f", motif RMSD max {max(rmsd):.2e} A" if rmsd else ""
+        replaced = f" (replaced {len(earlier)} earlier file(s))" if earlier else ""
         print(
-            f"wrote {len(paths)} backbones to {out.rstrip('/')}/ ({elapsed / len(paths):.3f} s per backbone{extra})",
+            f"wrote {len(paths)} backbones to {out.rstrip('/')}/{replaced} "
+            f"({elapsed / len(paths):.3f} s per backbone{extra})",
             file=sys.stderr,
         )
         return 0
+
+
+def _is_design_file(path) -> bool:
+    """A file ``moldiff sample`` writes into a backbone folder (``design_0000.pdb`` and its ``.json``)."""
+    return path.name.startswith("design_") and path.suffix in (".pdb", ".json")

@@ -55,6 +55,7 @@ from moldiff.core import (
     item_generators,
     zero_com_space,
 )
+from moldiff.core.settings import require_positive
 from moldiff.nn.egnn import EGNNDenoiser
 from moldiff.nn.embeddings import GaussianRBF
 from moldiff.nn.graph import knn_edges, sequence_edges
@@ -135,6 +136,10 @@ class BackboneModelConfig(DiffusionSettings):
     distance_rbf: int = 0
     distance_rbf_max: float = 20.0
     norm_constant: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_positive(self, "hidden", "layers", "knn", "coords_range", "normalization_factor", "coord_scale")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Sequence
@@ -31,6 +32,7 @@ from typing import IO, Sequence
 import numpy as np
 
 from moldiff.errors import InputError
+from moldiff.files import atomic_write, header_text
 
 __all__ = [
     "STANDARD_RESIDUES",
@@ -43,6 +45,8 @@ __all__ = [
     "write_backbone_pdb",
     "write_design",
     "STRUCTURE_SUFFIXES",
+    "PDB_MIN",
+    "PDB_MAX",
 ]
 
 #: three-letter code -> one-letter code of the 20 standard amino acids
@@ -68,6 +72,9 @@ STANDARD_RESIDUES: dict[str, str] = {
     "TYR": "Y",
     "VAL": "V",
 }
+
+#: The coordinates a PDB ATOM record holds: 8 columns with 3 decimals (``-999.999`` to ``9999.999`` A).
+PDB_MIN, PDB_MAX = -999.9995, 9999.9995
 
 #: file name endings read as structures (``.gz`` versions too)
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
@@ -127,18 +134,37 @@ def _open_text(source: str | os.PathLike | IO) -> tuple[IO[str], str, bool]:
     if hasattr(source, "read"):
         name = str(getattr(source, "name", "structure"))
         data = source.read()
-        text = data.decode() if isinstance(data, bytes) else data
         if name.endswith(".gz"):
             name = name[:-3]
+            if isinstance(data, bytes):
+                try:
+                    data = gzip.decompress(data)
+                except (OSError, EOFError, zlib.error) as err:
+                    raise StructureError(f"{name}.gz: cannot be read: not a valid gzip file ({err})") from None
+        text = _text(data, name) if isinstance(data, bytes) else data
         return io.StringIO(text), name, name.lower().endswith((".cif", ".mmcif"))
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"structure file {path} not found")
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt") as handle:
-        text = handle.read()
-    return io.StringIO(text), str(path), name.lower().endswith((".cif", ".mmcif"))
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise StructureError(f"{path}: cannot be read: not a valid gzip file ({err})") from None
+    return io.StringIO(_text(data, str(path))), str(path), name.lower().endswith((".cif", ".mmcif"))
+
+
+def _text(data: bytes, name: str) -> str:
+    """A structure file's bytes as text; binary data (a NUL byte) is refused, naming the file."""
+    if b"\x00" in data:
+        hint = "; it looks gzip-compressed: add .gz to its name" if data.startswith(b"\x1f\x8b") else ""
+        raise StructureError(f"{name}: cannot be read: binary data, not a PDB or mmCIF text file{hint}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 def read_backbone(
@@ -211,7 +237,10 @@ def read_backbone(
                 raise NonStandardResidueError(f"{where} is not one of the 20 standard amino acids")
         if "CA" not in residue:
             raise MissingCAError(f"{where} has no CA atom")
-        coords.append(residue["CA"].coord.astype(np.float64))
+        xyz = residue["CA"].coord.astype(np.float64)
+        if not np.isfinite(xyz).all():
+            raise StructureError(f"{where}: non-finite CA coordinates {xyz.tolist()}")
+        coords.append(xyz)
         letters.append(STANDARD_RESIDUES.get(resname, "X"))
         ids.append(rid)
     if not coords:
@@ -254,23 +283,28 @@ def write_backbone_pdb(
         raise ValueError(f"ca must be [N, 3], got {ca.shape}")
     if ca.shape[0] > 9999:
         raise ValueError("a PDB chain holds at most 9999 residues")
-    if not np.isfinite(ca).all() or np.abs(ca).max(initial=0.0) >= 1e4:
-        raise ValueError("coordinates must be finite and below 10,000 A to fit PDB columns")
+    if not np.isfinite(ca).all() or ca.min(initial=0.0) <= PDB_MIN or ca.max(initial=0.0) >= PDB_MAX:
+        raise StructureError(
+            f"{path}: coordinates must be finite and within {PDB_MIN:g}..{PDB_MAX:g} A to fit the PDB columns "
+            f"(8.3f), got {ca.min():g}..{ca.max():g}"
+        )
     mask = np.zeros(len(ca), bool) if motif_mask is None else np.asarray(motif_mask, bool)
     if mask.shape != (len(ca),):
         raise ValueError(f"motif_mask must have {len(ca)} entries, got {mask.shape}")
-    lines = [f"HEADER    {title[:40]:<40}", "REMARK 250 C-ALPHA TRACE; ALL RESIDUES GLY; B-FACTOR 1.00 = MOTIF RESIDUE"]
-    lines += [f"REMARK 250 {r}"[:80] for r in remarks]
+    # user text (a model path, a contig) is one line of ASCII: a newline would add records (a fake ATOM)
+    lines = [
+        f"HEADER    {header_text(title, 40, ascii_only=True):<40}",
+        "REMARK 250 C-ALPHA TRACE; ALL RESIDUES GLY; B-FACTOR 1.00 = MOTIF RESIDUE",
+    ]
+    lines += [f"REMARK 250 {header_text(r, ascii_only=True)}"[:80] for r in remarks]
     lines.append("CRYST1    1.000    1.000    1.000  90.00  90.00  90.00 P 1           1")
     for i, (x, y, z) in enumerate(ca):
         b = 1.0 if mask[i] else 0.0
         lines.append(f"ATOM  {i + 1:5d}  CA  GLY A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00{b:6.2f}           C")
     lines.append(f"TER   {len(ca) + 1:5d}      GLY A{len(ca):4d}")
     lines.append("END")
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    return out
+    text = "\n".join(lines) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def write_design(
@@ -292,6 +326,6 @@ def write_design(
     out_dir = Path(out_dir)
     remarks = [f"{k.upper()} {metadata[k]}" for k in ("model", "seed", "contig") if metadata.get(k) is not None]
     pdb = write_backbone_pdb(out_dir / f"{name}.pdb", ca, motif_mask=motif_mask, remarks=remarks)
-    sidecar = out_dir / f"{name}.json"
-    sidecar.write_text(json.dumps({"name": name, "length": int(len(ca)), **metadata}, indent=2) + "\n")
+    text = json.dumps({"name": name, "length": int(len(ca)), **metadata}, indent=2) + "\n"
+    sidecar = atomic_write(out_dir / f"{name}.json", lambda tmp: tmp.write_text(text))
     return pdb, sidecar

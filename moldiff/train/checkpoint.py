@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import random
 import re
 import shutil
 import socket
-import tempfile
+import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from moldiff.errors import CheckpointError
+from moldiff.errors import CheckpointError, ConfigError
+from moldiff.files import atomic_write
 
 from .config import from_dict
 from .tasks import get_task
@@ -58,35 +60,6 @@ __all__ = [
 CHECKPOINT_FORMAT = "moldiff-checkpoint"
 WEIGHTS_FORMAT = "moldiff-weights"
 CHECKPOINT_VERSION = 1
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)``, flush the file to disk, then rename it onto ``path``.
-
-    The temporary file has a unique name in the same folder, so concurrent writers never share one;
-    if anything fails before the rename it is removed and ``path`` keeps its old content.
-
-    Args:
-        path: the final file.
-        write: a function that writes the whole file at the path it is given.
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary shared files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -153,17 +126,38 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except FileNotFoundError:
         raise
     except Exception as err:  # truncated file, foreign pickle, ...
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {err}") from err
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {_load_failure(err)}") from err
     if isinstance(state, dict) and state.get("format") == _LEGACY_CLASSIFIER_FORMAT:
         state = _from_legacy_classifier(state)
     if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, WEIGHTS_FORMAT):
         raise CheckpointError(f"{str(path)!r} is not a moldiff checkpoint (no 'format' entry)")
+    if not isinstance(state.get("version", 0), int):
+        raise CheckpointError(f"{str(path)!r} has a malformed checkpoint version {state.get('version')!r}")
     if int(state.get("version", 0)) > CHECKPOINT_VERSION:
         raise CheckpointError(
             f"{str(path)!r} has checkpoint version {state['version']}; this moldiff reads "
             f"up to version {CHECKPOINT_VERSION}"
         )
     return state
+
+
+def _load_failure(err: Exception) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` refused a file (torch's own text spans
+    several lines, and it suggests ``weights_only=False``, which would run the file's code)."""
+    text = str(err)
+    if "Weights only load failed" in text or isinstance(err, pickle.UnpicklingError):
+        detail = next((line.strip() for line in text.splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
+        return "it holds Python objects other than tensors and plain values, refused unread" + (
+            f" ({detail.rstrip('.')})" if detail else ""
+        )
+    if "zip archive" in text or "central directory" in text:
+        return "truncated or corrupt (its zip archive is incomplete)"
+    if isinstance(err, IsADirectoryError):
+        return "a folder, not a file"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    if isinstance(err, (KeyError, EOFError)) or not first or first.isdigit():
+        return "not a torch file (truncated, or some other format)"
+    return f"{type(err).__name__}: {first}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -239,6 +233,7 @@ class CheckpointManager:
     def __init__(self, directory: str | Path, keep_last: int = 3) -> None:
         self.directory = Path(directory)
         self.keep_last = int(keep_last)
+        self._verified: dict[tuple, bool] = {}
 
     @property
     def best_path(self) -> Path:
@@ -263,17 +258,78 @@ class CheckpointManager:
         found = self.checkpoints()
         return found[-1][1] if found else None
 
-    def load_latest(self, map_location: str | torch.device = "cpu") -> tuple[Path, dict] | None:
-        """Load the newest readable checkpoint, skipping (with a warning) any that cannot be read."""
+    def load_latest(
+        self, map_location: str | torch.device = "cpu", *, or_best: bool = False
+    ) -> tuple[Path, dict] | None:
+        """Load the newest readable checkpoint, skipping (with a warning) any that cannot be read.
+
+        Args:
+            map_location: where tensors go.
+            or_best: with no periodic checkpoint at all, load ``best.ckpt`` (a run that crashed after
+                writing its first best checkpoint and before its first periodic one).
+
+        Returns:
+            ``(path, checkpoint)``, or ``None`` when the folder holds no checkpoint to load.
+
+        Raises:
+            CheckpointError: the folder holds checkpoints but none of them can be read (the message
+                names each file and why), so a resumed run never silently starts again from step 0.
+        """
+        if or_best and not self.checkpoints() and self.best_path.is_file():
+            try:
+                return self.best_path, load_checkpoint(self.best_path, map_location)
+            except CheckpointError as err:
+                raise CheckpointError(
+                    f"{self.best_path.name}, the only checkpoint in {self.directory}, cannot be read "
+                    f"({_short(err)}); nothing was changed"
+                ) from None
+        problems = []
         for _, path in reversed(self.checkpoints()):
             try:
                 return path, load_checkpoint(path, map_location)
             except CheckpointError as err:
                 warnings.warn(f"skipping unreadable checkpoint: {err}")
+                problems.append(f"{path.name} ({_short(err)})")
+        if problems:
+            raise CheckpointError(
+                f"no checkpoint in {self.directory} can be read: {'; '.join(problems)}; nothing was changed "
+                "(resume from another file with --resume-from, or move the folder away to start afresh)"
+            )
         return None
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the temporary files a writer killed mid-write left behind (``step_*.ckpt.*.tmp``);
+        call it only while holding the run's lock (:func:`run_lock`), when no writer can be active."""
+        if not self.directory.is_dir():
+            return []
+        stale = [p for p in self.directory.iterdir() if p.name.endswith(".tmp") and ".ckpt." in p.name]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
+
+    def readable(self, path: Path) -> bool:
+        """Whether ``path`` loads as a checkpoint; remembered per (size, mtime), so each file is read once."""
+        try:
+            info = path.stat()
+        except OSError:
+            return False
+        key = (str(path), info.st_size, info.st_mtime_ns)
+        if key not in self._verified:
+            try:
+                load_checkpoint(path)
+                self._verified[key] = True
+            except (CheckpointError, OSError):
+                self._verified[key] = False
+        return self._verified[key]
 
     def save(self, state: dict, step: int, best: bool = False) -> Path:
         """Write ``state`` as the checkpoint of ``step`` (atomically), update ``best.ckpt``, prune.
+
+        ``best.ckpt`` is replaced before the periodic file appears, so a crash between the two never
+        leaves a run whose newest checkpoint promises a best file that is not there. Pruning keeps
+        the newest ``keep_last`` checkpoints that read back; an unreadable one is never counted
+        among them (it is renamed ``*.unreadable``, with a warning), and nothing is deleted unless
+        the file just written reads back.
 
         Args:
             state: the checkpoint dictionary.
@@ -283,12 +339,38 @@ class CheckpointManager:
         Returns:
             The path written.
         """
-        path = atomic_save(state, self.path_for(step))
-        if best:
-            _atomic_copy(path, self.best_path)
-        for _, old in self.checkpoints()[: -self.keep_last]:
-            old.unlink(missing_ok=True)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                torch.save(state, fh)
+            if best:
+                _atomic_copy(tmp, self.best_path)
+
+        path = atomic_write(self.path_for(step), write)
+        self.prune(path)
         return path
+
+    def prune(self, newest: Path | None = None) -> None:
+        """Delete periodic checkpoints beyond the newest ``keep_last`` readable ones (see :meth:`save`)."""
+        if newest is not None and not self.readable(newest):
+            warnings.warn(f"checkpoint {newest} does not read back; no older checkpoint is deleted")
+            return
+        kept = 0
+        for _, path in reversed(self.checkpoints()):
+            if kept >= self.keep_last:
+                path.unlink(missing_ok=True)
+            elif self.readable(path):
+                kept += 1
+            else:
+                aside = path.with_name(path.name + ".unreadable")
+                os.replace(path, aside)
+                warnings.warn(f"checkpoint {path} cannot be read: moved aside to {aside.name}, not counted as kept")
+
+
+def _short(err: Exception) -> str:
+    """The reason of a :class:`CheckpointError` without the file name it starts with."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text.split(": ", 1)[1] if text.startswith("cannot read checkpoint") and ": " in text else text
 
 
 # ------------------------------------------------------------------------------------------------
@@ -380,14 +462,48 @@ def load_trained_model(path: str | Path, ema: bool = True, device: str | torch.d
     Returns:
         The model in eval mode, in float32.
     """
-    return model_from_checkpoint(load_checkpoint(path), ema=ema, device=device)
+    return model_from_checkpoint(load_checkpoint(path), ema=ema, device=device, source=path)
 
 
-def model_from_checkpoint(ckpt: dict, ema: bool = True, device: str | torch.device = "cpu") -> torch.nn.Module:
+def model_from_checkpoint(
+    ckpt: dict, ema: bool = True, device: str | torch.device = "cpu", source: str | os.PathLike | None = None
+) -> torch.nn.Module:
     """:func:`load_trained_model` for a checkpoint already read with :func:`load_checkpoint` (for
-    callers that also need its config or statistics)."""
-    model = build_model(ckpt["task"], ckpt["config"]["model"], ckpt.get("dataset_stats", {}))
-    model.load_state_dict(trained_weights(ckpt, ema=ema))
+    callers that also need its config or statistics).
+
+    Args:
+        ckpt: what :func:`load_checkpoint` returned.
+        ema: see :func:`trained_weights`.
+        device: where the model goes.
+        source: the file it came from, named in errors.
+
+    Raises:
+        CheckpointError: the checkpoint lacks its task, config or weights, or its weights do not fit
+            the model its config describes.
+    """
+    where = f"{str(source)!r}" if source is not None else "the checkpoint"
+    config = ckpt.get("config")
+    if (
+        not isinstance(ckpt.get("task"), str)
+        or not isinstance(config, dict)
+        or not isinstance(config.get("model"), dict)
+    ):
+        raise CheckpointError(f"{where} is incomplete: it records no task or no model config")
+    if not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(f"{where} is incomplete: it holds no model weights")
+    try:
+        model = build_model(ckpt["task"], config["model"], ckpt.get("dataset_stats", {}))
+    except ConfigError as err:
+        raise CheckpointError(f"{where}: its config cannot be used: {err}") from None
+    except NotImplementedError as err:
+        raise CheckpointError(f"{where}: {err}") from None
+    except (KeyError, TypeError, ValueError) as err:  # statistics the model needs are missing or malformed
+        raise CheckpointError(f"{where}: its dataset statistics cannot be used ({type(err).__name__}: {err})") from None
+    try:
+        model.load_state_dict(trained_weights(ckpt, ema=ema))
+    except (RuntimeError, KeyError, AttributeError) as err:
+        detail = "; ".join(line.strip() for line in str(err).splitlines()[:3] if line.strip())
+        raise CheckpointError(f"{where}: its weights do not fit the model its config describes ({detail})") from None
     return model.to(device).eval()
 
 
@@ -407,34 +523,88 @@ def trained_weights(ckpt: dict, ema: bool = True) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
 
 
+def _boot_id() -> str:
+    """This machine's boot id (Linux), which tells two machines of one host name apart; ``""`` elsewhere."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+#: A lock file still empty after this many seconds was left by a process that died while taking it.
+_EMPTY_LOCK_GRACE_S = 60.0
+
+
+def _lock_holder(path: Path) -> tuple[str, str, str]:
+    """``(host, pid, boot id)`` written in a lock file (``""`` for what is missing)."""
+    try:
+        fields = path.read_text().split()
+    except (OSError, UnicodeDecodeError):
+        fields = []
+    fields += [""] * (3 - len(fields))
+    return fields[0], fields[1], fields[2]
+
+
+def _stale(path: Path) -> tuple[bool, str]:
+    """Whether the lock at ``path`` is certainly not held by a live process, and who holds it if it may be.
+
+    Only a lock taken on this very machine (same host name and, when recorded, same boot id) by a
+    process that no longer runs is stale. A lock that names another host, or this host name with
+    another boot id (a second machine of the same name on a shared file system, or this one
+    before a reboot), may be live: no process here can tell, so it is never taken over.
+    """
+    host, pid, boot = _lock_holder(path)
+    if not host:
+        try:
+            age = time.time() - path.stat().st_mtime
+        except OSError:
+            return True, ""
+        return age > _EMPTY_LOCK_GRACE_S, "a process that is taking the lock now"
+    if host != socket.gethostname() or (boot and _boot_id() and boot != _boot_id()):
+        where = f"host {host}" if host != socket.gethostname() else f"another boot of {host} (boot id {boot[:8]})"
+        return False, f"pid {pid or '?'} on {where}"
+    if pid.isdigit() and _alive(int(pid)):
+        return False, f"pid {pid}"
+    return True, ""
+
+
 @contextlib.contextmanager
 def run_lock(out_dir: str | Path) -> Iterator[Path]:
     """Hold ``out_dir/run.lock`` while a run writes there, so two runs cannot interleave their
     checkpoints and logs in one folder (say, a relaunch while the old process is still saving).
 
-    A lock left behind by a process that no longer runs on this machine is taken over.
+    The lock records ``host pid boot-id``. It is taken over only when it is certainly stale: taken
+    on this machine by a process that has exited. A lock that names another machine is never taken
+    over, since that process may still run there (two trainers in one folder on a shared file system
+    would train the same steps twice and corrupt each other's files); if you know it is dead, delete
+    ``run.lock`` by hand.
 
     Raises:
-        FileExistsError: another live process on this machine holds the lock.
+        FileExistsError: another process holds the lock, or may hold it (the message says which).
     """
     path = Path(out_dir) / "run.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    me = f"{socket.gethostname()} {os.getpid()}"
+    me = f"{socket.gethostname()} {os.getpid()} {_boot_id()}".strip()
     for _ in range(2):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            host, _, pid = path.read_text().strip().partition(" ")
-            if host == socket.gethostname() and pid.isdigit() and _alive(int(pid)):
-                raise FileExistsError(
-                    f"{out_dir} is in use by another training process (pid {pid}); "
-                    f"stop it (it checkpoints on SIGTERM) before resuming"
-                ) from None
+            stale, holder = _stale(path)
+            if not stale:
+                local = holder.startswith("pid ") and " on " not in holder
+                advice = (
+                    "stop it (it checkpoints on SIGTERM) before resuming"
+                    if local
+                    else f"if you are sure it no longer runs, delete {path} and try again"
+                )
+                raise FileExistsError(f"{out_dir} is in use by another training process ({holder}); {advice}") from None
             path.unlink(missing_ok=True)  # stale: its process is gone
             continue
         with os.fdopen(fd, "w") as f:
             f.write(me)
         break
+    else:
+        raise FileExistsError(f"{out_dir}: could not take {path} (another process keeps taking it)")
     try:
         yield path
     finally:

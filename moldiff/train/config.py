@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -33,6 +35,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from moldiff.errors import ConfigError
+from moldiff.files import atomic_write
 
 from .tasks import get_task
 
@@ -48,6 +51,7 @@ __all__ = [
     "save_yaml",
     "load_config",
     "experiment_from_dict",
+    "ConfigNote",
 ]
 
 
@@ -221,8 +225,11 @@ def _join(path: str, key: str) -> str:
 def _convert(value: Any, tp: Any, path: str) -> Any:
     """Check ``value`` against annotation ``tp`` and convert containers; raise ConfigError naming ``path``."""
     label = path or "<root>"
+    if isinstance(value, float) and not math.isfinite(value):
+        # YAML reads .inf and .nan as floats: a non-finite setting (train.lr=.inf) trains to NaN weights
+        raise ConfigError(f"{label}: must be a finite number, got {value!r}")
     if tp is Any:
-        return value
+        return _check_finite(value, label)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if isinstance(value, tp):
             return value
@@ -281,9 +288,13 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, str):
             # YAML 1.1 reads "1e-4" (no dot) as a string; accept any text Python reads as a float.
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+            else:
+                if not math.isfinite(number):
+                    raise ConfigError(f"{label}: must be a finite number, got {value!r}")
+                return number
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -293,6 +304,19 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     else:
         raise ConfigError(f"{label}: unsupported annotation {tp!r} in a config dataclass")
     raise ConfigError(f"{label}: expected {_type_name(tp)}, got {_describe(value)}")
+
+
+def _check_finite(value: Any, label: str) -> Any:
+    """``value`` (of an ``Any`` field: plain YAML data), checked to hold no NaN or infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{label}: must be a finite number, got {value!r}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, _join(label, str(k)))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{label}[{i}]")
+    return value
 
 
 def from_dict(cls: type, data: dict | None, path: str = "") -> Any:
@@ -406,16 +430,55 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # the base class reports unhashable keys
+            if key in seen:
+                raise ConfigError(
+                    f"key {key!r} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}); "
+                    "YAML would silently keep the last"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _one_line(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: what went wrong and where."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(err).split())
+
+
 def load_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping from ``path`` (an empty file is ``{}``)."""
+    """Read a YAML mapping from ``path`` (an empty file is ``{}``).
+
+    Raises:
+        ConfigError: a missing or unreadable file, invalid YAML, a key given twice in one mapping,
+            or a top level that is not a mapping (each message names the file).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    with open(path) as f:
-        try:
-            data = yaml.safe_load(f)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects are built
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {_one_line(err)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -424,9 +487,9 @@ def load_yaml(path: str | Path) -> dict:
 
 
 def save_yaml(obj: Any, path: str | Path) -> None:
-    """Write a dataclass or plain dictionary as YAML (keys in field order)."""
-    with open(path, "w") as f:
-        yaml.safe_dump(to_dict(obj), f, sort_keys=False)
+    """Write a dataclass or plain dictionary as YAML (keys in field order), atomically."""
+    text = yaml.safe_dump(to_dict(obj), sort_keys=False)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 _SECTIONS = ("task", "model", "data", "train")
@@ -475,4 +538,17 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         cfg = load_config("configs/toy_gaussian_mixture.yaml", ["train.steps=100"])
         cfg.train.steps   # 100
     """
-    return experiment_from_dict(apply_overrides(load_yaml(path), overrides))
+    data = apply_overrides(load_yaml(path), overrides)
+    missing = [s for s in ("model", "data", "train") if s not in data]
+    if missing and isinstance(data.get("task"), str):
+        warnings.warn(
+            f"{path} has no {', '.join(s + ':' for s in missing)} section: "
+            f"{'its' if len(missing) == 1 else 'their'} defaults are used",
+            ConfigNote,
+            stacklevel=2,
+        )
+    return experiment_from_dict(data)
+
+
+class ConfigNote(UserWarning):
+    """A config that is valid but probably not what was meant (a section left out, so its defaults apply)."""

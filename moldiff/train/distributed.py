@@ -20,6 +20,13 @@ from typing import Any, Iterator
 import torch
 import torch.distributed as dist
 
+from moldiff.errors import InputError
+
+
+class DeviceError(InputError, RuntimeError):
+    """The device asked for is not there (``cuda`` without a GPU) or not a device name."""
+
+
 __all__ = [
     "DistInfo",
     "init_distributed",
@@ -70,10 +77,13 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
         return torch.device("cpu")
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device is 'cuda' but torch.cuda.is_available() is false")
+            raise DeviceError(
+                "device 'cuda' (train.device, or --device) was asked for, but torch.cuda.is_available() is false: "
+                "no GPU here, or a CPU-only torch; use cpu or auto"
+            )
         return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
     if preference != "auto":
-        raise ValueError(f"unknown device preference {preference!r}; expected 'auto', 'cpu' or 'cuda'")
+        raise DeviceError(f"unknown device {preference!r}; expected 'auto', 'cpu' or 'cuda'")
     return torch.device("cpu")
 
 

@@ -37,6 +37,7 @@ import dataclasses
 import hashlib
 import math
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -51,6 +52,7 @@ import torch
 from torch import nn
 
 from moldiff.errors import CheckpointError, ConfigError
+from moldiff.files import atomic_write
 from moldiff.pretrained import pretrained_path
 
 from .checkpoint import (
@@ -287,6 +289,12 @@ class Trainer:
                 f"the model of task {config.task!r} ({type(bundle.model).__name__}) has no "
                 "training_loss(batch, generator) method"
             )
+        empty = [(name, tuple(p.shape)) for name, p in bundle.model.named_parameters() if p.numel() == 0]
+        if empty:
+            raise ConfigError(
+                f"model: the network of task {config.task!r} has {len(empty)} empty weight tensor(s) (first "
+                f"{empty[0][0]}, shape {empty[0][1]}): a width or depth in the model section is 0"
+            )
         self.bundle = bundle
         self.model = bundle.model.to(self.device)
         self.ema = EMA(self.model, tc.ema_decay, tc.ema_warmup).to(self.device)
@@ -316,6 +324,8 @@ class Trainer:
         self.step = 0
         self.skipped_steps = 0
         self.best_metric: float | None = None
+        self.best_step: int | None = None
+        self._resume_notes: list[str] = []
         self.last_metrics: dict = {}
         self.resumed_from: Path | None = None
         self.checkpoints = CheckpointManager(self.out_dir / "checkpoints", tc.keep_last)
@@ -489,6 +499,7 @@ class Trainer:
         )
         if better:
             self.best_metric = value
+            self.best_step = self.step
         return better
 
     # --------------------------------------------------------------------------------------------
@@ -522,6 +533,7 @@ class Trainer:
             "dataset_stats": self.bundle.dataset_stats,
             "sampling_state": sampling_state,
             "best_metric": self.best_metric,
+            "best_step": self.best_step,
             "skipped_steps": self.skipped_steps,
             "world_size": self.dist.world_size,
         }
@@ -560,6 +572,7 @@ class Trainer:
         self.step = int(ckpt["step"])
         self.skipped_steps = int(ckpt.get("skipped_steps", 0))
         self.best_metric = ckpt.get("best_metric")
+        self.best_step = ckpt.get("best_step")
         rng = ckpt.get("rng") or []
         if len(rng) == self.dist.world_size:
             restore_rng_state(rng[self.dist.rank], self.noise_generator)
@@ -596,15 +609,72 @@ class Trainer:
         if checkpoint is not None:
             path, ckpt = Path(checkpoint), load_checkpoint(checkpoint, map_location="cpu")
         else:
-            found = self.checkpoints.load_latest(map_location="cpu")
+            found = self.checkpoints.load_latest(map_location="cpu", or_best=True)
             if found is None:
                 return False
             path, ckpt = found
+            if path == self.checkpoints.best_path and self.is_main:
+                print(
+                    f"moldiff train: no periodic checkpoint in {self.checkpoints.directory}: resuming from {path.name}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(
+                f"{str(path)!r} holds exported weights (EMA only, no optimiser or random states), which cannot be "
+                f"resumed; start a fresh run from them with train.init_from={path}"
+            )
         self.load_state_dict(ckpt)
         self._start_batch = self._start_batch_from(ckpt)
         self.resumed_from = path
         self._last_checkpoint = path
+        self._restore_best(path, ckpt)
         return True
+
+    def _refuse_earlier_run(self) -> None:
+        """A fresh start never writes over an earlier run's checkpoints (its log is kept aside)."""
+        if self.checkpoints.checkpoints():
+            raise FileExistsError(
+                f"{self.out_dir} already holds checkpoints of an earlier run: continue it with "
+                "--resume (resume=True) or choose another output folder"
+            )
+        if self.checkpoints.best_path.exists():
+            raise FileExistsError(
+                f"{self.out_dir} holds {self.checkpoints.best_path.name} of an earlier run (and no periodic "
+                f"checkpoint): continue from it with --resume-from {self.checkpoints.best_path}, or choose "
+                "another output folder"
+            )
+
+    def _restore_best(self, path: Path, ckpt: dict) -> None:
+        """A resumed run whose checkpoint records a best evaluation has a ``best.ckpt``.
+
+        Files of this version write ``best.ckpt`` before the periodic checkpoint, so it can only be
+        missing after a crash of an older version (or by hand): it is rebuilt from the resumed file
+        when that is the best one, otherwise the best value is forgotten, so that the next
+        evaluation writes a best checkpoint again."""
+        if self.best_metric is None:
+            return
+        decision = None  # (restored, message), decided on rank 0 and shared
+        if self.is_main and not self.checkpoints.best_path.exists():
+            best = self.checkpoints.best_path
+            if ckpt.get("best_step") == self.step:
+                atomic_write(best, lambda tmp: shutil.copyfile(path, tmp))
+                decision = (True, f"{best} was missing: restored from {path.name}, the best checkpoint")
+            else:
+                decision = (
+                    False,
+                    f"{best} was missing and {path.name} is not the best checkpoint: the next evaluation writes one",
+                )
+        decision = broadcast_object(decision)
+        if decision is None:
+            return
+        restored, message = decision
+        if not restored:
+            self.best_metric = None
+            self.best_step = None
+        if self.is_main:
+            print(f"moldiff train: {message}", file=sys.stderr, flush=True)
+            self._resume_notes.append(message)
 
     def init_weights(self, source: str | Path) -> Path:
         """Set the model and its EMA to trained weights (``train.init_from``) before a fresh run.
@@ -617,13 +687,13 @@ class Trainer:
             The file the weights came from.
 
         Raises:
-            ValueError: the file belongs to another task, or its weights do not fit the model
+            ConfigError: the file belongs to another task, or its weights do not fit the model
                 (the message names the missing, unexpected or reshaped entries).
         """
         path = pretrained_path(source)
         ckpt = load_checkpoint(path, map_location="cpu")
         if ckpt.get("task") != self.config.task:
-            raise ValueError(
+            raise ConfigError(
                 f"train.init_from: {str(path)!r} holds a model of task {ckpt.get('task')!r}, "
                 f"this run's task is {self.config.task!r}"
             )
@@ -638,7 +708,7 @@ class Trainer:
         ]
         if problems:
             shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-            raise ValueError(
+            raise ConfigError(
                 f"train.init_from: the weights in {str(path)!r} do not fit this run's model "
                 f"(compare the model sections of the two configs): {shown}"
             )
@@ -676,8 +746,10 @@ class Trainer:
         """Train until ``train.steps``.
 
         Args:
-            resume: ``True`` continues from this run's newest checkpoint (starting fresh when there
-                is none), a path continues from that checkpoint, ``False`` starts fresh. The run
+            resume: ``True`` continues from this run's newest readable checkpoint (``best.ckpt``
+                when there is no periodic one; starting fresh when there is no checkpoint at all, with
+                an earlier ``log.jsonl`` kept as ``log.jsonl.1``), a path continues from that
+                checkpoint, ``False`` starts fresh. The run
                 trains with this trainer's config; :func:`plan_resume` makes the one the command
                 line uses (the saved run's, with the overrides given now).
             stop_at: stop once ``step == stop_at`` without a final checkpoint or evaluation, as if
@@ -692,8 +764,12 @@ class Trainer:
             but a ``nothing_to_do`` log event and returns with ``nothing_to_do=True``.
 
         Raises:
-            FileExistsError: when starting fresh in a folder that already holds checkpoints, or when
-                another live process on this machine is training in the same folder.
+            FileExistsError: when starting fresh in a folder that already holds checkpoints (periodic
+                or ``best.ckpt``), or when another process holds the folder's lock (or may hold it:
+                a lock taken on another machine is never taken over, see
+                :func:`~moldiff.train.checkpoint.run_lock`).
+            CheckpointError: ``resume=True`` in a folder whose checkpoints are all unreadable (the
+                message names each; nothing is changed), or a checkpoint that holds exported weights.
         """
         with run_lock(self.out_dir) if self.is_main else contextlib.nullcontext():
             return self._fit(resume, stop_at, resume_plan)
@@ -701,13 +777,12 @@ class Trainer:
     def _fit(self, resume: bool | str | Path, stop_at: int | None, resume_plan: "ResumePlan | None") -> TrainResult:
         tc = self.tc
         self._start_batch = self._batches_consumed()
+        if self.is_main:  # under the lock: what a killed writer left half-written goes
+            self.checkpoints.remove_stale_temporaries()
         if resume:
             self.resume(None if resume is True else resume)
-        elif self.checkpoints.checkpoints():
-            raise FileExistsError(
-                f"{self.out_dir} already holds checkpoints of an earlier run: continue it with "
-                "--resume (resume=True) or choose another output folder"
-            )
+        if self.resumed_from is None:
+            self._refuse_earlier_run()
         if self.resumed_from is not None and self.step >= tc.steps:
             if self.is_main:
                 self.logger.log(
@@ -761,6 +836,12 @@ class Trainer:
                     "items_per_step": tc.batch_size * tc.grad_accum * self.dist.world_size,
                 }
             )
+            for note in [*self.logger.repairs, *self._resume_notes]:
+                self.logger.log({"kind": "event", "step": self.step, "event": "recovered", "note": note})
+            if self.bundle.data_report:
+                self.logger.log({"kind": "event", "step": self.step, "event": "data", **self.bundle.data_report})
+                if self.bundle.data_report.get("message"):
+                    print(f"moldiff train: {self.bundle.data_report['message']}", file=sys.stderr, flush=True)
 
         end = tc.steps if stop_at is None else min(tc.steps, stop_at)
         data = self.make_loader(self._start_batch)
@@ -1027,12 +1108,13 @@ def plan_resume(
     given = load_config(config_file, overrides)  # checked as a fresh launch would check them
     out_dir = Path(out_dir)
     saved_file = out_dir / "config.yaml"
+    manager = CheckpointManager(out_dir / "checkpoints")
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} not found")
         has_checkpoint = True
     else:
-        has_checkpoint = bool(CheckpointManager(out_dir / "checkpoints").checkpoints())
+        has_checkpoint = bool(manager.checkpoints()) or manager.best_path.is_file()
     if not has_checkpoint:
         return ResumePlan(given, [], None, str(config_file))
     if saved_file.is_file():
@@ -1041,10 +1123,15 @@ def plan_resume(
         found = (
             (Path(checkpoint), load_checkpoint(checkpoint))
             if checkpoint is not None
-            else CheckpointManager(out_dir / "checkpoints").load_latest()
+            else manager.load_latest(or_best=True)
         )
-        if found is None:  # every checkpoint unreadable: the trainer will start fresh
+        if found is None:
             return ResumePlan(given, [], None, str(config_file))
+        if found[1].get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(
+                f"{str(found[0])!r} holds exported weights, which cannot be resumed; start a fresh run from "
+                f"them with train.init_from={found[0]}"
+            )
         source, saved_raw = found[0], found[1].get("config") or {}
     try:
         saved = experiment_from_dict(saved_raw)

@@ -62,6 +62,9 @@ class TaskBundle:
             from fixed seeds. ``out_dir`` is a folder where it may write files (sample grids, SDFs).
         valid_dataset: optional validation dataset; the engine then logs ``valid_loss`` of the EMA
             model on ``train.eval_batches`` batches with a fixed noise seed.
+        data_report: facts about the data a user must hear of, as plain data (e.g. records skipped
+            with ``data.on_error=skip``: ``{"skipped": {reason: count}, "message": "..."}``); the
+            engine logs it as a ``data`` event and prints its ``message`` when the run starts.
     """
 
     model: torch.nn.Module
@@ -70,6 +73,7 @@ class TaskBundle:
     dataset_stats: dict = dataclasses.field(default_factory=dict)
     eval_fn: Optional[Callable[[torch.nn.Module, int, str], dict]] = None
     valid_dataset: Any = None
+    data_report: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)

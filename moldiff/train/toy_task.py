@@ -24,6 +24,7 @@ from moldiff.core.losses import denoising_loss
 from moldiff.core.parameterisation import DiffusionDenoiser
 from moldiff.core.samplers import get_sampler, initial_noise
 from moldiff.core.schedules import make_schedule, sampling_sigmas
+from moldiff.core.settings import require_positive
 from moldiff.core.spaces import EuclideanSpace
 
 from .tasks import TaskBundle, register_task
@@ -69,6 +70,9 @@ class ToyModelConfig:
     sampler: str = "heun"
     sample_steps: int = 24
     eval_samples: int = 1024
+
+    def __post_init__(self) -> None:
+        require_positive(self, "hidden", "depth", "time_features", "sample_steps", "eval_samples")
 
 
 @dataclass

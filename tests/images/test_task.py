@@ -115,5 +115,6 @@ def test_train_evaluate_reload_and_sample_a_png_grid(tmp_path, capsys):
         assert im.size == (2 * 10 + 2, 3 * 10 + 2) and im.mode == "L"
     ckpt = str(result.last_checkpoint)
     assert main(["sample", "--model", ckpt, "--num", "2", "--out", str(tmp_path / "x.sdf"), "--device", "cpu"]) == 2
-    assert main(["sample", "--model", ckpt, "--num", "2", "--labels", "dog", "--out", str(out), "--device", "cpu"]) == 2
+    dog = str(tmp_path / "dog.png")  # a new file: an existing --out is refused before the labels are read
+    assert main(["sample", "--model", ckpt, "--num", "2", "--labels", "dog", "--out", dog, "--device", "cpu"]) == 2
     assert "unknown class names ['dog']" in capsys.readouterr().err

@@ -100,7 +100,8 @@ def test_train_then_sample_and_scaffold_from_the_cli(cath_tar, tmp_path, capsys)
     assert meta["contig"] == "5-8/A4-13/5-8" and meta["motif_rmsd"] < 1e-3 and meta["temperature"] == 0.5
     assert len(meta["motif_mapping"]) == 10 and "seed" in meta
     assert (
-        main(["sample", "--model", ckpt, "--contig", "5/A40-45/5", "--motif-pdb", str(motif), "--out", str(out)]) == 2
+        main(["sample", "--model", ckpt, "--contig", "5/A40-45/5", "--motif-pdb", str(motif), "--out", str(out) + "_2"])
+        == 2
     )
     assert "A40 is not in motif" in capsys.readouterr().err
 

@@ -397,4 +397,4 @@ def test_init_from_refuses_weights_that_do_not_fit(tmp_path, toy_config):
     with pytest.raises(FileNotFoundError, match="neither a pretrained model"):
         _run(toy_config(steps=5, init_from=str(tmp_path / "nothing.pt")), tmp_path / "missing")
     with pytest.raises(ValueError, match="task 'molecules'"):
-        _run(toy_config(steps=5, init_from="qm9"), tmp_path / "other_task")
+        _run(toy_config(steps=5, init_from="qm9_edm"), tmp_path / "other_task")
