@@ -15,7 +15,6 @@ import sys
 import time
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 
 from moldiff.errors import InputError, SamplingError
@@ -25,7 +24,7 @@ from moldiff.train.logs import step_progress
 
 from .contig import ContigError
 from .model import Design, save_designs
-from .pdb_io import PDB_MAX, PDB_MIN, StructureError
+from .pdb_io import PDB_MAX, PDB_MIN, StructureError, fits_pdb
 
 __all__ = ["BackboneGenerator"]
 
@@ -130,9 +129,7 @@ class BackboneGenerator(Generator):
             "steps": args.steps or self.model.config.sample_steps,
             "temperature": args.temperature,
         }
-        bad = [
-            d.index for d in designs if not (np.isfinite(d.ca).all() and PDB_MIN < d.ca.min() and d.ca.max() < PDB_MAX)
-        ]
+        bad = [d.index for d in designs if not fits_pdb(d.ca)]
         if bad:
             shown = ", ".join(f"#{i}" for i in bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
             what = (

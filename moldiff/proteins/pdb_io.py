@@ -258,6 +258,12 @@ def read_backbone(
     return Backbone(ca, "".join(letters), selected.id, ids, name or stem)
 
 
+def fits_pdb(ca) -> bool:
+    """Whether ``[N, 3]`` coordinates are finite and fit the PDB coordinate columns (``PDB_MIN..PDB_MAX``)."""
+    ca = np.asarray(ca.detach().cpu() if hasattr(ca, "detach") else ca, dtype=np.float64)
+    return bool(np.isfinite(ca).all() and ca.min(initial=0.0) > PDB_MIN and ca.max(initial=0.0) < PDB_MAX)
+
+
 def write_backbone_pdb(
     path: str | os.PathLike,
     ca: np.ndarray,
@@ -283,7 +289,7 @@ def write_backbone_pdb(
         raise ValueError(f"ca must be [N, 3], got {ca.shape}")
     if ca.shape[0] > 9999:
         raise ValueError("a PDB chain holds at most 9999 residues")
-    if not np.isfinite(ca).all() or ca.min(initial=0.0) <= PDB_MIN or ca.max(initial=0.0) >= PDB_MAX:
+    if not fits_pdb(ca):
         raise StructureError(
             f"{path}: coordinates must be finite and within {PDB_MIN:g}..{PDB_MAX:g} A to fit the PDB columns "
             f"(8.3f), got {ca.min():g}..{ca.max():g}"

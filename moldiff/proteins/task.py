@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from moldiff.train.tasks import TaskBundle, register_task
 
 from .dataset import BackboneDataset, collate_backbones
 from .evaluate import evaluate_backbones
 from .generator import BackboneGenerator
 from .model import BackboneDiffusion, BackboneModelConfig, save_designs
+from .pdb_io import fits_pdb
 
 __all__ = ["BackboneDataConfig", "load_datasets", "dataset_stats", "build", "register"]
 
@@ -81,11 +84,20 @@ def _eval_fn(data: BackboneDataConfig, valid: BackboneDataset | None):
     def evaluate(model: BackboneDiffusion, step: int, out_dir) -> dict:
         lengths = [data.eval_lengths[i % len(data.eval_lengths)] for i in range(data.eval_samples)]
         designs = model.sample(lengths, seed=1234, steps=data.eval_steps)
-        if out_dir is not None:
-            save_designs(designs, Path(out_dir) / f"samples_step{step:08d}", metadata={"step": step})
+        # an early model's samples may leave the PDB columns (or diverge): counted, scored if finite, not written
+        fit = [d for d in designs if fits_pdb(d.ca)]
+        if out_dir is not None and fit:
+            save_designs(fit, Path(out_dir) / f"samples_step{step:08d}", metadata={"step": step})
+        finite = [d.ca for d in designs if np.isfinite(d.ca).all()]
+        counts = {
+            "unwritable_fraction": 1.0 - len(fit) / len(designs),
+            "non_finite_fraction": 1.0 - len(finite) / len(designs),
+        }
+        if not finite:
+            return counts
         reference = [b.ca for b in valid] if valid is not None else None
-        result = evaluate_backbones([d.ca for d in designs], reference, tm_score=False)
-        return {k: v for k, v in result["summary"].items() if isinstance(v, (int, float))}
+        result = evaluate_backbones(finite, reference, tm_score=False)
+        return {**counts, **{k: v for k, v in result["summary"].items() if isinstance(v, (int, float))}}
 
     return evaluate
 
