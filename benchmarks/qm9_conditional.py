@@ -1,4 +1,4 @@
-"""EDM's Table 3: conditional generation on QM9, judged by a property predictor, beside EDM's rows.
+"""EDM's Table 3: conditional generation on QM9, judged by property predictors, beside EDM's rows.
 
 Protocol (Hoogeboom et al. 2022, "Equivariant Diffusion for Molecule Generation in 3D", Sec. 5.3 and
 App.; ../shared/reference.md, "QM9 conditional generation"): the QM9 training split is halved with
@@ -30,6 +30,18 @@ condition is used but too loosely.
 
 Gap, HOMO and LUMO are reported in meV (QM9 stores Hartree), as EDM.
 
+**Several properties, both model families.** ``--predictor`` and ``--guide-predictor`` repeat (one
+judge and one guide per property, each used for the properties it predicts) and ``--property``
+repeats (default: every property of the generator that a judge predicts); each property is a table of
+its own, and a last table puts the MAE of every row and property beside EDM and GeoBFN. The generator
+is an EDM-style model (``configs/qm9_alpha.yaml``, atoms and coordinates) or a bond-aware one
+(``configs/qm9_flow_cond.yaml``, MoleculeFlow: types, charges, bonds and coordinates; its molecules
+are scored by their own bonds and charges, ``moldiff.molecules.bond_metrics``, its gradient guidance
+moves the coordinates only). A model trained with condition dropout on several properties is
+conditioned on the one property judged, the others missing (targets from ``p(c | N)`` of that
+property only); a model that needs all its properties gets all of them from ``p(c | N)``, as EDM.
+Every conditional row reports atom and molecule stability, validity and connected validity.
+
     python benchmarks/qm9_conditional.py --generator runs/qm9_alpha/checkpoints/best.ckpt \\
         --predictor runs/qm9_predictor_alpha/checkpoints/best.ckpt --num 1000 --sampler ddpm --guidance-scale 2
     python benchmarks/qm9_conditional.py --generator G --predictor P --num 4 --steps 4 --num-real 32   # smoke test
@@ -37,7 +49,12 @@ Gap, HOMO and LUMO are reported in meV (QM9 stores Hartree), as EDM.
     python benchmarks/qm9_conditional.py --generator qm9_alpha --predictor qm9_alpha_predictor --processes 2 \
         --sampler dpmpp_2m --steps 50 --predictor-scale 1 --predictor-scale 2 --predictor-scale 4 --guide-predictor qm9_alpha_guide
 
-The last line of output is one JSON object with every figure.
+    python benchmarks/qm9_conditional.py --generator runs/qm9_flow_cond/checkpoints/best.ckpt --processes 2 \
+        --predictor runs/qm9_predictor_alpha/checkpoints/best.ckpt --predictor runs/qm9_predictor_gap/checkpoints/best.ckpt \
+        ... --guidance-scale 2 --predictor-scale 1 --guide-predictor runs/qm9_alpha_guide/checkpoints/best.ckpt ...
+
+The last line of output is one JSON object with every figure: that of the property for one property,
+``{"properties": [...], "results": {property: that object}, "summary": ...}`` for several.
 """
 
 from __future__ import annotations
@@ -80,16 +97,28 @@ def real_molecules(source: str, name: str, num: int | None, seed: int):
     return molecules, np.asarray(train.property(name), dtype=np.float64)[rows], np.asarray(train.num_atoms)[rows]
 
 
-def main(argv=None) -> dict:
+def _parser() -> argparse.ArgumentParser:
     from moldiff.molecules.predictor import GUIDANCE_MAX_STEP, GUIDANCE_SIGMA_MAX
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--generator", required=True, help="conditional generator checkpoint (configs/qm9_alpha.yaml)")
-    parser.add_argument("--predictor", required=True, help="property predictor checkpoint (the judge)")
-    parser.add_argument("--property", default=None, help="property to evaluate (default: the predictor's first)")
+    parser.add_argument(
+        "--generator", required=True, help="conditional generator (configs/qm9_alpha.yaml, configs/qm9_flow_cond.yaml)"
+    )
+    parser.add_argument(
+        "--predictor",
+        required=True,
+        action="append",
+        help="property predictor checkpoint, the judge of the properties it predicts (repeatable: one per property)",
+    )
+    parser.add_argument(
+        "--property",
+        action="append",
+        default=None,
+        help="property to evaluate (repeatable; default: every property of the generator a judge predicts)",
+    )
     parser.add_argument("--num", type=int, default=1000, help="generated molecules per row (default: 1000)")
-    parser.add_argument("--sampler", default="ddpm")
-    parser.add_argument("--steps", type=int, default=None, help="default: 1000 for ddpm, 50 otherwise")
+    parser.add_argument("--sampler", default=None, help="default: the generator's (ddpm for EDM-style models)")
+    parser.add_argument("--steps", type=int, default=None, help="default: the generator's")
     parser.add_argument(
         "--guidance-scale",
         type=float,
@@ -120,7 +149,12 @@ def main(argv=None) -> dict:
         help=f"trust region of the guidance step: RMS at most this times sigma, 0 for none "
         f"(default: {GUIDANCE_MAX_STEP})",
     )
-    parser.add_argument("--guide-predictor", default=None, help="predictor for gradient guidance (default: the judge)")
+    parser.add_argument(
+        "--guide-predictor",
+        action="append",
+        default=None,
+        help="predictor for gradient guidance of the properties it predicts (repeatable; default: the judge)",
+    )
     parser.add_argument(
         "--num-real",
         type=int,
@@ -137,20 +171,47 @@ def main(argv=None) -> dict:
         default=1,
         help="sample each row in this many one-thread CPU processes (the same molecules as one process)",
     )
-    args = parser.parse_args(argv)
+    return parser
 
-    from moldiff.hub import load_model, load_pretrained
-    from moldiff.molecules.generator import sample_in_processes
-    from moldiff.molecules.metrics import evaluate_molecules
 
-    predictor = load_model(args.predictor, device=args.device)
-    generator = load_pretrained(args.generator, device=args.device)
-    name = args.property or predictor.properties[0]
-    if name not in predictor.properties:
-        raise SystemExit(f"the predictor predicts {predictor.properties}, not {name!r}")
-    if name not in generator.model.config.context:
-        raise SystemExit(f"the generator is conditioned on {generator.model.config.context}, not {name!r}")
-    column = predictor.properties.index(name)
+def _atoms_and_positions(samples) -> list:
+    """``(atomic_numbers, positions)`` pairs of sampled records of either family (what a judge reads)."""
+    return [(r["atomic_numbers"], r["positions"]) if isinstance(r, dict) else r for r in samples]
+
+
+def _quality(samples) -> dict[str, float]:
+    """Atom and molecule stability, validity and connected validity: by the molecules' own bonds and
+    charges for the bond-aware family, by EDM's distance protocol for EDM-style samples."""
+    if samples and isinstance(samples[0], dict):
+        from moldiff.molecules.bond_metrics import evaluate_bonded_molecules as evaluate
+    else:
+        from moldiff.molecules.metrics import evaluate_molecules as evaluate
+    metrics = evaluate(samples)
+    return {k: metrics[k] for k in ("atom_stability", "molecule_stability", "validity", "connected_validity")}
+
+
+def _by_property(paths: list[str], device: str) -> dict[str, tuple[str, object]]:
+    """``{property: (path, predictor)}``: each predictor for the properties it predicts (the first wins)."""
+    from moldiff.hub import load_model
+
+    out: dict[str, tuple[str, object]] = {}
+    for path in paths:
+        model = load_model(path, device=device)
+        for name in model.properties:
+            out.setdefault(name, (path, model))
+    return out
+
+
+def evaluate_property(name: str, args, generator, judge, guide_path: str | None) -> dict:
+    """One property's Table 3 (the rows of the module docstring) as a JSON-ready dict; prints its tables."""
+    import torch
+
+    from moldiff.core import item_seed
+    from moldiff.hub import load_model
+    from moldiff.molecules.generator import FlowMoleculeGenerator, sample_in_processes
+    from moldiff.molecules.model import sample_context
+
+    column = judge.properties.index(name)
     unit, factor = report_unit(name)
     rows: dict[str, float] = {}
     timings: dict[str, float] = {}
@@ -158,25 +219,29 @@ def main(argv=None) -> dict:
     # baselines on real molecules of the generator's half
     molecules, labels, num_atoms = real_molecules(args.source, name, args.num_real, args.seed)
     tick = time.perf_counter()
-    predicted = predictor.predict_molecules(molecules)[:, column]
+    predicted = judge.predict_molecules(molecules)[:, column]
     timings["predict_real_s"] = time.perf_counter() - tick
     shuffled = labels[np.random.default_rng(args.seed).permutation(len(labels))]
     rows["Naive (shuffled labels)"] = float(np.abs(predicted - shuffled).mean())
-    rows["#Atoms"] = float(np.abs(predictor.atom_count_baseline.predict(num_atoms)[name] - labels).mean())
+    rows["#Atoms"] = float(np.abs(judge.atom_count_baseline.predict(num_atoms)[name] - labels).mean())
 
     # our generator: N ~ p(N), c ~ p(c | N), then the molecule
     sizes = generator.plan(args.num, args.seed)
-    targets = generator.plan_condition(sizes, args.seed)
+    if generator.condition_optional:  # this property alone, the others missing
+        g = torch.Generator().manual_seed(item_seed(args.seed, 0, "condition"))
+        targets = sample_context(generator.model.stats, [name], sizes, generator=g)
+    else:  # every property of the model from p(c | N), as EDM
+        targets = generator.plan_condition(sizes, args.seed)
     goal = targets[name].double().numpy()
-    atom_count_goal = predictor.atom_count_baseline.predict(sizes.numpy())[name]
+    atom_count_goal = judge.atom_count_baseline.predict(sizes.numpy())[name]
     follow, quality = {}, {}
     settings = {"ours, no guidance": {}}
     for s in args.guidance_scale or []:
         settings[f"ours, CFG s={s:g}"] = {"guidance_scale": s}
-    judge = " (guided by the judge)" if args.guide_predictor is None else ""
+    by_judge = " (guided by the judge)" if guide_path is None else ""
     for s in args.predictor_scale or []:
-        settings[f"ours, predictor guidance {s:g}{judge}"] = {
-            "predictor": args.guide_predictor or args.predictor,
+        settings[f"ours, predictor guidance {s:g}{by_judge}"] = {
+            "predictor": guide_path or args.judge_paths[name],
             "predictor_scale": s,
             "predictor_tau": args.predictor_tau,
             "predictor_sigma_max": args.predictor_sigma_max,
@@ -197,10 +262,8 @@ def main(argv=None) -> dict:
             )
             samples = [mol for k in sorted(chunks) for mol in chunks[k]]
         timings[f"{label}_s"] = time.perf_counter() - tick
-        quality[label] = {
-            k: evaluate_molecules(samples)[k] for k in ("atom_stability", "validity", "connected_validity")
-        }
-        achieved = predictor.predict_molecules(samples)[:, column]
+        quality[label] = _quality(samples)
+        achieved = judge.predict_molecules(_atoms_and_positions(samples))[:, column]
         rows[label] = float(np.abs(achieved - goal).mean())
         beyond_goal, beyond_achieved = goal - atom_count_goal, achieved - atom_count_goal
         follow[label] = {"slope": float("nan"), "correlation": float("nan")}
@@ -212,8 +275,9 @@ def main(argv=None) -> dict:
     rows["predictor on real molecules"] = float(np.abs(predicted - labels).mean())
 
     rows = {k: v * factor for k, v in rows.items()}
+    sampler = args.sampler or generator.model.sampling_defaults()[0]
     print(
-        f"QM9 conditional generation on {name}: MAE ({unit}); {args.num} samples ({args.sampler}, "
+        f"QM9 conditional generation on {name}: MAE ({unit}); {args.num} samples ({sampler}, "
         f"steps {args.steps or 'default'}), {len(labels)} real molecules of the generator's half"
     )
     print(f"{'row':<52} {'ours':>10} {'EDM paper':>10}")
@@ -224,27 +288,98 @@ def main(argv=None) -> dict:
     for key in ("GeoLDM", "GeoBFN"):
         if name in PUBLISHED[key]:
             print(f"{key + ' (published)':<52} {'':>10} {PUBLISHED[key][name]:>10.4g}")
-    print("\ntarget beyond the atom count: predicted - b(N) against target - b(N)")
-    print(f"{'row':<52} {'slope':>10} {'corr.':>10} {'atom st.':>9} {'valid':>7} {'conn. v.':>9}")
+    print("\ntarget beyond the atom count: predicted - b(N) against target - b(N); molecules' quality")
+    print(f"{'row':<52} {'slope':>10} {'corr.':>10} {'atom st.':>9} {'mol. st.':>9} {'valid':>7} {'conn. v.':>9}")
     for label, values in follow.items():
         q = quality[label]
         print(
             f"{label:<52} {values['slope']:>10.3f} {values['correlation']:>10.3f} {q['atom_stability']:>9.3f} "
-            f"{q['validity']:>7.3f} {q['connected_validity']:>9.3f}"
+            f"{q['molecule_stability']:>9.3f} {q['validity']:>7.3f} {q['connected_validity']:>9.3f}"
         )
-    result = {
+    print()
+    return {
         "property": name,
         "unit": unit,
         "num": args.num,
         "num_real": len(labels),
-        "sampler": args.sampler,
+        "sampler": sampler,
         "steps": args.steps,
+        "family": "bond-aware" if isinstance(generator, FlowMoleculeGenerator) else "edm-style",
         "mae": rows,
         "beyond_atom_count": follow,
         "quality": quality,
         "published": {k: v[name] for k, v in PUBLISHED.items() if name in v},
         "timings": timings,
     }
+
+
+def summary_table(results: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """``{row: {property: MAE}}`` over every property evaluated, with EDM's and GeoBFN's rows; printed
+    (a gradient-guidance cell guided by the judge itself, not by an independent guide, is starred)."""
+    judge_note = " (guided by the judge)"
+    names = list(results)
+    rows: dict[str, dict[str, float]] = {}
+    starred: set[tuple[str, str]] = set()
+    for name, result in results.items():
+        for label, value in result["mae"].items():
+            row = label.removesuffix(judge_note)
+            rows.setdefault(row, {})[name] = value
+            if row != label:
+                starred.add((row, name))
+    for key in ("EDM", "GeoBFN"):
+        rows[f"{key} (published)"] = {n: PUBLISHED[key][n] for n in names}
+    units = " / ".join(f"{n} ({results[n]['unit']})" for n in names)
+    print(f"Table 3, MAE: {units}; molecule stability and connected validity averaged over the properties")
+    print(f"{'row':<52} " + " ".join(f"{n:>10}" for n in names) + f" {'mol. st.':>9} {'conn. v.':>9}")
+    for row, values in rows.items():
+        cells = " ".join(
+            (f"{values[n]:>9.4g}" + ("*" if (row, n) in starred else " ")) if n in values else f"{'':>10}"
+            for n in names
+        )
+        quality = [
+            results[n]["quality"][label]
+            for n in names
+            for label in (row, row + judge_note)
+            if label in results[n]["quality"]
+        ]
+        extra = ""
+        if quality:
+            extra = (
+                f" {np.mean([q['molecule_stability'] for q in quality]):>9.3f}"
+                f" {np.mean([q['connected_validity'] for q in quality]):>9.3f}"
+            )
+        print(f"{row:<52} {cells}{extra}")
+    if starred:
+        print("* guided by the judge itself (no --guide-predictor for that property): flattering")
+    return rows
+
+
+def main(argv=None) -> dict:
+    args = _parser().parse_args(argv)
+
+    from moldiff.hub import load_pretrained
+
+    judges = _by_property(args.predictor, args.device)
+    guides = _by_property(args.guide_predictor or [], args.device)
+    generator = load_pretrained(args.generator, device=args.device)
+    conditioned = generator.condition_names
+    names = args.property or [n for n in conditioned if n in judges]
+    if not names:
+        raise SystemExit(f"no judge predicts a property of the generator ({conditioned}); judges: {sorted(judges)}")
+    for name in names:
+        if name not in judges:
+            raise SystemExit(f"no --predictor predicts {name!r} (the judges predict {sorted(judges)})")
+        if name not in conditioned:
+            raise SystemExit(f"the generator is conditioned on {conditioned}, not {name!r}")
+    args.judge_paths = {n: path for n, (path, _) in judges.items()}
+    results = {
+        name: evaluate_property(name, args, generator, judges[name][1], guides[name][0] if name in guides else None)
+        for name in names
+    }
+    if len(results) == 1:
+        result = next(iter(results.values()))
+    else:
+        result = {"properties": names, "results": results, "summary": summary_table(results)}
     print(json.dumps(result))
     return result
 

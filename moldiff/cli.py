@@ -179,6 +179,45 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
         help="leave out samples that diverged (non-finite or exploded coordinates or pixels) and write the "
         "others; without it such a sample stops the command and nothing is written",
     )
+    chosen = parser.add_argument_group("molecule models: filters and properties (moldiff.molecules.filters)")
+    chosen.add_argument(
+        "--filter",
+        default=None,
+        metavar="EXPR",
+        help="keep only molecules that pass this expression of their properties, e.g. "
+        '"valid and qed > 0.5 and not pains" (names of moldiff evaluate --per-molecule; comparisons, and, '
+        "or, not, parentheses), sampling on in further rounds until --num pass or --max-samples are drawn",
+    )
+    chosen.add_argument(
+        "--max-samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --filter: molecules drawn at most (default: 20 x --num)",
+    )
+    chosen.add_argument(
+        "--properties",
+        action="store_true",
+        help="write every molecule's properties (QED, SA, logP, rings, PAINS and Brenk alerts, ...) as SDF "
+        "data items moldiff_<name>",
+    )
+    fragments = parser.add_argument_group("molecules grown around a fixed fragment (moldiff.molecules.fragments)")
+    fragments.add_argument(
+        "--fragment",
+        action="append",
+        default=None,
+        metavar="SDF",
+        help="hold these atoms fixed (elements, coordinates and, for the bond-aware models, charges and bonds) "
+        "and generate the rest around them, as the first atoms of every molecule; every record of the file is "
+        "one connected piece, and several pieces (records, or --fragment repeated) are linked into one molecule",
+    )
+    fragments.add_argument(
+        "--add-atoms",
+        default=None,
+        metavar="A-B",
+        help="with --fragment: add A to B atoms (or exactly A) to the fragment's (default: --num-atoms, else "
+        "sizes from the data given more atoms than the fragment's)",
+    )
     conditional = parser.add_argument_group("conditional molecule models")
     conditional.add_argument(
         "--condition",
@@ -231,6 +270,7 @@ def _check_sample_arguments(args: argparse.Namespace) -> None:
         ("--num-atoms", args.num_atoms, 2),
         ("--length", args.length, 2),
         ("--nrow", args.nrow, 1),
+        ("--max-samples", getattr(args, "max_samples", None), 1),
     ):
         if value is not None and value < least:
             raise InputError(f"{option} must be at least {least}, got {value}")
@@ -256,6 +296,10 @@ def _sample(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        if (args.filter or args.max_samples or args.properties) and not hasattr(generator, "sample_filtered"):
+            raise InputError(f"--filter, --max-samples and --properties apply to molecule models, not {args.model}")
+        if (args.fragment or args.add_atoms is not None) and not hasattr(generator, "prepare_fragment"):
+            raise InputError(f"--fragment and --add-atoms grow molecules; {args.model} is a {type(generator).__name__}")
         with precision_autocast(args.precision, info.device):
             return generator.sample_command(args, info)
     finally:
@@ -298,6 +342,52 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="hide the progress bar (shown on stderr when it is a terminal)"
     )
+    parser.add_argument(
+        "--per-molecule",
+        default=None,
+        metavar="CSV",
+        help="also write one row per molecule to this CSV file (valid, stable, connected, SMILES, QED, SA "
+        "score, logP, molecular weight, rings, PAINS and Brenk alerts, ...; under the --bonds protocol)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --per-molecule file (default: refuse)"
+    )
+    physics = parser.add_argument_group("physics checks of the geometries (moldiff.molecules.geometry)")
+    physics.add_argument(
+        "--geometry",
+        action="store_true",
+        help="relax every connected valid molecule with MMFF94 and (tblite installed) GFN2-xTB: energy drop "
+        "(kcal/mol) and heavy-atom RMSD (A), beside the same for real QM9 test molecules",
+    )
+    physics.add_argument(
+        "--geometry-reference",
+        type=int,
+        default=100,
+        metavar="N",
+        help="QM9 test molecules checked beside the samples (a fixed subset; 0: none) (default: 100)",
+    )
+    physics.add_argument(
+        "--xtb-max",
+        type=int,
+        default=20,
+        metavar="N",
+        help="GFN2-xTB on the first N checked molecules at most, of the samples and of the reference "
+        "(one thread; 0: no xTB) (default: 20)",
+    )
+    physics.add_argument(
+        "--posebusters",
+        action="store_true",
+        help="pass rates of PoseBusters' intramolecular checks (bond lengths, angles, planarity, internal "
+        "clashes, energy) of the connected valid molecules (pip install 'moldiff[posebusters]')",
+    )
+    physics.add_argument(
+        "--posebusters-max",
+        type=int,
+        default=100,
+        metavar="N",
+        help="PoseBusters on the first N checked molecules at most, of the samples and of the reference "
+        "(about a second each for QM9 molecules, several for distorted ones) (default: 100)",
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -307,6 +397,26 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if (args.path is None) == (args.dataset is None):
         raise InputError("give either a samples file or folder, or --dataset qm9")
+    if args.geometry or args.posebusters:  # stop before any work on what would stop it later
+        from moldiff._optional import require
+
+        if args.path is None:
+            raise InputError("--geometry and --posebusters check a samples file or folder, not --dataset")
+        for option, value in (
+            ("--geometry-reference", args.geometry_reference),
+            ("--xtb-max", args.xtb_max),
+            ("--posebusters-max", args.posebusters_max),
+        ):
+            if value < 0:
+                raise InputError(f"{option} must be at least 0, got {value}")
+        if args.posebusters:
+            require("posebusters", extra="posebusters", purpose="moldiff evaluate --posebusters")
+    if args.per_molecule is not None:  # a destination that cannot be written stops before the work
+        from moldiff.files import check_output_file
+
+        if args.path is None:
+            raise InputError("--per-molecule describes a samples file or folder, not --dataset")
+        check_output_file(args.per_molecule, overwrite=args.overwrite, option="--per-molecule")
     progress = not args.no_progress and sys.stderr.isatty()
     try:
         if args.path is not None:
@@ -325,7 +435,138 @@ def _evaluate(args: argparse.Namespace) -> int:
         hint = " (use --skip-bad-records to skip it)" if "record" in str(err) else ""
         print(f"moldiff evaluate: {err}{hint}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2) if args.json else format_report(result))
+    report = format_report(result)
+    if args.geometry or args.posebusters:
+        from moldiff.molecules.geometry import evaluate_geometry, format_geometry_report
+
+        result["geometry"] = evaluate_geometry(
+            args.path,
+            reference=args.geometry_reference,
+            mmff=args.geometry,
+            xtb=args.geometry,
+            max_xtb=args.xtb_max,
+            posebusters=args.posebusters,
+            max_posebusters=args.posebusters_max,
+            progress=progress,
+        )
+        report += "\n\n" + format_geometry_report(result["geometry"])
+    if args.per_molecule is not None:
+        from moldiff.molecules.properties import file_properties, sa_unavailable_reason, write_properties_csv
+
+        rows = file_properties(
+            args.path, args.bonds, on_error="skip" if args.skip_bad_records else "raise", progress=progress
+        )
+        write_properties_csv(rows, args.per_molecule)
+        if sa_unavailable_reason():
+            print(f"moldiff evaluate: note: SA score missing ({sa_unavailable_reason()})", file=sys.stderr)
+        print(f"moldiff evaluate: wrote {len(rows)} rows to {args.per_molecule}", file=sys.stderr)
+    print(json.dumps(result, indent=2) if args.json else report)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# moldiff draw, moldiff report
+# ------------------------------------------------------------------------------------------------
+
+
+def _molecule_file_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments ``draw`` and ``report`` share with ``evaluate``."""
+    parser.add_argument("path", help="molecules: a file as moldiff sample writes it (.sdf, .sdf.gz, .xyz) or a folder")
+    parser.add_argument(
+        "--bonds",
+        choices=("edm", "rdkit", "file"),
+        default="edm",
+        help="the protocol, as moldiff evaluate --bonds: edm or rdkit perceive the bonds from distances, file "
+        "takes the SDF's own bonds and charges (default: edm)",
+    )
+    parser.add_argument(
+        "--legend",
+        default=None,
+        metavar="NAMES",
+        help="legends of the drawings: comma-separated property names, e.g. qed,sa (default: the SMILES)",
+    )
+    parser.add_argument(
+        "--skip-bad-records", action="store_true", help="skip and count bad SDF records instead of stopping"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file (default: refuse)")
+
+
+def _draw_arguments(parser: argparse.ArgumentParser) -> None:
+    _molecule_file_arguments(parser)
+    parser.add_argument("--out", default="molecules.png", help="a .png or .svg file (default: molecules.png)")
+    parser.add_argument("--per-row", type=int, default=5, help="drawings per row (default: 5)")
+    parser.add_argument("--max", type=int, default=50, dest="max", help="draw the first N molecules (default: 50)")
+    parser.add_argument("--size", type=int, default=250, help="pixels of each drawing (default: 250)")
+
+
+def _draw(args: argparse.Namespace) -> int:
+    from moldiff.files import check_output_file
+    from moldiff.molecules.draw import DRAW_FORMATS, draw_file, grid_shape
+
+    for option, value, least in (("--per-row", args.per_row, 1), ("--max", args.max, 1), ("--size", args.size, 16)):
+        if value < least:
+            raise InputError(f"{option} must be at least {least}, got {value}")
+    if not args.out.lower().endswith(tuple(DRAW_FORMATS)):
+        raise InputError(f"--out {args.out}: a drawing is {' or '.join(DRAW_FORMATS)}")
+    check_output_file(args.out, overwrite=args.overwrite)
+    count = draw_file(
+        args.path,
+        args.out,
+        bonds=args.bonds,
+        legend=args.legend,
+        per_row=args.per_row,
+        max_molecules=args.max,
+        size=args.size,
+        on_error="skip" if args.skip_bad_records else "raise",
+    )
+    columns, rows = grid_shape(count, args.per_row)
+    print(f"drew {count} molecules to {args.out} ({columns} x {rows} drawings of {args.size} px)", file=sys.stderr)
+    return 0
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    _molecule_file_arguments(parser)
+    parser.add_argument("--out", default="report.html", help="the HTML file (default: report.html)")
+    parser.add_argument(
+        "--reference",
+        default="qm9",
+        metavar="qm9|SDF",
+        help="real molecules to compare with: qm9 (a fixed random subset of QM9's training split, cached) or "
+        "an SDF file (default: qm9)",
+    )
+    parser.add_argument("--reference-size", type=int, default=2000, help="reference molecules at most (default: 2000)")
+    parser.add_argument(
+        "--training-smiles",
+        default=None,
+        metavar="qm9|FILE",
+        help="reference SMILES for novelty, as moldiff evaluate --training-smiles",
+    )
+    parser.add_argument("--max-draw", type=int, default=30, help="molecules drawn (default: 30)")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from moldiff._optional import require
+    from moldiff.files import check_output_file
+
+    require("matplotlib", extra="report", purpose="moldiff report")  # before any work
+    for option, value in (("--reference-size", args.reference_size), ("--max-draw", args.max_draw)):
+        if value < 1:
+            raise InputError(f"{option} must be at least 1, got {value}")
+    check_output_file(args.out, overwrite=args.overwrite)
+    from moldiff.molecules.report import write_report
+
+    write_report(
+        args.path,
+        args.out,
+        bonds=args.bonds,
+        reference=args.reference,
+        reference_size=args.reference_size,
+        training_smiles=args.training_smiles,
+        legend=args.legend,
+        max_draw=args.max_draw,
+        on_error="skip" if args.skip_bad_records else "raise",
+    )
+    print(f"wrote the report of {args.path} to {args.out}", file=sys.stderr)
     return 0
 
 
@@ -390,6 +631,18 @@ COMMANDS: list[Command] = [
         "EDM's metrics (stability, validity, uniqueness, novelty) of sampled molecules (SDF or XYZ) or a dataset split",
         _evaluate_arguments,
         _evaluate,
+    ),
+    Command(
+        "draw",
+        "2D depictions of molecules (SDF or XYZ) as a PNG or SVG grid, with SMILES or property legends",
+        _draw_arguments,
+        _draw,
+    ),
+    Command(
+        "report",
+        "one self-contained HTML report of sampled molecules: metrics, depictions, distributions against QM9",
+        _report_arguments,
+        _report,
     ),
     Command(
         "evaluate-backbones",

@@ -11,7 +11,16 @@ This module imports nothing: every layer, :mod:`moldiff.core` included, may rais
 
 from __future__ import annotations
 
-__all__ = ["MoldiffError", "ConfigError", "CheckpointError", "InputError", "UnknownNameError", "SamplingError"]
+__all__ = [
+    "MoldiffError",
+    "ConfigError",
+    "CheckpointError",
+    "InputError",
+    "FragmentError",
+    "UnknownNameError",
+    "SamplingError",
+    "MissingPackageError",
+]
 
 
 class MoldiffError(Exception):
@@ -30,6 +39,13 @@ class InputError(MoldiffError, ValueError):
     """Bad input data or arguments: a malformed file or record, a value out of range, a wrong count."""
 
 
+class FragmentError(InputError):
+    """A fixed fragment (``--fragment``, ``sample(fragment=...)``) that cannot be grown into molecules:
+    an empty file, no 3D coordinates, non-finite coordinates, an element, charge or bond the model
+    cannot generate, a record in several pieces, more atoms than the molecules asked for. The
+    message names the file and record (or the fragment's place in the list given)."""
+
+
 class UnknownNameError(MoldiffError, ValueError):
     """A name (sampler, schedule, time grid, pretrained model, ...) that is not one of the known ones;
     the message lists them."""
@@ -38,3 +54,8 @@ class UnknownNameError(MoldiffError, ValueError):
 class SamplingError(MoldiffError, FloatingPointError):
     """Sampling diverged: a sample turned non-finite (or exploded); the message names which samples
     and how to avoid it. Nothing of such a sample is written as a result."""
+
+
+class MissingPackageError(MoldiffError, ImportError):
+    """An optional package a feature needs is not installed; the message names it and the ``pip install``
+    that brings it (:func:`moldiff._optional.require`)."""

@@ -24,7 +24,16 @@ from .categorical import (
     sample_categorical,
     upper_triangle_edges,
 )
-from .guidance import classifier_free_guidance, gradient_guidance, inpainting
+from .guidance import (
+    classifier_free_guidance,
+    gradient_guidance,
+    guided_logits,
+    guided_prediction,
+    inpainting,
+    joint_classifier_free_guidance,
+    joint_gradient_guidance,
+    joint_inpainting,
+)
 from .joint import JointSpace, joint_times, schedule_rates
 from .likelihood import bits_per_dim, pf_ode_log_likelihood
 from .losses import (
@@ -112,6 +121,11 @@ __all__ = [
     "classifier_free_guidance",
     "gradient_guidance",
     "inpainting",
+    "joint_inpainting",
+    "guided_logits",
+    "guided_prediction",
+    "joint_classifier_free_guidance",
+    "joint_gradient_guidance",
     "bits_per_dim",
     "pf_ode_log_likelihood",
     "clipped_snr_weight",

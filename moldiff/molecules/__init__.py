@@ -11,7 +11,17 @@
 * :mod:`~moldiff.molecules.bond_data`: QM9 with bonds and formal charges (``BondedQM9Dataset``,
   ``collate_bonded``: every atom pair's bond class, for models that generate bonds);
 * :mod:`~moldiff.molecules.bond_metrics`: metrics of molecules generated with bonds and charges
-  (``evaluate_bonded_molecules``, ``bonded_molecule``).
+  (``evaluate_bonded_molecules``, ``bonded_molecule``);
+* :mod:`~moldiff.molecules.properties`: per-molecule properties (validity, stability, SMILES, QED, SA
+  score, logP, rings, PAINS and Brenk alerts; ``file_properties``, ``molecule_properties``);
+* :mod:`~moldiff.molecules.filters`: filter expressions over them (``parse_filter``, ``filter_molecules``);
+* :mod:`~moldiff.molecules.draw`: 2D depiction grids (``draw_file``, ``depiction_grid``);
+* :mod:`~moldiff.molecules.report`: the self-contained HTML report (``write_report``; needs matplotlib);
+* :mod:`~moldiff.molecules.geometry`: physics checks of geometries (MMFF94 and GFN2-xTB relaxation,
+  PoseBusters; ``evaluate_geometry``);
+* :mod:`~moldiff.molecules.pyg`, :mod:`~moldiff.molecules.pyg_dataset`: torch_geometric graphs
+  (``to_pyg``, ``from_pyg``, ``batch_from_pyg``, ``PyGMoleculeDataset``);
+* :mod:`~moldiff.molecules.ase_io`: ASE ``Atoms`` (``to_ase``, ``from_ase``).
 
 Names are imported lazily: ``import moldiff.molecules`` imports neither RDKit nor torch.
 """
@@ -86,6 +96,30 @@ _EXPORTS = {
     "FlowMoleculeGenerator": "generator",
     "SampledMolecules": "generator",
     "PropertyPredictor": "predictor",
+    "PROPERTIES": "properties",
+    "file_properties": "properties",
+    "molecule_properties": "properties",
+    "molecule_table": "properties",
+    "write_properties_csv": "properties",
+    "FilterError": "filters",
+    "filter_molecules": "filters",
+    "parse_filter": "filters",
+    "depiction_grid": "draw",
+    "draw_file": "draw",
+    "build_report": "report",
+    "write_report": "report",
+    "Relaxation": "geometry",
+    "evaluate_geometry": "geometry",
+    "mmff_relax": "geometry",
+    "posebusters_pass_rates": "geometry",
+    "xtb_relax": "geometry",
+    "xtb_single_point": "geometry",
+    "batch_from_pyg": "pyg",
+    "from_pyg": "pyg",
+    "to_pyg": "pyg",
+    "PyGMoleculeDataset": "pyg_dataset",
+    "from_ase": "ase_io",
+    "to_ase": "ase_io",
 }
 
 _SUBMODULES = (
@@ -107,6 +141,14 @@ _SUBMODULES = (
     "flow_task",
     "generator",
     "predictor",
+    "properties",
+    "filters",
+    "draw",
+    "report",
+    "geometry",
+    "pyg",
+    "pyg_dataset",
+    "ase_io",
 )
 
 __all__ = sorted(_EXPORTS)

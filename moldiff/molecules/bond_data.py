@@ -78,7 +78,8 @@ from .bond_metrics import BOND_CLASSES, CHARGE_VALUES, bonded_molecule, canonica
 from .dataset import MoleculeDataset
 from .elements import QM9_ATOM_TYPES, atomic_number
 from .graph import MoleculeGraph, PackedMolecules
-from .qm9 import edm_split_indices, load_qm9
+from .qm9 import QM9_PROPERTIES, edm_split_indices, load_qm9
+from .training_data import training_half_rows
 
 __all__ = [
     "BOND_CLASSES",
@@ -622,6 +623,14 @@ class BondedQM9Dataset(MoleculeDataset):
         cache_dir: cache folder (see :func:`load_bonded_qm9`).
         arrays: already loaded :func:`load_bonded_qm9` arrays (several splits from one load), or
             :func:`derive_bonded_arrays` of some rows (then ``cache_key`` is ``None``).
+        properties: QM9 property names (keys of :data:`~moldiff.molecules.qm9.QM9_PROPERTIES`) to
+            attach to each molecule as ``properties [P]`` float32 in the stored units, read from
+            ``source`` (default: none).
+        half: ``None`` (the whole split), ``"predictor"`` or ``"generator"``: one half of the EDM
+            training split for EDM's conditional-generation protocol, the molecules of
+            :func:`~moldiff.molecules.training_data.training_half_rows` applied to the 100,000
+            training molecules (those whose bonds could not be derived are left out, so no molecule
+            of the other half ever enters); ``split`` must be ``"train"`` (default: None).
 
     Attributes:
         vocabulary: ``("H", "C", "N", "O", "F")``; ``atom_types`` index into it.
@@ -639,23 +648,32 @@ class BondedQM9Dataset(MoleculeDataset):
         kekulize: bool = False,
         cache_dir: str | os.PathLike | None = None,
         arrays: dict[str, np.ndarray] | None = None,
+        properties: Sequence[str] = (),
+        half: str | None = None,
     ) -> None:
         if split not in ("train", "valid", "test", "all"):
             raise ValueError(f"split must be 'train', 'valid', 'test' or 'all', got {split!r}")
+        if half is not None and split != "train":
+            raise ValueError(f"half={half!r} halves EDM's training split: give split='train', not {split!r}")
+        unknown = [p for p in properties if p not in QM9_PROPERTIES]
+        if unknown:
+            raise ValueError(f"unknown QM9 properties {unknown}; available: {list(QM9_PROPERTIES)}")
         data = load_bonded_qm9(source, cache_dir=cache_dir) if arrays is None else arrays
         total = int(data["num_source_molecules"])
         if split == "all":
             keep = np.ones(len(data["rows"]), dtype=bool)
             excluded = np.ones(len(data["excluded_rows"]), dtype=bool)
         else:
-            rows = edm_split_indices(total)[split]
+            rows = np.sort(edm_split_indices(total)[split])
+            if half is not None:
+                rows = rows[training_half_rows(len(rows), half)]
             keep = np.isin(data["rows"], rows)
             excluded = np.isin(data["excluded_rows"], rows)
         num_atoms = data["num_atoms"].astype(np.int64)
         num_bonds = data["num_bonds"].astype(np.int64)
         atom_keep = np.repeat(keep, num_atoms)
         bond_keep = np.repeat(keep, num_bonds)
-        self.split, self.source, self.kekulize = split, str(source), bool(kekulize)
+        self.split, self.source, self.kekulize, self.half = split, str(source), bool(kekulize), half
         self.bond_classes = BOND_CLASSES[:4] if kekulize else BOND_CLASSES
         self.charge_values = CHARGE_VALUES
         self.rows = data["rows"][keep].astype(np.int64)
@@ -664,15 +682,23 @@ class BondedQM9Dataset(MoleculeDataset):
         reasons, counts = np.unique(data["excluded_reasons"][excluded], return_counts=True)
         self.excluded = {str(r): int(c) for r, c in zip(reasons, counts)}
         charges = data["formal_charges"][atom_keep].astype(np.int64)
+        values = None
+        if properties:
+            source_arrays = load_qm9(source, cache_dir=cache_dir)
+            values = np.stack([np.asarray(source_arrays[p])[self.rows] for p in properties], axis=1)
         super().__init__(
             data["atomic_numbers"][atom_keep],
             data["positions"][atom_keep],
             num_atoms[keep],
             QM9_ATOM_TYPES,
+            properties=values,
+            property_names=tuple(properties),
             charges=charges,
             ids=data["index"][keep],
             # keys derived data such as EDM's training SMILES; arrays may hold a subset, so they get none
-            cache_key=None if arrays is not None else f"qm9bonded-{_source_key(source)}-{split}-v{BOND_DATA_VERSION}",
+            cache_key=None
+            if arrays is not None
+            else f"qm9bonded-{_source_key(source)}-{split}{'' if half is None else '-' + half}-v{BOND_DATA_VERSION}",
         )
         self._charge_classes = charges + 1
         self._num_bonds = num_bonds[keep]
@@ -701,7 +727,16 @@ class BondedQM9Dataset(MoleculeDataset):
             charge_classes=torch.from_numpy(self._charge_classes[s].copy()),
             bond_index=torch.from_numpy(self._bond_index[:, t].copy()),
             bond_types=torch.from_numpy(self._bond_types[t].copy()),
+            properties=None if self._properties is None else torch.from_numpy(self._properties[i].copy()),
         )
+
+    def property_values(self, name: str) -> np.ndarray:
+        """Values of one of the attached properties (``properties=``) for every molecule, ``[M]``."""
+        if name not in self.property_names:
+            raise KeyError(
+                f"property {name!r} is not attached to this dataset (properties={list(self.property_names)})"
+            )
+        return self._properties[:, self.property_names.index(name)]
 
     def loader(self, batch_size: int, shuffle: bool = False, **kwargs) -> DataLoader:
         """A ``DataLoader`` yielding :class:`BondedBatch`."""
@@ -737,6 +772,10 @@ class BondedQM9Dataset(MoleculeDataset):
             "num_pairs": pairs,
             "num_bonds": int(len(self._bond_types)),
         }
+
+    # ``dataset.property("gap")`` as for QM9Dataset; defined last so that the builtin ``property``
+    # decorator stays usable in the class body above.
+    property = property_values
 
 
 def training_bonded_smiles(

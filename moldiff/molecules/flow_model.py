@@ -24,6 +24,22 @@ an optional time weighting (EQGAT-diff's clipped SNR).
 
 A sampled molecule is an RDKit molecule built from the generated bonds and charges
 (:func:`moldiff.molecules.bond_metrics.bonded_molecule`), no distance-based perception.
+
+**Conditioning on molecular properties** (``model.conditioning: [alpha, gap, ...]``, any of the QM9
+properties, for EDM's Table 3 protocol, Hoogeboom et al. 2022, Sec. 5.3): each property enters
+normalised as EDM does, ``(c - mean) / MAD`` over the training data (the generator's half of the
+QM9 training split, ``data.half: generator``; :func:`~moldiff.molecules.training_data.normalise_context`).
+The values of a molecule go through a :class:`~moldiff.nn.embeddings.MaskedScalarEmbedding` (a
+learned embedding per property, and a learned "missing" vector in place of a property not given)
+into one vector that is concatenated to every atom's input features, as EDM concatenates its context
+(``condition_mode: input``), and/or modulates the node states before every layer by FiLM
+(``film``; ``both``). In training every property is dropped independently with probability
+``condition_dropout`` (and all of them at once with ``condition_dropout_all``), as classifier-free
+guidance trains its null condition (Ho & Salimans 2022), so one model samples given any subset of
+its properties, and unconditionally. Sampling takes ``condition=`` (any subset where the model was
+trained with dropout), ``guidance_scale`` (classifier-free guidance of every block,
+:func:`moldiff.core.joint_classifier_free_guidance`) and ``guidance`` (e.g. gradient guidance of the
+coordinates by a property predictor, :func:`moldiff.molecules.predictor.joint_predictor_guidance`).
 """
 
 from __future__ import annotations
@@ -44,16 +60,21 @@ from moldiff.core import (
     JointSpace,
     clipped_snr_weight,
     get_sampler,
+    joint_classifier_free_guidance,
+    joint_inpainting,
     joint_loss,
     joint_times,
     upper_triangle_edges,
     zero_com_space,
 )
 from moldiff.errors import ConfigError
-from moldiff.nn.embeddings import GaussianRBF
+from moldiff.nn.embeddings import GaussianRBF, MaskedScalarEmbedding
 from moldiff.nn.pair_egnn import PairEGNN
 
 from .model import SizeHistogram
+from .pyg import as_molecule_batch
+from .qm9 import QM9_PROPERTIES
+from .training_data import normalise_context
 
 Tensor = torch.Tensor
 
@@ -93,6 +114,18 @@ class MoleculeFlowConfig:
         sample_steps: sampler steps (default: 100).
         sample_eta: categorical stochasticity of the Euler step (Campbell et al.) (default: 0).
         sample_rho: time grid ``t_k = (1 - k/n)^rho`` (1: uniform; > 1 denser near the data) (default: 1).
+        conditioning: QM9 properties the model is conditioned on, e.g. ``[alpha]`` (one model per
+            property, as EDM) or ``[alpha, gap, homo, lumo, mu, Cv]`` (empty: unconditional)
+            (default: none).
+        condition_dropout: probability of dropping each property independently in training (its
+            "missing" embedding takes its place): with it, any subset of the properties may be
+            given when sampling (default: 0).
+        condition_dropout_all: probability of dropping every property of a molecule at once in
+            training, the null condition of classifier-free guidance (default: 0).
+        condition_features: width of the condition embedding (default: 32).
+        condition_mode: ``"input"`` (the embedding concatenated to every atom's input features, as
+            EDM feeds its context), ``"film"`` (FiLM of the node states before every layer,
+            :class:`~moldiff.nn.PairEGNN`'s ``film_features``) or ``"both"`` (default: input).
     """
 
     hidden: int = 128
@@ -118,6 +151,11 @@ class MoleculeFlowConfig:
     sample_steps: int = 100
     sample_eta: float = 0.0
     sample_rho: float = 1.0
+    conditioning: list[str] = field(default_factory=list)
+    condition_dropout: float = 0.0
+    condition_dropout_all: float = 0.0
+    condition_features: int = 32
+    condition_mode: Literal["input", "film", "both"] = "input"
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.loss_weights) - set(BLOCKS))
@@ -125,6 +163,22 @@ class MoleculeFlowConfig:
             raise ConfigError(f"loss_weights: unknown blocks {unknown}; the blocks are {list(BLOCKS)}")
         if not 0.0 <= self.self_condition <= 1.0:
             raise ConfigError(f"self_condition: a probability in [0, 1], got {self.self_condition}")
+        unknown = [p for p in self.conditioning if p not in QM9_PROPERTIES]
+        if unknown:
+            raise ConfigError(f"conditioning: unknown QM9 properties {unknown}; available: {list(QM9_PROPERTIES)}")
+        twice = sorted({p for p in self.conditioning if self.conditioning.count(p) > 1})
+        if twice:
+            raise ConfigError(f"conditioning: {twice} given more than once")
+        for name in ("condition_dropout", "condition_dropout_all"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name}: a probability in [0, 1], got {getattr(self, name)}")
+        if self.condition_features < 1:
+            raise ConfigError(f"condition_features: must be at least 1, got {self.condition_features}")
+
+    @property
+    def condition_optional(self) -> bool:
+        """Whether a property may be left out when sampling (the model learned its "missing" embedding)."""
+        return self.condition_dropout > 0 or self.condition_dropout_all > 0
 
 
 class MoleculeFlow(nn.Module):
@@ -136,7 +190,9 @@ class MoleculeFlow(nn.Module):
             order), ``atomic_numbers``, ``charge_values`` (formal charge of each charge class),
             ``bond_classes`` (names of the bond classes, class 0 = not bonded),
             ``num_atoms_histogram`` (``{N: count}``) and ``marginals`` (``{"type", "charge", "bond"}``
-            class frequencies of the training split, the marginal priors).
+            class frequencies of the training split, the marginal priors); for conditional models the
+            properties' statistics of :func:`~moldiff.molecules.training_data.context_stats`
+            (``context_mean``, ``context_mad``, ``context_range``, ``context_given_n``).
     """
 
     def __init__(self, config: MoleculeFlowConfig, stats: dict) -> None:
@@ -162,6 +218,16 @@ class MoleculeFlow(nn.Module):
         node_in = states["type"] + states["charge"] + 1 + config.time_features
         node_in += self.num_classes["type"] + self.num_classes["charge"]  # self-conditioning: class probabilities
         pair_in = states["bond"] + self.num_classes["bond"] + config.num_rbf  # + predicted bond probs, distances
+        self.conditioning: list[str] = list(config.conditioning)
+        self.condition_embedding = None
+        if self.conditioning:
+            missing = [k for k in ("context_mean", "context_mad") if k not in stats]
+            if missing:
+                raise ConfigError(f"a model conditioned on {self.conditioning} needs the statistics {missing}")
+            self.condition_embedding = MaskedScalarEmbedding(len(self.conditioning), config.condition_features)
+            if config.condition_mode in ("input", "both"):
+                node_in += config.condition_features  # appended last: weights of an unconditional model fit before it
+        film = config.condition_features if self.conditioning and config.condition_mode in ("film", "both") else 0
         self.network = PairEGNN(
             node_in,
             pair_in,
@@ -174,6 +240,7 @@ class MoleculeFlow(nn.Module):
             rbf_cutoff=config.rbf_cutoff / config.coord_scale,
             coords_range=config.coords_range,
             normalization_factor=config.normalization_factor,
+            film_features=film,
         )
         self.self_condition_rbf = GaussianRBF(config.num_rbf, 0.0, config.rbf_cutoff / config.coord_scale)
         self.register_buffer(
@@ -219,6 +286,8 @@ class MoleculeFlow(nn.Module):
         batch: Tensor,
         pairs: Tensor,
         self_condition: dict[str, Tensor] | None = None,
+        condition: Tensor | None = None,
+        condition_mask: Tensor | None = None,
         **_,
     ) -> dict[str, Tensor]:
         """The joint denoiser: clean-state predictions at ``(state, t)``.
@@ -228,6 +297,10 @@ class MoleculeFlow(nn.Module):
             t: ``[B]`` times.
             batch: ``[N]`` graph of every atom; ``pairs``: ``[2, P]`` the pairs of the ``bond`` block.
             self_condition: the previous prediction (same keys, logits), or ``None``.
+            condition: conditional models: ``[B, P]`` normalised property values (columns in the
+                order of ``config.conditioning``; :meth:`condition_inputs`), ``None``: every property
+                missing (the unconditional model of classifier-free guidance).
+            condition_mask: ``[B, P]`` bool, true where a property is given (default: all given).
 
         Returns:
             ``{"pos": x0_hat [N, 3], "type": [N, K_type], "charge": [N, K_charge], "bond": [P, K_bond]}``
@@ -255,8 +328,21 @@ class MoleculeFlow(nn.Module):
             ],
             dim=1,
         )
+        film = None
+        if self.condition_embedding is not None:
+            num_graphs = t.shape[0]
+            if condition is None:
+                condition = pos.new_zeros(num_graphs, len(self.conditioning))
+                condition_mask = torch.zeros(num_graphs, len(self.conditioning), dtype=torch.bool, device=pos.device)
+            elif condition_mask is None:
+                condition_mask = torch.ones(condition.shape, dtype=torch.bool, device=condition.device)
+            embedding = self.condition_embedding(condition.to(pos.device), condition_mask.to(pos.device))[batch]
+            if self.config.condition_mode in ("input", "both"):
+                h = torch.cat([h, embedding.to(dtype)], dim=1)
+            if self.config.condition_mode in ("film", "both"):
+                film = embedding.to(dtype)
         pair_attr = torch.cat([F.one_hot(state["bond"], self.num_states["bond"]).to(dtype), sc_pair], dim=1)
-        x, node, pair = self.network(pos, h, pair_attr, pairs)
+        x, node, pair = self.network(pos, h, pair_attr, pairs, film=film)
         return {"pos": x, "type": node[:, :k_type], "charge": node[:, k_type:], "bond": pair}
 
     # ------------------------------------------------------------------ training
@@ -269,9 +355,61 @@ class MoleculeFlow(nn.Module):
             "bond": batch.edge_types,
         }
 
+    def condition_inputs(
+        self, values, num_graphs: int, device=None, *, allow_missing: bool | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(condition [B, P], condition_mask [B, P])`` for :meth:`denoise` from property values in
+        physical units: ``{name: value or [B] values}`` (a subset where ``config.condition_optional``)
+        or a ``[B, P]`` tensor of all of them, normalised by the training data's mean and MAD (EDM)."""
+        if not self.conditioning:
+            raise ValueError("this model is unconditional: it takes no condition")
+        if isinstance(values, dict):
+            unknown = [n for n in values if n not in self.conditioning]
+            if unknown:
+                raise ValueError(f"this model is conditioned on {self.conditioning}; unknown {unknown}")
+        optional = self.config.condition_optional if allow_missing is None else allow_missing
+        return normalise_context(
+            self.stats,
+            self.conditioning,
+            values,
+            num_graphs,
+            spread="context_mad",
+            allow_missing=optional,
+            device=device,
+        )
+
+    def drop_conditions(self, present: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Training's condition dropout: each property kept with probability ``1 - condition_dropout``,
+        then all of a molecule's dropped with probability ``condition_dropout_all``, ``[B, P]`` bool."""
+        cfg = self.config
+        if cfg.condition_dropout > 0:
+            present = present & (
+                torch.rand(present.shape, generator=generator, device=present.device) >= cfg.condition_dropout
+            )
+        if cfg.condition_dropout_all > 0:
+            keep = (
+                torch.rand(present.shape[0], 1, generator=generator, device=present.device) >= cfg.condition_dropout_all
+            )
+            present = present & keep
+        return present
+
     def training_loss(self, batch, generator: torch.Generator | None = None):
-        """:func:`moldiff.core.joint_loss` of a bonded batch: weighted coordinate MSE and cross-entropies."""
+        """:func:`moldiff.core.joint_loss` of a bonded batch: weighted coordinate MSE and cross-entropies
+        (conditional models: the batch's properties, columns in ``config.conditioning`` order, each
+        dropped as :meth:`drop_conditions` says). ``batch``: a :class:`~moldiff.molecules.bond_data.BondedBatch`
+        or a torch_geometric ``Batch`` with bonds (:func:`~moldiff.molecules.pyg.as_molecule_batch`)."""
+        batch = as_molecule_batch(batch, self.atomic_numbers, bonded=True)
         space = self.space(batch.batch, batch.num_graphs, batch.edge_index)
+        extra = {"batch": batch.batch, "pairs": batch.edge_index}
+        if self.conditioning:
+            if batch.properties is None:
+                raise ValueError(
+                    f"a model conditioned on {self.conditioning} trains on molecules with those properties"
+                )
+            values, present = self.condition_inputs(
+                batch.properties, batch.num_graphs, batch.pos.device, allow_missing=False
+            )
+            extra.update(condition=values, condition_mask=self.drop_conditions(present, generator))
         time_weight = None
         if self.config.time_weight == "clipped_snr":
             time_weight = clipped_snr_weight(self.coordinate_schedule)
@@ -282,11 +420,28 @@ class MoleculeFlow(nn.Module):
             generator=generator,
             weights=self.config.loss_weights,
             time_weight=time_weight,
-            extra_args={"batch": batch.batch, "pairs": batch.edge_index},
+            extra_args=extra,
             self_condition_prob=self.config.self_condition,
         )
         loss = per_item.mean()
         return loss, {f"{name}_loss": term.mean().detach() for name, term in terms.items()}
+
+    def denoise_batch(self, batch, t: Tensor | float, **denoise_options) -> dict[str, Tensor]:
+        """:meth:`denoise` at the state a batch of molecules encodes (:meth:`encode`: coordinates, atom
+        types, charge classes, the bond class of every atom pair), at time ``t``.
+
+        Args:
+            batch: a :class:`~moldiff.molecules.bond_data.BondedBatch` or a torch_geometric ``Batch`` with
+                bonds (:func:`~moldiff.molecules.pyg.as_molecule_batch`): the same molecules give the same output.
+            t: ``[B]`` or one time in ``[0, 1]`` (0: data).
+            denoise_options: passed to :meth:`denoise` (``self_condition``, ``condition``, ``condition_mask``).
+
+        Returns:
+            As :meth:`denoise`; the ``bond`` rows follow the pairs of the moldiff batch (``edge_index``).
+        """
+        batch = as_molecule_batch(batch, self.atomic_numbers, bonded=True)
+        t = torch.as_tensor(t, dtype=torch.float32, device=batch.pos.device).reshape(-1).expand(batch.num_graphs)
+        return self.denoise(self.encode(batch), t, batch=batch.batch, pairs=batch.edge_index, **denoise_options)
 
     def state_for_sampling(self) -> dict:
         return {"stats": self.stats, "config": asdict(self.config)}
@@ -313,6 +468,11 @@ class MoleculeFlow(nn.Module):
         callback: Callable | None = None,
         eta: float | None = None,
         rho: float | None = None,
+        known: dict[str, Tensor] | None = None,
+        masks: dict[str, Tensor] | None = None,
+        condition=None,
+        guidance_scale: float = 1.0,
+        guidance: Callable | None = None,
         device=None,
         **sampler_options,
     ) -> dict[str, Tensor]:
@@ -324,6 +484,24 @@ class MoleculeFlow(nn.Module):
             steps: sampler steps (default: the config's).
             generator: one generator, or one per molecule (:func:`moldiff.core.item_generators`).
             eta, rho: categorical stochasticity and time grid (default: the config's).
+            known: parts of the state to hold fixed (a fragment to grow molecules around), in the
+                layout of the returned state: ``{"pos": [N, 3] Angstrom, "type": [N], "charge": [N],
+                "bond": [P]}`` (classes as indices; any subset of the blocks; anything on free
+                entries). Held by :func:`moldiff.core.joint_inpainting` (replacement, inputs re-noised
+                by each block's forward process); the sample ends on them exactly (coordinates up to
+                one translation per molecule: zero centre of mass).
+            masks: ``{name: bool}``, the same blocks: ``[N]`` for ``pos``, ``type`` and ``charge``,
+                ``[P]`` for ``bond``; true where fixed.
+            condition: conditional models: ``{property: value or [B] values}`` in physical units
+                (:data:`~moldiff.molecules.qm9.QM9_PROPERTIES`); a subset of ``config.conditioning``
+                where the model was trained with condition dropout, the others "missing"; ``None``:
+                every property missing (needs condition dropout).
+            guidance_scale: classifier-free guidance weight ``w`` of every block against the
+                unconditional model (every property missing): 1 is the conditional model, 0 the
+                unconditional one (:func:`moldiff.core.joint_classifier_free_guidance`).
+            guidance: optional ``guidance(denoiser, space, extra_args) -> denoiser`` wrapping the
+                (classifier-free guided) joint denoiser, e.g. gradient guidance of the coordinates by
+                a property predictor (:func:`moldiff.molecules.predictor.joint_predictor_guidance`).
 
         Returns:
             ``{"pos": [N, 3] Angstrom, "type": [N], "charge": [N], "bond": [P], "batch": [N], "pairs": [2, P]}``
@@ -340,14 +518,43 @@ class MoleculeFlow(nn.Module):
         sampler, steps, _ = self.sampling_defaults(sampler, steps)
         times = joint_times(steps, rho=self.config.sample_rho if rho is None else rho)
         state = space.prior(generator)
+        denoiser: Callable = self.denoise
+        extra = {"batch": batch, "pairs": pairs}
+        if self.conditioning:
+            if condition is None and not self.config.condition_optional:
+                raise ValueError(f"this model is conditioned on {self.conditioning}: pass condition=")
+            values, present = self.condition_inputs(condition or {}, num_graphs, device)
+            if guidance_scale != 1.0:
+                denoiser = joint_classifier_free_guidance(
+                    self.denoise,
+                    space,
+                    guidance_scale,
+                    {"condition": values, "condition_mask": present},
+                    {"condition": None, "condition_mask": None},
+                )
+            else:
+                extra.update(condition=values, condition_mask=present)
+        elif condition:
+            raise ValueError("this model is unconditional: it takes no condition")
+        if guidance is not None:
+            denoiser = guidance(denoiser, space, extra)
+        if known is not None:
+            scale = {"pos": 1.0 / self.config.coord_scale}
+            denoiser = joint_inpainting(
+                denoiser,
+                space,
+                {n: v.to(device) * scale[n] if n in scale else v.to(device) for n, v in known.items()},
+                {n: m.to(device).reshape(-1, 1) if n == "pos" else m.to(device) for n, m in masks.items()},
+                generator=generator,
+            )
         state = get_sampler(sampler)(
-            self.denoise,
+            denoiser,
             state,
             times,
             space,
             generator=generator,
             callback=callback,
-            extra_args={"batch": batch, "pairs": pairs},
+            extra_args=extra,
             eta=self.config.sample_eta if eta is None else eta,
             self_condition=self.config.self_condition > 0,
             **sampler_options,

@@ -29,6 +29,7 @@ from moldiff.core import (
     denoising_loss,
     get_sampler,
     initial_noise,
+    inpainting,
     molecule_space,
     sampling_sigmas,
 )
@@ -37,6 +38,9 @@ from moldiff.errors import ConfigError
 from moldiff.nn.e3nn_denoiser import E3nnDenoiser
 from moldiff.nn.egnn import EGNNDenoiser
 from moldiff.train.precision import precision_autocast
+
+from .pyg import as_molecule_batch
+from .training_data import normalise_context
 
 Tensor = torch.Tensor
 
@@ -175,9 +179,21 @@ class SizeHistogram(nn.Module):
         probs = torch.tensor([hist[n] for n in sizes], dtype=torch.float64) / sum(hist.values())
         self.register_buffer("probs", probs, persistent=False)
 
-    def sample(self, num: int, generator: torch.Generator | None = None) -> Tensor:
-        """``num`` sizes drawn from ``p(N)``, ``[num]``."""
-        return self.sizes[torch.multinomial(self.probs, num, replacement=True, generator=generator)]
+    def sample(self, num: int, generator: torch.Generator | None = None, *, at_least: int | None = None) -> Tensor:
+        """``num`` sizes drawn from ``p(N)``, ``[num]``; with ``at_least``, from ``p(N | N >= at_least)``
+        (molecules grown around a fragment of ``at_least - 1`` atoms).
+
+        Raises:
+            ValueError: no training molecule has ``at_least`` atoms or more.
+        """
+        if at_least is None:
+            return self.sizes[torch.multinomial(self.probs, num, replacement=True, generator=generator)]
+        probs = torch.where(self.sizes >= int(at_least), self.probs, torch.zeros_like(self.probs))
+        if float(probs.sum()) <= 0:
+            raise ValueError(
+                f"no training molecule has {at_least} atoms or more (the largest has {int(self.sizes.max())})"
+            )
+        return self.sizes[torch.multinomial(probs, num, replacement=True, generator=generator)]
 
 
 class MoleculeDiffusion(nn.Module):
@@ -255,21 +271,14 @@ class MoleculeDiffusion(nn.Module):
         names = self.config.context
         if not names:
             return None
-        if isinstance(values, Tensor):
-            raw = values.to(torch.float32)
-        else:
-            missing = [n for n in names if n not in values]
-            if missing:
-                raise ValueError(f"this model is conditioned on {names}; missing {missing}")
-            cols = [torch.as_tensor(values[n], dtype=torch.float32).reshape(-1).expand(num_graphs) for n in names]
-            raw = torch.stack(cols, dim=-1)
-        mean = torch.tensor([self.stats["context_mean"][n] for n in names], dtype=torch.float32)
-        std = torch.tensor([self.stats["context_std"][n] for n in names], dtype=torch.float32)
-        return ((raw - mean) / std).to(device if device is not None else raw.device)
+        return normalise_context(self.stats, list(names), values, num_graphs, spread="context_std", device=device)[0]
 
     # ------------------------------------------------------------------ training
     def training_loss(self, batch, generator: torch.Generator | None = None):
-        """EDM's objective: eps-MSE over positions and features, per-molecule mean (``[B]``) averaged."""
+        """EDM's objective: eps-MSE over positions and features, per-molecule mean (``[B]``) averaged.
+        ``batch``: a :class:`~moldiff.molecules.graph.PackedMolecules` or a torch_geometric ``Batch``
+        (:func:`~moldiff.molecules.pyg.as_molecule_batch`)."""
+        batch = as_molecule_batch(batch, self.atomic_numbers)
         x0 = self.encode(batch.pos, batch.atom_types, batch.batch, batch.num_graphs)
         space = molecule_space(batch.batch, self.feature_width, batch.num_graphs, dtype=x0.dtype)
         extra = {"batch": batch.batch, "num_graphs": batch.num_graphs}
@@ -287,6 +296,24 @@ class MoleculeDiffusion(nn.Module):
         )
         loss = per_item.mean()
         return loss, {"eps_mse": loss.detach()}
+
+    def denoise_batch(self, batch, sigma: Tensor | float, **extra_args) -> Tensor:
+        """The denoiser at the state a batch of molecules encodes (:meth:`encode`: zero-CoM coordinates,
+        one-hot atom types), at noise level ``sigma``.
+
+        Args:
+            batch: a :class:`~moldiff.molecules.graph.PackedMolecules` or a torch_geometric ``Batch``
+                (:func:`~moldiff.molecules.pyg.as_molecule_batch`): the same molecules give the same output.
+            sigma: ``[B]`` or one noise level of the model's schedule.
+            extra_args: passed to the denoiser (``context=`` ``[B, P]`` normalised, for a conditional model).
+
+        Returns:
+            ``x0 [N, 3 + F]``, the denoised state (:meth:`decode` reads coordinates and types from it).
+        """
+        batch = as_molecule_batch(batch, self.atomic_numbers)
+        x = self.encode(batch.pos, batch.atom_types, batch.batch, batch.num_graphs)
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(batch.num_graphs)
+        return self.denoiser(x, sigma, batch=batch.batch, num_graphs=batch.num_graphs, **extra_args)
 
     def state_for_sampling(self) -> dict:
         return {"stats": self.stats, "config": asdict(self.config)}
@@ -316,6 +343,8 @@ class MoleculeDiffusion(nn.Module):
         context=None,
         guidance_scale: float = 1.0,
         guidance: Callable | None = None,
+        known: Tensor | None = None,
+        mask: Tensor | None = None,
         callback: Callable | None = None,
         device=None,
         dtype=torch.float32,
@@ -334,6 +363,12 @@ class MoleculeDiffusion(nn.Module):
             guidance: optional ``guidance(denoiser, space, extra_args) -> denoiser`` wrapping the
                 (classifier-free guided) denoiser, e.g. gradient guidance by a property predictor
                 (:func:`moldiff.molecules.predictor.predictor_guidance`).
+            known: ``[N, 3 + F]`` clean states (:meth:`encode` of the fixed atoms, anything on the other
+                rows) of atoms to hold fixed: a fragment to grow a molecule around. Held by
+                :func:`moldiff.core.inpainting` (replacement, re-noised inputs), applied outside any
+                other guidance; the sample ends on these rows exactly, up to one translation per
+                molecule (zero centre of mass).
+            mask: ``[N]`` bool, true at the fixed atoms (their coordinates and features).
             precision: the network's precision, ``"fp32"``, ``"bf16"`` or ``"auto"``
                 (:mod:`moldiff.train.precision`; the sampler's state, the schedule and the zero-CoM
                 projection stay in ``dtype``); ``None`` leaves any autocast of the caller as it is
@@ -365,6 +400,10 @@ class MoleculeDiffusion(nn.Module):
                 extra["context"] = ctx
         if guidance is not None:
             denoiser = guidance(denoiser, space, extra)
+        if known is not None:
+            denoiser = inpainting(
+                denoiser, space, known.to(device, dtype), mask.to(device).reshape(-1, 1), generator=generator
+            )
         x = initial_noise(space, float(sigmas[0]), generator=generator, schedule=self.schedule, dtype=dtype).to(device)
         with precision_autocast(precision, device):
             x = get_sampler(sampler)(

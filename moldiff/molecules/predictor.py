@@ -15,7 +15,9 @@ come from :func:`moldiff.molecules.training_data.training_half_rows` (``data.hal
   the predictor's half; a size never seen uses the nearest seen size).
 * :func:`predictor_guidance`: the second conditioning route, gradient guidance
   (:func:`moldiff.core.gradient_guidance`) with ``log p(c | x) = -|pred(x0_hat) - c|^2 / (2 tau^2)``
-  on the normalised scale.
+  on the normalised scale; :func:`joint_predictor_guidance` the same for the bond-aware
+  :class:`~moldiff.molecules.flow_model.MoleculeFlow` (its coordinates,
+  :func:`moldiff.core.joint_gradient_guidance`).
 
 The task ``property_predictor`` trains the predictor with the engine (``configs/qm9_predictor_alpha.yaml``).
 """
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from moldiff.core import gradient_guidance
+from moldiff.core import gradient_guidance, joint_gradient_guidance
 from moldiff.errors import SamplingError
 from moldiff.molecules.elements import atomic_number
 from moldiff.molecules.graph import collate_molecules
@@ -46,6 +48,7 @@ __all__ = [
     "PropertyPredictor",
     "AtomCountBaseline",
     "predictor_guidance",
+    "joint_predictor_guidance",
     "register",
 ]
 
@@ -307,23 +310,13 @@ def predictor_guidance(
     Returns:
         ``guidance(denoiser, space, extra_args) -> denoiser``.
     """
-    if list(predictor.atom_types) != list(model.atom_types):
-        raise ValueError(
-            f"the predictor's atom types {predictor.atom_types} differ from the model's {model.atom_types}"
-        )
-    unknown = [n for n in targets if n not in predictor.properties]
-    if unknown:
-        raise ValueError(f"the predictor predicts {predictor.properties}, not {unknown}")
-    cols = [predictor.properties.index(n) for n in targets]
+    cols = _guidance_columns(predictor, model, targets)
     nx, nh = model.config.norm_values[0], model.config.norm_values[1]
     k = model.num_types
 
     def wrap(denoiser: Callable, space, extra: dict) -> Callable:
         batch, num_graphs = extra["batch"], extra["num_graphs"]
-        raw = torch.stack(
-            [torch.as_tensor(v, dtype=torch.float32).reshape(-1).expand(num_graphs) for v in targets.values()], dim=-1
-        ).to(batch.device)
-        goal = (raw - predictor.mean[cols].to(raw)) / predictor.mad[cols].to(raw)
+        goal = _normalised_goal(predictor, targets, cols, num_graphs, batch.device)
 
         def log_likelihood(x0: Tensor, sigma: Tensor) -> Tensor:
             pred = predictor(x0[:, :3] * nx, x0[:, 3 : 3 + k] * nh, batch, num_graphs)[:, cols]
@@ -350,6 +343,93 @@ def predictor_guidance(
             )
 
         return checked if sigma_max is None else windowed
+
+    return wrap
+
+
+def _guidance_columns(predictor: PropertyPredictor, model, targets: dict) -> list[int]:
+    """The predictor's columns of the targets, after checking the predictor fits the model."""
+    if list(predictor.atom_types) != list(model.atom_types):
+        raise ValueError(
+            f"the predictor's atom types {predictor.atom_types} differ from the model's {model.atom_types}"
+        )
+    unknown = [n for n in targets if n not in predictor.properties]
+    if unknown:
+        raise ValueError(f"the predictor predicts {predictor.properties}, not {unknown}")
+    return [predictor.properties.index(n) for n in targets]
+
+
+def _normalised_goal(predictor: PropertyPredictor, targets: dict, cols: list[int], num_graphs: int, device) -> Tensor:
+    """``[B, P]`` targets on the predictor's normalised scale ``(c - mean) / MAD``."""
+    raw = torch.stack(
+        [torch.as_tensor(v, dtype=torch.float32).reshape(-1).expand(num_graphs) for v in targets.values()], dim=-1
+    ).to(device)
+    return (raw - predictor.mean[cols].to(raw)) / predictor.mad[cols].to(raw)
+
+
+def joint_predictor_guidance(
+    predictor: PropertyPredictor,
+    model,
+    targets: dict[str, Tensor],
+    scale: float = 1.0,
+    tau: float = 1.0,
+    sigma_max: float | None = GUIDANCE_SIGMA_MAX,
+    through_denoiser: bool = True,
+    max_step: float | None = GUIDANCE_MAX_STEP,
+) -> Callable:
+    """Gradient guidance of the coordinates of a :class:`~moldiff.molecules.flow_model.MoleculeFlow`
+    by a property predictor, for ``sample_states(..., guidance=...)``: :func:`predictor_guidance` for
+    the bond-aware family.
+
+    The predicted clean state gives the predictor its positions (``pred["pos"] * coord_scale``,
+    Angstrom) and a *soft* one-hot of the atom types (``softmax`` of the predicted type logits), and
+    ``log p(c | x0_hat) = -sum_p (pred_p - c_p)^2 / (2 tau^2)`` on the predictor's normalised scale is
+    followed by :func:`moldiff.core.joint_gradient_guidance` on the ``pos`` block only: the
+    coordinates move by ``scale * sigma_VE^2 * P grad`` (``sigma_VE = t / (1 - t)`` for the flow's
+    linear interpolant), the categorical blocks (types, charges, bonds) are sampled as predicted.
+    ``sigma_max`` and ``max_step`` are in ``sigma_VE`` units, as for :func:`predictor_guidance`, so
+    their defaults mean the same (guidance from ``t = 0.5`` on, for ``sigma_max = 1``).
+
+    Args: as :func:`predictor_guidance`.
+
+    Returns:
+        ``guidance(denoiser, space, extra_args) -> denoiser`` of joint denoisers.
+    """
+    cols = _guidance_columns(predictor, model, targets)
+    coord_scale = float(model.config.coord_scale)
+
+    def wrap(denoiser: Callable, space, extra: dict) -> Callable:
+        batch = extra["batch"]
+        num_graphs = space.num_items
+        goal = _normalised_goal(predictor, targets, cols, num_graphs, batch.device)
+
+        def log_likelihood(pred: dict, t: Tensor) -> Tensor:
+            onehot = pred["type"].softmax(-1).to(pred["pos"].dtype)
+            value = predictor(pred["pos"] * coord_scale, onehot, batch, num_graphs)[:, cols]
+            return -((value - goal.to(value)) ** 2).sum(-1) / (2 * tau**2)
+
+        guided = joint_gradient_guidance(
+            denoiser,
+            space,
+            log_likelihood,
+            scale,
+            blocks=["pos"],
+            through_denoiser=through_denoiser,
+            max_step=max_step,
+            sigma_max=sigma_max,
+        )
+
+        def checked(state: dict, t: Tensor, **extra_args) -> dict:
+            out = guided(state, t, **extra_args)
+            if not bool(torch.isfinite(out["pos"]).all()):
+                raise SamplingError(
+                    f"predictor guidance diverged at time t = {float(t.max()):.3g} (scale {scale:g}, sigma_max "
+                    f"{sigma_max}, max_step {max_step}): lower the guidance scale, guide only at smaller noise "
+                    "(sigma_max) or bound the step (max_step)"
+                )
+            return out
+
+        return checked
 
     return wrap
 

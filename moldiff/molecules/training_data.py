@@ -171,12 +171,153 @@ def dataset_stats(train, context: list[str]) -> dict:
         "num_molecules": len(train),
     }
     if context:
-        values = {name: np.asarray(train.property(name), dtype=np.float64) for name in context}
-        stats["context_mean"] = {n: float(v.mean()) for n, v in values.items()}
-        stats["context_std"] = {n: float(v.std()) for n, v in values.items()}
-        stats["context_range"] = {n: [float(v.min()), float(v.max())] for n, v in values.items()}
-        stats["context_given_n"] = {n: context_histograms(np.asarray(train.num_atoms), v) for n, v in values.items()}
+        stats.update(context_stats(train, context))
     return stats
+
+
+def context_stats(train, context: list[str]) -> dict:
+    """The statistics of the properties a conditional molecule model is conditioned on, from its
+    training data (for EDM's protocol, the generator's half of the QM9 training split).
+
+    Args:
+        train: a dataset with ``property(name) [M]`` and ``num_atoms [M]``.
+        context: property names.
+
+    Returns:
+        ``{"context_mean", "context_std", "context_mad", "context_range", "context_given_n"}``:
+        per property the mean, the standard deviation, the mean absolute deviation (EDM's
+        ``compute_mean_mad``, the spread EDM normalises the context by), ``[min, max]`` and ``p(c | N)``
+        (:func:`context_histograms`).
+    """
+    values = {name: np.asarray(train.property(name), dtype=np.float64) for name in context}
+    num_atoms = np.asarray(train.num_atoms)
+    return {
+        "context_mean": {n: float(v.mean()) for n, v in values.items()},
+        "context_std": {n: float(v.std()) for n, v in values.items()},
+        "context_mad": {n: float(np.abs(v - v.mean()).mean()) for n, v in values.items()},
+        "context_range": {n: [float(v.min()), float(v.max())] for n, v in values.items()},
+        "context_given_n": {n: context_histograms(num_atoms, v) for n, v in values.items()},
+    }
+
+
+def normalise_context(
+    stats: dict,
+    names: list[str],
+    values,
+    num_graphs: int,
+    *,
+    spread: str = "context_std",
+    allow_missing: bool = False,
+    device=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-molecule context ``[B, P]`` in a model's normalised units, ``(c - mean) / spread``, and which
+    entries are given.
+
+    Args:
+        stats: the model's statistics (:func:`context_stats`).
+        names: the model's properties, in column order.
+        values: ``{name: value or [B] values}`` in physical units (names not among ``names`` are
+            ignored), or a ``[B, P]`` tensor of all of them in column order.
+        num_graphs: ``B``.
+        spread: the statistic divided by: ``"context_std"`` (the EDM-style models of
+            :mod:`moldiff.molecules.model`) or ``"context_mad"`` (EDM's own choice, the bond-aware
+            :class:`~moldiff.molecules.flow_model.MoleculeFlow`).
+        allow_missing: accept a dict without some of ``names``: their column is 0 and not given.
+        device: where the result goes (default: where the values are).
+
+    Returns:
+        ``(normalised [B, P] float32, present [B, P] bool)``.
+
+    Raises:
+        ValueError: a property missing (without ``allow_missing``).
+    """
+    if isinstance(values, torch.Tensor):
+        raw = values.to(torch.float32).reshape(num_graphs, len(names))
+        present = torch.ones_like(raw, dtype=torch.bool)
+    else:
+        missing = [n for n in names if n not in values]
+        if missing and not allow_missing:
+            raise ValueError(f"this model is conditioned on {names}; missing {missing}")
+        cols, given = [], []
+        for n in names:
+            if n in values:
+                cols.append(torch.as_tensor(values[n], dtype=torch.float32).reshape(-1).expand(num_graphs))
+                given.append(torch.ones(num_graphs, dtype=torch.bool, device=cols[-1].device))
+            else:
+                cols.append(torch.zeros(num_graphs))
+                given.append(torch.zeros(num_graphs, dtype=torch.bool))
+        target = cols[0].device if cols else None
+        raw = torch.stack([c.to(target) for c in cols], dim=-1) if cols else torch.zeros(num_graphs, 0)
+        present = torch.stack([g.to(raw.device) for g in given], dim=-1) if given else raw.bool()
+    mean = torch.tensor([stats["context_mean"][n] for n in names], dtype=torch.float32, device=raw.device)
+    scale = torch.tensor([stats[spread][n] for n in names], dtype=torch.float32, device=raw.device)
+    normalised = torch.where(present, (raw - mean) / scale, torch.zeros_like(raw))
+    device = raw.device if device is None else device
+    return normalised.to(device), present.to(device)
+
+
+def sample_num_atoms_given_context(
+    stats: dict, condition: dict[str, torch.Tensor], generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Molecule sizes drawn from ``p(N | c)`` for given targets, from the statistics a conditional
+    model keeps: ``p(N | c) ∝ p(N) prod_p p(c_p | N)`` (the properties independent given ``N``, as
+    :func:`~moldiff.molecules.model.sample_context` draws them), with ``p(c_p | N)`` the density of the
+    stored histogram (:func:`context_histograms`; a size's bins count at least the property's whole
+    range / bins wide, so that a size with one training molecule is no point mass). The reverse of EDM's
+    ``N ~ p(N), c ~ p(c | N)``: for a target asked for by a user, a size that can have it.
+
+    A molecule whose targets no training size reaches (a forced value outside the training range, or
+    a combination never seen together at any size) gets the size whose ranges are nearest: the
+    smallest sum over properties of the distance outside ``[min, max]`` in units of the property's
+    whole range.
+
+    Args:
+        stats: ``num_atoms_histogram`` and ``context_given_n`` of a conditional model.
+        condition: ``{name: [num] values}`` in physical units (one or more of the model's properties).
+        generator: random source.
+
+    Returns:
+        ``[num]`` long sizes.
+    """
+    hist = {int(k): float(v) for k, v in stats["num_atoms_histogram"].items()}
+    sizes = np.array(sorted(hist))
+    log_prior = np.log(np.array([hist[n] for n in sizes]) / sum(hist.values()))
+    names = list(condition)
+    num = len(next(iter(condition.values()))) if names else 0
+    log_joint = np.zeros((num, len(sizes)))  # log p(N) + sum_p log p(c_p | N), up to a constant
+    distance = np.zeros((num, len(sizes)))
+    for name in names:
+        c = np.asarray(torch.as_tensor(condition[name], dtype=torch.float64).reshape(-1).cpu())[:, None]  # [num, 1]
+        table = {int(k): v for k, v in stats["context_given_n"][name].items()}
+        lo = np.array([table[n]["range"][0] if n in table else np.inf for n in sizes])
+        hi = np.array([table[n]["range"][1] if n in table else -np.inf for n in sizes])
+        bins = max(len(v["counts"]) for v in table.values())
+        counts = np.array([table[n]["counts"] if n in table else np.zeros(bins) for n in sizes], dtype=np.float64)
+        seen = np.isfinite(lo)
+        whole = max(float(hi[seen].max() - lo[seen].min()), 1e-12)
+        width = np.where(seen, (hi - lo) / bins, 1.0)
+        tolerance = 0.5 * whole / bins  # a size with one training molecule (lo = hi) takes targets near it
+        inside = (c >= lo - tolerance) & (c <= hi + tolerance) & seen
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = np.where(width > 0, np.floor((c - lo) / np.where(width > 0, width, 1.0)), 0.0)
+            k = np.clip(np.nan_to_num(k, nan=0.0, posinf=0.0, neginf=0.0), 0, bins - 1).astype(np.int64)
+            share = counts[np.arange(len(sizes))[None, :], k] / counts.sum(1)
+            density = np.where(inside, share / np.maximum(width, whole / bins), 0.0)
+            log_joint += np.log(density)
+        distance += (np.maximum(lo - c, 0.0) + np.maximum(c - hi, 0.0)) / whole
+        distance[:, ~seen] = np.inf
+    log_joint += log_prior[None, :]
+    reachable = np.isfinite(log_joint).any(axis=1)
+    probs = np.zeros_like(log_joint)
+    if reachable.any():
+        z = log_joint[reachable]
+        probs[reachable] = np.exp(z - z.max(axis=1, keepdims=True))
+    nearest = np.argmin(distance, axis=1)
+    probs[~reachable, nearest[~reachable]] = 1.0
+    if num == 0:
+        return torch.zeros(0, dtype=torch.long)
+    pick = torch.multinomial(torch.from_numpy(probs), 1, generator=generator)[:, 0]
+    return torch.from_numpy(sizes)[pick].long()
 
 
 def context_histograms(num_atoms: np.ndarray, values: np.ndarray, bins: int = 1000) -> dict[int, dict]:

@@ -12,6 +12,8 @@ hold no trainable parameters unless stated.
   optionally times a smooth :func:`polynomial_cutoff` envelope.
 * :class:`DistanceSinusoidEmbedding` — EDM's optional ``sin_embedding`` of squared distances
   (Hoogeboom et al. 2022 code): sines and cosines of ``d`` at geometric frequencies.
+* :class:`MaskedScalarEmbedding` (trainable) — a vector of optional scalars (conditioning values,
+  any of which may be missing) to one feature vector, with a learned embedding for "missing".
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "GaussianRBF",
     "BesselBasis",
     "DistanceSinusoidEmbedding",
+    "MaskedScalarEmbedding",
     "polynomial_cutoff",
     "cosine_cutoff",
 ]
@@ -193,3 +196,34 @@ class DistanceSinusoidEmbedding(nn.Module):
         d = torch.sqrt(_squeeze_last(d2) + 1e-8)[..., None]
         emb = d * self.freqs.to(d.dtype)
         return torch.cat([emb.sin(), emb.cos()], dim=-1)
+
+
+class MaskedScalarEmbedding(nn.Module):
+    """``P`` optional scalars per item to ``dim`` features, a learned vector standing in for a missing one.
+
+    ``e = W_out silu(sum_p e_p)`` with ``e_p = w_p c_p + b_p`` when scalar ``p`` is given and
+    ``e_p = m_p`` (learned) when it is missing: the "null" condition of classifier-free guidance
+    training (Ho & Salimans 2022) per scalar, so any subset of the scalars can be given, and none.
+
+    Args:
+        num_scalars: ``P``.
+        dim: output features.
+
+    Shapes:
+        ``values [B, P]`` (anything where missing, NaN included), ``present [B, P]`` bool -> ``[B, dim]``.
+    """
+
+    def __init__(self, num_scalars: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(num_scalars, dim) / math.sqrt(max(num_scalars, 1)))
+        self.bias = nn.Parameter(torch.zeros(num_scalars, dim))
+        self.missing = nn.Parameter(torch.randn(num_scalars, dim) / math.sqrt(max(num_scalars, 1)))
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, values: Tensor, present: Tensor) -> Tensor:
+        """See the class docstring."""
+        present = present.bool()
+        values = torch.where(present, values, torch.zeros_like(values)).to(self.weight.dtype)
+        given = values[..., None] * self.weight + self.bias  # [B, P, dim]
+        e = torch.where(present[..., None], given, self.missing.expand_as(given))
+        return self.out(torch.nn.functional.silu(e.sum(dim=-2)))

@@ -113,6 +113,15 @@ class TrainConfig:
             EMA start from those weights (a training checkpoint's EMA weights); optimiser, learning
             rate schedule, step count and data order start fresh. A resumed run ignores it, since its
             checkpoint holds the weights (default: ``None``).
+        init_partial: with ``init_from``, accept weights that fit the model only in part, for a model
+            grown from a trained one (a conditional model from the unconditional one): a tensor of the
+            same shape is copied; a tensor that grew (same rank, no dimension smaller, e.g. an input
+            layer with new input columns appended) gets the file's values in its leading block and
+            zeros elsewhere, so new inputs start with no effect; a tensor the file lacks keeps this
+            model's initialisation (a model meant to be grown this way initialises its new layers so
+            that they change nothing, e.g. zero FiLM weights). A tensor of the file that the model
+            lacks, or that shrank, is still an error. The run's start event lists what was grown or
+            new (default: false).
         out_dir: run folder; ``None`` means ``runs/<config file name>`` (default: ``None``).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"`` (default: ``"auto"``).
         progress: show a progress bar on rank 0 when stderr is a terminal (default: true).
@@ -145,6 +154,7 @@ class TrainConfig:
     best_mode: Literal["min", "max"] = "min"
     seed: int = 0
     init_from: Optional[str] = None
+    init_partial: bool = False
     out_dir: Optional[str] = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True

@@ -172,6 +172,51 @@ def isolated_rng(seed: int):
         restore_rng_state(saved)
 
 
+def grow_weights(
+    weights: dict[str, torch.Tensor], own: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
+    """The weights of ``train.init_partial``: a trained state dict fitted to a grown model's.
+
+    Tensors of the same shape are taken as they are; a tensor that grew (same rank, every dimension at
+    least as large: e.g. an input layer ``[H, F]`` of a model whose inputs gained columns at the end)
+    gets the trained values in its leading block and zeros elsewhere (new inputs start with no effect);
+    a tensor the trained weights lack keeps the model's own value. Anything else (a tensor the model
+    lacks, one that shrank or changed rank) is passed through unchanged, for the caller's fit check to
+    name.
+
+    Returns:
+        ``(weights, {"grown": [names], "new": [names]})``.
+    """
+    out, grown, new = dict(weights), [], []
+    for name, value in own.items():
+        if name not in weights:
+            out[name] = value.detach().clone()
+            new.append(name)
+            continue
+        old = weights[name]
+        if old.shape == value.shape or old.dim() != value.dim() or any(a > b for a, b in zip(old.shape, value.shape)):
+            continue
+        grew = torch.zeros_like(value)
+        grew[tuple(slice(0, n) for n in old.shape)] = old.to(value.dtype)
+        out[name] = grew
+        grown.append(name)
+    return out, ({"grown": grown, "new": new} if grown or new else {})
+
+
+def init_report_line(report: dict[str, list[str]]) -> str:
+    """One line naming what :func:`grow_weights` grew and added."""
+
+    def names(items: list[str]) -> str:
+        return ", ".join(items[:6]) + (f" and {len(items) - 6} more" if len(items) > 6 else "")
+
+    parts = []
+    if report.get("grown"):
+        parts.append(f"grown (trained block kept, zeros elsewhere): {names(report['grown'])}")
+    if report.get("new"):
+        parts.append(f"new (this model's initialisation): {names(report['new'])}")
+    return "; ".join(parts)
+
+
 def _seed_worker(worker_id: int) -> None:
     """DataLoader workers: torch seeds ``torch`` and ``random``; seed NumPy from it too."""
     np.random.seed(torch.initial_seed() % 2**32)
@@ -296,6 +341,7 @@ class Trainer:
                 f"{empty[0][0]}, shape {empty[0][1]}): a width or depth in the model section is 0"
             )
         self.bundle = bundle
+        self.init_report: dict[str, list[str]] = {}
         self.model = bundle.model.to(self.device)
         self.ema = EMA(self.model, tc.ema_decay, tc.ema_warmup).to(self.device)
         self.optimizer = build_optimizer(self.model, tc.lr, tc.weight_decay, tc.betas, tc.eps)
@@ -676,12 +722,15 @@ class Trainer:
             print(f"moldiff train: {message}", file=sys.stderr, flush=True)
             self._resume_notes.append(message)
 
-    def init_weights(self, source: str | Path) -> Path:
+    def init_weights(self, source: str | Path, partial: bool = False) -> Path:
         """Set the model and its EMA to trained weights (``train.init_from``) before a fresh run.
 
         Args:
             source: a pretrained name (see :mod:`moldiff.pretrained`) or a checkpoint /
                 exported weights file of this run's task whose weights fit this model exactly.
+            partial: accept weights that fit in part (``train.init_partial``): tensors that grew get
+                the file's values in their leading block and zeros elsewhere, tensors the file lacks
+                keep the model's initialisation (listed in :attr:`init_report`).
 
         Returns:
             The file the weights came from.
@@ -699,6 +748,8 @@ class Trainer:
             )
         weights = trained_weights(ckpt)
         own = self.model.state_dict()
+        if partial:
+            weights, self.init_report = grow_weights(weights, own)
         problems = [f"missing {k}" for k in own if k not in weights]
         problems += [f"unexpected {k}" for k in weights if k not in own]
         problems += [
@@ -809,7 +860,13 @@ class Trainer:
                 nothing_to_do=True,
             )
         if self.resumed_from is None and tc.init_from is not None:
-            self.init_weights(tc.init_from)
+            self.init_weights(tc.init_from, partial=tc.init_partial)
+            if self.is_main and self.init_report:
+                print(
+                    f"moldiff train: train.init_partial: {init_report_line(self.init_report)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_yaml(self.config, self.out_dir / "config.yaml")
@@ -827,6 +884,7 @@ class Trainer:
                     "event": "resume" if self.resumed_from else "start",
                     "checkpoint": str(self.resumed_from) if self.resumed_from else None,
                     "init_from": None if self.resumed_from else tc.init_from,
+                    **({"init_partial": self.init_report} if self.init_report and not self.resumed_from else {}),
                     "task": self.config.task,
                     "device": str(self.device),
                     "world_size": self.dist.world_size,

@@ -137,7 +137,7 @@ def test_the_engine_trains_it_and_moldiff_sample_writes_its_own_bonds(tmp_path, 
     from moldiff.train.logs import read_log
     from moldiff.train.loop import Trainer
 
-    monkeypatch.setattr(flow_task, "BondedQM9Dataset", lambda split, source, kekulize=False: small_qm9)  # no full cache
+    monkeypatch.setattr(flow_task, "BondedQM9Dataset", lambda split, source, **options: small_qm9)  # no full cache
     cfg = ExperimentConfig(
         task="molecule_flow",
         model=MoleculeFlowConfig(hidden=16, pair_hidden=8, layers=1, sample_steps=3),

@@ -398,3 +398,31 @@ def test_init_from_refuses_weights_that_do_not_fit(tmp_path, toy_config):
         _run(toy_config(steps=5, init_from=str(tmp_path / "nothing.pt")), tmp_path / "missing")
     with pytest.raises(ValueError, match="task 'molecules'"):
         _run(toy_config(steps=5, init_from="qm9_edm"), tmp_path / "other_task")
+
+
+def test_init_partial_grows_the_trained_tensors_and_refuses_shrinking_ones(tmp_path, toy_config):
+    from moldiff.train.loop import grow_weights
+
+    first = _run(toy_config(steps=5, eval_every=0), tmp_path / "first")
+    trained = first.ema.module.state_dict()  # init_from takes a training checkpoint's EMA weights
+    wider = toy_config(steps=5, eval_every=0, init_from=str(first.checkpoints.latest()), init_partial=True)
+    wider.model.hidden = 48
+    start = _run(wider, tmp_path / "wider", stop_at=0)
+    grown = start.init_report["grown"]
+    assert grown and not start.init_report["new"]
+    for name in grown:  # the trained block kept, zeros around it
+        old, new = trained[name], start.model.state_dict()[name]
+        block = tuple(slice(0, n) for n in old.shape)
+        assert torch.equal(new[block], old) and float(new.abs().sum()) == float(old.abs().sum())
+        assert torch.equal(start.ema.module.state_dict()[name], new)
+    event = read_log(tmp_path / "wider" / "log.jsonl", kind="event")[0]
+    assert event["init_partial"]["grown"] == grown
+    narrower = toy_config(steps=5, eval_every=0, init_from=str(first.checkpoints.latest()), init_partial=True)
+    narrower.model.hidden = 16
+    with pytest.raises(ValueError, match="do not fit this run's model.*shape \\(32"):
+        _run(narrower, tmp_path / "narrower")
+    # a tensor the file lacks keeps the model's own values and is reported new
+    own = {"a": torch.ones(2, 3), "b": torch.full((4,), 7.0)}
+    weights, report = grow_weights({"a": torch.full((2, 2), 5.0)}, own)
+    assert weights["a"].tolist() == [[5.0, 5.0, 0.0], [5.0, 5.0, 0.0]] and torch.equal(weights["b"], own["b"])
+    assert report == {"grown": ["a"], "new": ["b"]} and grow_weights(own, own)[1] == {}
