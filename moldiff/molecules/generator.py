@@ -272,6 +272,29 @@ class MoleculeGenerator(Generator):
             out[name] = v.expand(len(sizes)).clone()
         return out
 
+    #: the keyword of ``sample_states`` that takes the model's conditioning input
+    context_option = "context"
+    #: gradient guidance by a property predictor for this family's sampler state
+    predictor_guidance = staticmethod(predictor_guidance)
+
+    def condition_options(
+        self, condition, predictor, scale: float, tau: float, sigma_max: float | None, max_step: float | None
+    ) -> dict:
+        """Sampler options for a chunk's ``condition``: the model's conditioning input (the properties it
+        was trained on) and, with ``predictor``, gradient guidance towards the predictor's targets."""
+        options: dict = {}
+        if condition is None:
+            return options
+        context = {n: v for n, v in condition.items() if n in self.condition_names}
+        if context:
+            options[self.context_option] = context
+        if predictor is not None:
+            targets = {n: v for n, v in condition.items() if n in predictor.properties}
+            options["guidance"] = self.predictor_guidance(
+                predictor.to(self.device).eval(), self.model, targets, scale, tau, sigma_max, max_step=max_step
+            )
+        return options
+
     def sample_chunk(
         self,
         sizes: torch.Tensor,
@@ -308,21 +331,11 @@ class MoleculeGenerator(Generator):
         """
         if fragment is not None:
             options.update(zip(("known", "mask"), self.fragment_state(fragment, sizes)))
-        if condition is not None:
-            context = {n: v for n, v in condition.items() if n in self.model.config.context}
-            if context:
-                options["context"] = context
-            if predictor is not None:
-                targets = {n: v for n, v in condition.items() if n in predictor.properties}
-                options["guidance"] = predictor_guidance(
-                    predictor.to(self.device).eval(),
-                    self.model,
-                    targets,
-                    predictor_scale,
-                    predictor_tau,
-                    predictor_sigma_max,
-                    max_step=predictor_max_step,
-                )
+        options.update(
+            self.condition_options(
+                condition, predictor, predictor_scale, predictor_tau, predictor_sigma_max, predictor_max_step
+            )
+        )
         g = item_generators(seed, range(start, start + len(sizes)), self.device)
         pos, types, batch = self.model.sample_states(
             sizes, sampler=sampler, steps=steps, generator=g, callback=callback, **options
@@ -1034,6 +1047,9 @@ class FlowMoleculeGenerator(MoleculeGenerator):
     sanitize_by_default = True
     sizes_given_condition = True
 
+    context_option = "condition"
+    predictor_guidance = staticmethod(joint_predictor_guidance)
+
     @property
     def condition_names(self) -> list[str]:
         return list(self.model.config.conditioning)
@@ -1065,21 +1081,11 @@ class FlowMoleculeGenerator(MoleculeGenerator):
         g = item_generators(seed, range(start, start + len(sizes)), self.device)
         if not self.condition_names:
             options.pop("guidance_scale", None)  # nothing to guide towards, as for EDM-style models
-        if condition is not None:
-            context = {n: v for n, v in condition.items() if n in self.condition_names}
-            if context:
-                options["condition"] = context
-            if predictor is not None:
-                targets = {n: v for n, v in condition.items() if n in predictor.properties}
-                options["guidance"] = joint_predictor_guidance(
-                    predictor.to(self.device).eval(),
-                    self.model,
-                    targets,
-                    predictor_scale,
-                    predictor_tau,
-                    predictor_sigma_max,
-                    max_step=predictor_max_step,
-                )
+        options.update(
+            self.condition_options(
+                condition, predictor, predictor_scale, predictor_tau, predictor_sigma_max, predictor_max_step
+            )
+        )
         if fragment is not None:
             options.update(zip(("known", "masks"), self.fragment_state(fragment, sizes)))
         sample = self.model.sample_states(

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+from moldiff.core import edge_permutation
+from moldiff.testing import random_permutation_within_graphs
+from moldiff.train.checkpoint import CHECKPOINT_VERSION, WEIGHTS_FORMAT, atomic_save
 
 # QM9 molecule 11 (acetaldehyde, CC=O), B3LYP coordinates in Å from the QM9 release.
 ACETALDEHYDE_Z = np.array([6, 6, 8, 1, 1, 1, 1])
@@ -23,3 +30,34 @@ ACETALDEHYDE_POS = np.array(
 @pytest.fixture
 def acetaldehyde() -> tuple[np.ndarray, np.ndarray]:
     return ACETALDEHYDE_Z.copy(), ACETALDEHYDE_POS.copy()
+
+
+def write_weights(model, task: str, path: Path) -> Path:
+    """Save an untrained ``model`` as a moldiff weights file of ``task`` (what ``export_ema`` writes)."""
+    return atomic_save(
+        {
+            "format": WEIGHTS_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "task": task,
+            "step": 0,
+            "config": {"model": asdict(model.config)},
+            "dataset_stats": model.stats,
+            "sampling_state": {},
+            "model": model.state_dict(),
+        },
+        path,
+    )
+
+
+def permute_atoms(state: dict, batch, generator):
+    """A bond-aware state with its atoms permuted within each molecule: ``(permuted, perm, pair_perm)``,
+    ``perm`` ``[N]`` over the atoms and ``pair_perm`` ``[E]`` the matching permutation of the atom pairs."""
+    perm = random_permutation_within_graphs(batch.batch, generator)
+    pair_perm = edge_permutation(perm, batch.batch, batch.num_graphs)
+    permuted = {
+        "pos": state["pos"][perm],
+        "type": state["type"][perm],
+        "charge": state["charge"][perm],
+        "bond": state["bond"][pair_perm],
+    }
+    return permuted, perm, pair_perm

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from moldiff.molecules.predictor import AtomCountBaseline, PropertyPredictor, Pr
 from moldiff.molecules.training_data import context_histograms, training_half_rows
 from moldiff.testing import random_rotation
 from moldiff.testing.equivariance import random_permutation_within_graphs
+
+from .conftest import write_weights
 
 REPO = Path(__file__).resolve().parents[2]
 needs_qm9 = pytest.mark.skipif(
@@ -61,30 +62,12 @@ def _predictor(hidden=16, layers=2, stats=PRED_STATS) -> PropertyPredictor:
     return PropertyPredictor(PropertyPredictorConfig(properties=["alpha"], hidden=hidden, layers=layers), stats)
 
 
-def _write_weights(model, task: str, path: Path) -> Path:
-    from moldiff.train.checkpoint import CHECKPOINT_VERSION, WEIGHTS_FORMAT, atomic_save
-
-    return atomic_save(
-        {
-            "format": WEIGHTS_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "task": task,
-            "step": 0,
-            "config": {"model": asdict(model.config)},
-            "dataset_stats": model.stats,
-            "sampling_state": {},
-            "model": model.state_dict(),
-        },
-        path,
-    )
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("conditional")
     return (
-        _write_weights(_generator().model, "molecules", folder / "gen.pt"),
-        _write_weights(_predictor(), "property_predictor", folder / "pred.pt"),
+        write_weights(_generator().model, "molecules", folder / "gen.pt"),
+        write_weights(_predictor(), "property_predictor", folder / "pred.pt"),
     )
 
 

@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from moldiff.core import edge_permutation, item_generators
+from moldiff.core import item_generators
 from moldiff.molecules.bond_data import BondedQM9Dataset, collate_bonded, derive_bonded_arrays
 from moldiff.molecules.flow_model import MoleculeFlow, MoleculeFlowConfig
 from moldiff.molecules.flow_task import flow_stats
 from moldiff.molecules.qm9 import load_qm9
 from moldiff.molecules.training_data import context_histograms, sample_num_atoms_given_context
-from moldiff.testing import assert_equivariant, random_permutation_within_graphs
+from moldiff.testing import assert_equivariant
+
+from .conftest import permute_atoms, write_weights
 
 REPO = Path(__file__).resolve().parents[2]
 PROPS = ["alpha", "gap"]
@@ -118,14 +120,7 @@ def test_the_condition_changes_the_outputs_and_keeps_every_symmetry(small_qm9, m
     moved = model.denoise(dict(state, pos=state["pos"] @ q.T), t, condition=high.double(), **kw)
     torch.testing.assert_close(moved["bond"], out["bond"], atol=1e-8, rtol=1e-8)
     # permutations of the atoms permute every output, the condition being per molecule
-    perm = random_permutation_within_graphs(batch.batch, g)
-    pair_perm = edge_permutation(perm, batch.batch, batch.num_graphs)
-    permuted = {
-        "pos": state["pos"][perm],
-        "type": state["type"][perm],
-        "charge": state["charge"][perm],
-        "bond": state["bond"][pair_perm],
-    }
+    permuted, perm, pair_perm = permute_atoms(state, batch, g)
     p_out = model.denoise(permuted, t, condition=high.double(), **kw)
     for name in ("pos", "type", "charge"):
         torch.testing.assert_close(p_out[name], out[name][perm], atol=1e-8, rtol=1e-8)
@@ -331,26 +326,6 @@ def test_the_engine_trains_a_conditional_model_from_an_unconditional_one_and_it_
     assert "unknown ['mu']" in capsys.readouterr().err
 
 
-def _write_weights(model, task: str, path: Path) -> Path:
-    from dataclasses import asdict
-
-    from moldiff.train.checkpoint import CHECKPOINT_VERSION, WEIGHTS_FORMAT, atomic_save
-
-    return atomic_save(
-        {
-            "format": WEIGHTS_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "task": task,
-            "step": 0,
-            "config": {"model": asdict(model.config)},
-            "dataset_stats": model.stats,
-            "sampling_state": {},
-            "model": model.state_dict(),
-        },
-        path,
-    )
-
-
 def test_the_table3_benchmark_runs_on_several_properties_of_a_bond_aware_model(small_qm9, tmp_path):
     import json
     import os
@@ -359,7 +334,7 @@ def test_the_table3_benchmark_runs_on_several_properties_of_a_bond_aware_model(s
 
     from moldiff.molecules.predictor import PropertyPredictor, PropertyPredictorConfig, predictor_stats
 
-    generator = _write_weights(
+    generator = write_weights(
         _model(small_qm9, condition_dropout=0.3, sample_steps=3), "molecule_flow", tmp_path / "g.pt"
     )
     judges = []
@@ -368,7 +343,7 @@ def test_the_table3_benchmark_runs_on_several_properties_of_a_bond_aware_model(s
         model = PropertyPredictor(
             PropertyPredictorConfig(properties=props, hidden=16, layers=2), predictor_stats(small_qm9, props)
         )
-        judges += ["--predictor", str(_write_weights(model, "property_predictor", tmp_path / f"p{seed}.pt"))]
+        judges += ["--predictor", str(write_weights(model, "property_predictor", tmp_path / f"p{seed}.pt"))]
     command = [
         sys.executable, str(REPO / "benchmarks" / "qm9_conditional.py"), "--generator", str(generator), *judges,
         "--num", "3", "--batch-size", "2", "--steps", "2", "--num-real", "8", "--guidance-scale", "2",

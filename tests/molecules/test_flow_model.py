@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from moldiff.core import edge_permutation
 from moldiff.molecules.bond_data import BondedQM9Dataset, collate_bonded, derive_bonded_arrays
 from moldiff.molecules.flow_model import MoleculeFlow, MoleculeFlowConfig
 from moldiff.molecules.flow_task import flow_stats
 from moldiff.molecules.qm9 import load_qm9
-from moldiff.testing import random_permutation_within_graphs, random_rotation
+from moldiff.testing import random_rotation
+
+from .conftest import permute_atoms
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +62,7 @@ def test_permuting_atoms_permutes_types_charges_and_bonds_consistently(small_qm9
     g = torch.Generator().manual_seed(2)
     state, t = _noisy(model, batch, g)
     state["pos"] = state["pos"].double()
-    perm = random_permutation_within_graphs(batch.batch, g)
-    pair_perm = edge_permutation(perm, batch.batch, batch.num_graphs)
-    permuted = {
-        "pos": state["pos"][perm],
-        "type": state["type"][perm],
-        "charge": state["charge"][perm],
-        "bond": state["bond"][pair_perm],
-    }
+    permuted, perm, pair_perm = permute_atoms(state, batch, g)
     kw = {"batch": batch.batch, "pairs": batch.edge_index}
     a, b = model.denoise(state, t, **kw), model.denoise(permuted, t, **kw)
     torch.testing.assert_close(b["pos"], a["pos"][perm], atol=1e-8, rtol=1e-8)
