@@ -81,6 +81,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--sampler", default=None, help="a joint sampler (default: the model's)")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
     parser.add_argument("--eta", type=float, default=None, help="categorical stochasticity (default: the model's)")
+    parser.add_argument("--rho", type=float, default=None, help="time grid t_k = (1 - k/n)^rho (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--processes", type=int, default=1, help="one-thread sampling processes (same molecules)")
     parser.add_argument("--real", type=int, default=1000, help="QM9 test molecules relaxed for the reference row")
@@ -97,7 +98,7 @@ def main(argv=None) -> dict:
 
     generator = load_pretrained(args.model)
     sampler, steps, _ = generator.model.sampling_defaults(args.sampler, args.steps)
-    options = {} if args.eta is None else {"eta": args.eta}
+    options = {k: v for k, v in (("eta", args.eta), ("rho", args.rho)) if v is not None}
     wall0, cpu0 = time.perf_counter(), time.process_time()
     if args.processes > 1:
         from moldiff.molecules.generator import sample_in_processes
@@ -155,6 +156,7 @@ def main(argv=None) -> dict:
         "sampler": sampler,
         "steps": steps,
         "eta": args.eta,
+        "rho": args.rho,
         "num_molecules": args.num,
         "seed": args.seed,
         "processes": args.processes,

@@ -18,11 +18,15 @@ history of ``moldiff/pretrained/qm9.pt``, with the cost of their recipe in ``con
 is not committed)::
 
     mkdir -p runs/history
-    for c in 407dbac 52dba1f 0f9ea32 8471eea; do git show $c:moldiff/pretrained/qm9.pt > runs/history/qm9_$c.pt; done
-    python benchmarks/time_to_quality.py --num 500 \
+    for c in 407dbac 52dba1f 0f9ea32 8471eea 8c83eff fef5164; do git show $c:moldiff/pretrained/qm9.pt > runs/history/qm9_$c.pt; done
+    python benchmarks/time_to_quality.py --num 500 --flow-eta 10 --flow-rho 2 \
         edm_24k=runs/history/qm9_407dbac.pt:1.1 edm_67k=runs/history/qm9_52dba1f.pt:3.1 \
         edm_105k=runs/history/qm9_0f9ea32.pt:7.0 edm_141k=runs/history/qm9_8471eea.pt:9.0 \
-        --log runs/qm9_flow/log.jsonl
+        flow_7.5k=runs/history/qm9_8c83eff.pt:3.3 flow_12.5k=runs/history/qm9_fef5164.pt:5.7 \
+        flow_19.5k=moldiff/pretrained/qm9.pt:8.1
+
+(the last three are the bond-aware ``qm9`` at 7,500, 12,500 and 19,500 steps, ``configs/qm9_flow.yaml``;
+``--log runs/NAME/log.jsonl`` adds a bond-aware run's own evaluations.)
 
 The last line of output is one JSON object with every row (also written to ``--out``).
 """
@@ -43,8 +47,8 @@ def parse_model(spec: str) -> tuple[str, str, float]:
     return label, path, float(hours)
 
 
-def score(path: str, num: int, steps: int, seed: int) -> dict:
-    """Both protocols on ``num`` samples of one model."""
+def score(path: str, num: int, steps: int, seed: int, flow_options: dict | None = None) -> dict:
+    """Both protocols on ``num`` samples of one model (``flow_options``: ``eta``, ``rho`` of a bond-aware one)."""
     from moldiff.hub import load_pretrained
     from moldiff.molecules.bond_metrics import evaluate_bonded_molecules
     from moldiff.molecules.generator import FlowMoleculeGenerator
@@ -53,7 +57,7 @@ def score(path: str, num: int, steps: int, seed: int) -> dict:
 
     gen = load_pretrained(path)
     if isinstance(gen, FlowMoleculeGenerator):
-        records = gen.sample_arrays(num, seed=seed, steps=steps, progress=True)
+        records = gen.sample_arrays(num, seed=seed, steps=steps, progress=True, **(flow_options or {}))
         pairs = [(r["atomic_numbers"], r["positions"]) for r in records]
         own = evaluate_bonded_molecules(records, sdf=False)
         family = "bond-aware (joint flow)"
@@ -117,8 +121,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--num", type=int, default=500)
     parser.add_argument("--steps", type=int, default=100, help="sampler steps for every model (default: 100)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--flow-eta", type=float, default=None, help="eta of the bond-aware models (default: each file's)"
+    )
+    parser.add_argument(
+        "--flow-rho", type=float, default=None, help="rho of the bond-aware models (default: each file's)"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    flow_options = {k: v for k, v in (("eta", args.flow_eta), ("rho", args.flow_rho)) if v is not None}
     rows = []
     print(
         "| model | family | training (CPU core-hours) | mol. stab., own bonds % | mol. stab., EDM's distances % "
@@ -127,7 +138,12 @@ def main(argv=None) -> dict:
     print("|---|---|---|---|---|---|")
     for spec in args.models:
         label, path, hours = parse_model(spec)
-        row = {"label": label, "path": path, "core_hours": hours, **score(path, args.num, args.steps, args.seed)}
+        row = {
+            "label": label,
+            "path": path,
+            "core_hours": hours,
+            **score(path, args.num, args.steps, args.seed, flow_options),
+        }
         rows.append(row)
         print(
             f"| {label} | {row['family']} | {hours:.1f} | {100 * row['own_molecule_stability']:.1f} | "
@@ -142,7 +158,7 @@ def main(argv=None) -> dict:
                 f"{100 * row['own_molecule_stability']:.1f} | {100 * row['edm_molecule_stability']:.1f} | "
                 f"{100 * row['own_connected_validity']:.1f} |"
             )
-    record = {"num": args.num, "steps": args.steps, "seed": args.seed, "rows": rows}
+    record = {"num": args.num, "steps": args.steps, "seed": args.seed, "flow_options": flow_options, "rows": rows}
     print_record(record, args.out)
     return record
 

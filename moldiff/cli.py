@@ -179,6 +179,19 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
         help="leave out samples that diverged (non-finite or exploded coordinates or pixels) and write the "
         "others; without it such a sample stops the command and nothing is written",
     )
+    joint = parser.add_argument_group("bond-aware molecule models (qm9): the joint sampler")
+    joint.add_argument(
+        "--eta",
+        type=float,
+        default=None,
+        help="Campbell et al.'s stochasticity of the categorical steps, 0 for none (default: the model's)",
+    )
+    joint.add_argument(
+        "--rho",
+        type=float,
+        default=None,
+        help="time grid t_k = (1 - k/n)^rho: 1 uniform, above 1 denser near the data (default: the model's)",
+    )
     chosen = parser.add_argument_group("molecule models: filters and properties (moldiff.molecules.filters)")
     chosen.add_argument(
         "--filter",
@@ -274,11 +287,21 @@ def _check_sample_arguments(args: argparse.Namespace) -> None:
     ):
         if value is not None and value < least:
             raise InputError(f"{option} must be at least {least}, got {value}")
-    for option, value in (("--guidance-scale", args.guidance_scale), ("--temperature", args.temperature)):
+    numbers = (
+        ("--guidance-scale", args.guidance_scale),
+        ("--temperature", args.temperature),
+        ("--eta", args.eta),
+        ("--rho", args.rho),
+    )
+    for option, value in numbers:
         if value is not None and not math.isfinite(value):
             raise InputError(f"{option} must be a finite number, got {value}")
     if args.temperature < 0:
         raise InputError(f"--temperature must be at least 0, got {args.temperature}")
+    if args.eta is not None and args.eta < 0:
+        raise InputError(f"--eta must be at least 0, got {args.eta}")
+    if args.rho is not None and args.rho <= 0:
+        raise InputError(f"--rho must be above 0, got {args.rho}")
 
 
 def _sample(args: argparse.Namespace) -> int:

@@ -58,6 +58,17 @@ def test_the_default_qm9_model_generates_stable_molecules_with_its_own_bonds():
     assert len(mols.failed) == sum(m.GetProp("moldiff_sanitized") == "0" for m in mols) < 12
 
 
+def test_the_shipped_qm9_samples_as_its_recipe_config_says():
+    """The sampler defaults in the shipped file are those configs/qm9_flow.yaml records (chosen by the
+    sampler ablation of benchmarks/results.md), and the architecture is the config's."""
+    from moldiff.train.config import load_config
+
+    recipe = load_config(Path(__file__).resolve().parents[1] / "configs" / "qm9_flow.yaml").model
+    shipped = moldiff.load_model("qm9").config
+    for field in ("sampler", "sample_steps", "sample_eta", "sample_rho", "hidden", "pair_hidden", "layers"):
+        assert getattr(shipped, field) == getattr(recipe, field), field
+
+
 def test_load_pretrained_samples_reproducible_stable_molecules():
     model = moldiff.load_pretrained("qm9_edm")
     mols = model.sample(24, seed=3, sampler="dpmpp_2m", steps=50)

@@ -5,6 +5,7 @@ project's CPU machine type) when the per-item seeding rule was introduced (the r
 issue 18 itself left the earlier outputs byte-identical, SHA-256 checked before and after)::
 
     moldiff sample --model qm9_edm --num 8 --seed 0 --steps 20 --sampler dpmpp_2m --out qm9_edm.sdf
+    moldiff sample --model qm9 --num 8 --seed 0 --steps 20 --out qm9.sdf   # recorded 2026-12-02 (stage-4 weights)
     moldiff sample --model fashion_mnist --num 8 --seed 0 --steps 20 --out fm.png
     moldiff sample --model cath_ca --num 2 --length 50 --seed 0 --steps 20 --out bb/
 
@@ -47,6 +48,18 @@ def _sdf_arrays(path: Path) -> list[tuple[list[str], np.ndarray]]:
     return out
 
 
+def _sdf_bonds(path: Path) -> list[list[tuple[int, int, int]]]:
+    """The bond rows (first atom, second atom, order) of each record of a V2000 SDF, read as text."""
+    out = []
+    for block in path.read_text().split("$$$$\n"):
+        lines = block.splitlines()
+        if len(lines) < 4:
+            continue
+        n, b = int(lines[3][:3]), int(lines[3][3:6])
+        out.append([(int(r[:3]), int(r[3:6]), int(r[6:9])) for r in lines[4 + n : 4 + n + b]])
+    return out
+
+
 def _ca(path: Path) -> np.ndarray:
     return np.array(
         [
@@ -85,6 +98,20 @@ def test_the_shipped_molecule_model_gives_the_recorded_molecules(tmp_path, one_t
     for (z1, p1), (z2, p2) in zip(got, want):
         assert z1 == z2
         np.testing.assert_allclose(p1, p2, atol=1e-3)
+
+
+def test_the_bond_aware_molecule_model_gives_the_recorded_molecules(tmp_path, one_thread):
+    """The default qm9 (joint sampler with categorical stochasticity): elements, coordinates and the
+    generated bonds as recorded."""
+    out = tmp_path / "qm9.sdf"
+    args = ["sample", "--model", "qm9", "--num", "8", "--seed", "0", "--steps", "20", "--out", str(out)]
+    assert main([*args, "--no-progress"]) == 0
+    got, want = _sdf_arrays(out), _sdf_arrays(REFERENCE / "qm9.sdf")
+    assert len(got) == len(want) == 8
+    for (z1, p1), (z2, p2) in zip(got, want):
+        assert z1 == z2
+        np.testing.assert_allclose(p1, p2, atol=1e-3)
+    assert _sdf_bonds(out) == _sdf_bonds(REFERENCE / "qm9.sdf")
 
 
 def test_the_shipped_image_model_gives_the_recorded_images(tmp_path, one_thread):

@@ -791,6 +791,12 @@ class MoleculeGenerator(Generator):
         sampler, steps, _ = self.model.sampling_defaults(args.sampler, args.steps)
         get_sampler(sampler)  # an unknown name stops here, before anything is sampled
         options = {} if args.guidance_scale is None else {"guidance_scale": args.guidance_scale}
+        joint = {
+            k: v for k, v in (("eta", getattr(args, "eta", None)), ("rho", getattr(args, "rho", None))) if v is not None
+        }
+        if joint and not isinstance(self, FlowMoleculeGenerator):
+            raise InputError(f"--eta and --rho set the joint sampler of bond-aware models; {args.model} is EDM-style")
+        options.update(joint)
         fragment, num_atoms = None, args.num_atoms
         if getattr(args, "fragment", None) or getattr(args, "add_atoms", None) is not None:
             fragment, num_atoms = self.prepare_fragment(

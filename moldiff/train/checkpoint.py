@@ -378,7 +378,12 @@ def _short(err: Exception) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-def export_ema(checkpoint_path: str | Path, out_path: str | Path, dtype: torch.dtype | None = torch.float16) -> Path:
+def export_ema(
+    checkpoint_path: str | Path,
+    out_path: str | Path,
+    dtype: torch.dtype | None = torch.float16,
+    sampling: dict | None = None,
+) -> Path:
     """Write the EMA weights of a checkpoint, with its config and dataset statistics, to a small file.
 
     Args:
@@ -386,6 +391,13 @@ def export_ema(checkpoint_path: str | Path, out_path: str | Path, dtype: torch.d
         out_path: destination (``.pt``).
         dtype: floating-point tensors are cast to this dtype (default: ``torch.float16``; ``None``
             keeps float32). Integer buffers are kept as they are.
+        sampling: new sampling defaults of the exported model, ``{field: value}`` for model config
+            fields named ``sampler`` or ``sample_*`` (e.g. ``{"sample_eta": 10.0}``, chosen after
+            training by a sampler ablation); the training recipe in the config is left as it was.
+
+    Raises:
+        CheckpointError: the checkpoint is already an exported file.
+        ValueError: a ``sampling`` key that is not a sampling field of the model's config.
 
     Returns:
         ``out_path``. The file is a ``{"format": "moldiff-weights", "model": ..., "config": ...,
@@ -395,6 +407,17 @@ def export_ema(checkpoint_path: str | Path, out_path: str | Path, dtype: torch.d
     ckpt = load_checkpoint(checkpoint_path)
     if ckpt["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{str(checkpoint_path)!r} is already an exported weights file")
+    config, sampling_state = ckpt["config"], ckpt.get("sampling_state", {})
+    if sampling:
+        model_config = dict(config.get("model", {}))
+        bad = sorted(k for k in sampling if k not in model_config or not (k == "sampler" or k.startswith("sample_")))
+        if bad:
+            known = sorted(k for k in model_config if k == "sampler" or k.startswith("sample_"))
+            raise ValueError(f"sampling: {', '.join(map(repr, bad))} not a sampling field of the model; known: {known}")
+        model_config.update(sampling)
+        config = {**config, "model": model_config}
+        if isinstance(sampling_state.get("config"), dict):
+            sampling_state = {**sampling_state, "config": {**sampling_state["config"], **sampling}}
     weights, aliases = _unique_tensors(ckpt["ema"]["module"] if ckpt.get("ema") else ckpt["model"])
     if dtype is not None:
         weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
@@ -403,9 +426,9 @@ def export_ema(checkpoint_path: str | Path, out_path: str | Path, dtype: torch.d
         "version": CHECKPOINT_VERSION,
         "task": ckpt["task"],
         "step": ckpt["step"],
-        "config": ckpt["config"],
+        "config": config,
         "dataset_stats": ckpt.get("dataset_stats", {}),
-        "sampling_state": ckpt.get("sampling_state", {}),
+        "sampling_state": sampling_state,
         "model": weights,
         "aliases": aliases,
     }

@@ -124,6 +124,26 @@ def case_molecules_smallest_valid_numbers(tmp):
     return succeeded(run, lambda: None if len(_read_back(out)) == 2 else "expected 2 molecules of 2 atoms")
 
 
+@case("bad CLI numbers")
+def case_molecules_negative_eta(tmp):
+    return _bad_number("--eta", "-1", fx.FAST_FLOW, "molecules", tmp, "s.sdf")
+
+
+@case("bad CLI numbers")
+def case_molecules_zero_rho(tmp):
+    return _bad_number("--rho", "0", fx.FAST_FLOW, "molecules", tmp, "s.sdf")
+
+
+@case("NaN/inf")
+def case_molecules_infinite_eta(tmp):
+    return _bad_number("--eta", "inf", fx.FAST_FLOW, "molecules", tmp, "s.sdf")
+
+
+@case("bad CLI numbers")
+def case_molecules_eta_for_an_edm_style_model(tmp):
+    return _bad_number("--eta", "2", fx.FAST_EDM, "molecules", tmp, "s.sdf")
+
+
 # ------------------------------------------------------------------------------------------------
 # NaN and infinity
 # ------------------------------------------------------------------------------------------------

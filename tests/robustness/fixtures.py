@@ -25,6 +25,8 @@ ACETALDEHYDE_POS = [
 
 #: Sampling settings that take milliseconds: the EDM-style model with two DPM-Solver++ steps.
 FAST_EDM = ("--model", "qm9_edm", "--sampler", "dpmpp_2m", "--steps", "2", "--num", "2", "--no-progress")
+#: The bond-aware model with two joint Euler steps.
+FAST_FLOW = ("--model", "qm9", "--steps", "2", "--num", "2", "--no-progress")
 FAST_ALPHA = ("--model", "qm9_alpha", "--sampler", "dpmpp_2m", "--steps", "2", "--num", "2", "--no-progress")
 FAST_BACKBONE = (
     "--model",

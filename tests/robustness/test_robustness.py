@@ -40,5 +40,6 @@ def test_every_category_of_the_issue_is_covered():
         "concurrent runs",
         "outputs",
         "header injection",
+        "fragments",
     }
     assert wanted <= categories, sorted(wanted - categories)

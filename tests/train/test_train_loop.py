@@ -64,6 +64,15 @@ def test_end_to_end_loss_falls(tmp_path, toy_config):
     samples = model.sample(64, generator=torch.Generator().manual_seed(0))
     assert samples.shape == (64, 2) and torch.isfinite(samples).all()
 
+    # New sampling defaults at export (chosen after training); the training recipe stays as it was.
+    retuned = load_trained_model(export_ema(result.last_checkpoint, tmp_path / "toy7.pt", sampling={"sample_steps": 7}))
+    assert retuned.cfg.sample_steps == 7 and model.cfg.sample_steps == 8  # toy_config trains with 8
+    assert load_checkpoint(tmp_path / "toy7.pt")["config"]["train"] == ckpt["config"]["train"]
+    for bad in ({"hidden": 8}, {"sample_stepz": 7}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            export_ema(result.last_checkpoint, tmp_path / "bad.pt", sampling=bad)
+    assert not (tmp_path / "bad.pt").exists()
+
 
 def _run(cfg, out_dir, **fit):
     trainer = Trainer(cfg, out_dir=out_dir)
