@@ -410,9 +410,9 @@ def export_ema(
     config, sampling_state = ckpt["config"], ckpt.get("sampling_state", {})
     if sampling:
         model_config = dict(config.get("model", {}))
-        bad = sorted(k for k in sampling if k not in model_config or not (k == "sampler" or k.startswith("sample_")))
+        known = sorted(k for k in model_config if k == "sampler" or k.startswith("sample_"))
+        bad = sorted(set(sampling) - set(known))
         if bad:
-            known = sorted(k for k in model_config if k == "sampler" or k.startswith("sample_"))
             raise ValueError(f"sampling: {', '.join(map(repr, bad))} not a sampling field of the model; known: {known}")
         model_config.update(sampling)
         config = {**config, "model": model_config}

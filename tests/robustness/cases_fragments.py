@@ -8,17 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .cases_sampling import no_sampling
-from .fixtures import FAST_FLOW
+from .fixtures import ACETALDEHYDE_POS, ACETALDEHYDE_Z, FAST_FLOW, atom_line
 from .harness import CORRECT, SILENT, Outcome, case, cli, named, succeeded
 
-#: Acetaldehyde (CC=O) without the aldehyde H, QM9 B3LYP coordinates (A): a piece with one free valence.
+#: Acetaldehyde (CC=O) without the aldehyde H (the fixtures' molecule, its last atom left out): a piece
+#: with one free valence.
 PIECE_ATOMS = [
-    ("C", -0.002945, 1.509914, 0.008673),
-    ("C", 0.026083, 0.003276, -0.037459),
-    ("O", 0.942288, -0.65507, -0.456826),
-    ("H", 0.922788, 1.926342, -0.391466),
-    ("H", -0.862015, 1.878525, -0.564795),
-    ("H", -0.150506, 1.843934, 1.042891),
+    ({1: "H", 6: "C", 8: "O"}[z], *xyz) for z, xyz in zip(ACETALDEHYDE_Z[:6], ACETALDEHYDE_POS[:6], strict=True)
 ]
 PIECE_BONDS = [(1, 2, 1), (2, 3, 2), (1, 4, 1), (1, 5, 1), (1, 6, 1)]
 
@@ -28,8 +24,7 @@ def mol_block(atoms=PIECE_ATOMS, bonds=PIECE_BONDS, title: str = "piece", dim: s
     lines = [title, f"  moldiff         {dim}", ""]
     lines.append(f"{len(atoms):3d}{len(bonds):3d}  0  0  0  0  0  0  0  0999 V2000")
     for symbol, *xyz in atoms:
-        coords = "".join(f"{v:10.4f}" if isinstance(v, float) else f"{v:>10}" for v in xyz)
-        lines.append(f"{coords} {symbol:<3} 0  0  0  0  0  0  0  0  0  0  0  0")
+        lines.append(atom_line(*(f"{v:.4f}" if isinstance(v, float) else v for v in xyz), symbol))
     lines += [f"{i:3d}{j:3d}{k:3d}  0" for i, j, k in bonds]
     return "\n".join(lines + ["M  END", "$$$$", ""])
 
