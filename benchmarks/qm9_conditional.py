@@ -53,6 +53,10 @@ Every conditional row reports atom and molecule stability, validity and connecte
         --predictor runs/qm9_predictor_alpha/checkpoints/best.ckpt --predictor runs/qm9_predictor_gap/checkpoints/best.ckpt \
         ... --guidance-scale 2 --predictor-scale 1 --guide-predictor runs/qm9_alpha_guide/checkpoints/best.ckpt ...
 
+``--samples-dir DIR`` keeps every generated row's molecules (one file per row, named by a digest of
+what decides them) and reuses them when present, so the same molecules can be judged again, by a
+better-trained judge say, without sampling them again.
+
 The last line of output is one JSON object with every figure: that of the property for one property,
 ``{"properties": [...], "results": {property: that object}, "summary": ...}`` for several.
 """
@@ -60,8 +64,11 @@ The last line of output is one JSON object with every figure: that of the proper
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import pickle
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -161,6 +168,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="real molecules of the generator's half for the baselines (default: all 50,000)",
     )
+    parser.add_argument(
+        "--samples-dir",
+        default=None,
+        help="keep each generated row's molecules in this folder and reuse them when present (one file per "
+        "row, named by a digest of the generator file, property, row settings, --num, --seed, --sampler, "
+        "--steps): scoring the same molecules with another judge costs no sampling",
+    )
     parser.add_argument("--source", default="qm9pack", help="QM9 source (default: qm9pack)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=250)
@@ -174,11 +188,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _atoms_and_positions(samples) -> list:
-    """``(atomic_numbers, positions)`` pairs of sampled records of either family (what a judge reads)."""
-    return [(r["atomic_numbers"], r["positions"]) if isinstance(r, dict) else r for r in samples]
-
-
 def _quality(samples) -> dict[str, float]:
     """Atom and molecule stability, validity and connected validity: by the molecules' own bonds and
     charges for the bond-aware family, by EDM's distance protocol for EDM-style samples."""
@@ -188,6 +197,24 @@ def _quality(samples) -> dict[str, float]:
         from moldiff.molecules.metrics import evaluate_molecules as evaluate
     metrics = evaluate(samples)
     return {k: metrics[k] for k in ("atom_stability", "molecule_stability", "validity", "connected_validity")}
+
+
+def _file_digest(path: str) -> str:
+    """SHA-1 of a file's bytes (a pretrained name resolved to its file)."""
+    from moldiff.pretrained import pretrained_path
+
+    return hashlib.sha1(pretrained_path(path).read_bytes()).hexdigest()
+
+
+def _row_samples_path(args, name: str, options: dict) -> Path | None:
+    """Where ``--samples-dir`` keeps one row's molecules (None without it): the name is a digest of
+    everything that decides them (generator and guide files' bytes, property, settings, num, seed,
+    sampler, steps; not the batch size or process count, which do not change the molecules)."""
+    if args.samples_dir is None:
+        return None
+    settings = {k: (_file_digest(v) if k == "predictor" else v) for k, v in options.items()}
+    key = [_file_digest(args.generator), name, sorted(settings.items()), args.num, args.seed, args.sampler, args.steps]
+    return Path(args.samples_dir) / f"{name}-{hashlib.sha1(repr(key).encode()).hexdigest()[:16]}.pkl"
 
 
 def _by_property(paths: list[str], device: str) -> dict[str, tuple[str, object]]:
@@ -207,6 +234,7 @@ def evaluate_property(name: str, args, generator, judge, guide_path: str | None)
     import torch
 
     from moldiff.core import item_seed
+    from moldiff.files import atomic_write
     from moldiff.hub import load_model
     from moldiff.molecules.generator import FlowMoleculeGenerator, sample_in_processes
     from moldiff.molecules.model import sample_context
@@ -234,7 +262,7 @@ def evaluate_property(name: str, args, generator, judge, guide_path: str | None)
         targets = generator.plan_condition(sizes, args.seed)
     goal = targets[name].double().numpy()
     atom_count_goal = judge.atom_count_baseline.predict(sizes.numpy())[name]
-    follow, quality = {}, {}
+    follow, quality, reused = {}, {}, []
     settings = {"ours, no guidance": {}}
     for s in args.guidance_scale or []:
         settings[f"ours, CFG s={s:g}"] = {"guidance_scale": s}
@@ -250,7 +278,14 @@ def evaluate_property(name: str, args, generator, judge, guide_path: str | None)
     job = dict(batch_size=args.batch_size, targets=targets, sampler=args.sampler, steps=args.steps)
     for label, options in settings.items():
         tick = time.perf_counter()
-        if args.processes > 1:
+        cached = _row_samples_path(args, name, options)
+        if cached is not None and cached.is_file():
+            with open(cached, "rb") as fh:
+                samples = pickle.load(fh)
+            if len(samples) != args.num:
+                raise SystemExit(f"{cached}: {len(samples)} molecules, not --num {args.num}; remove the file")
+            reused.append(label)
+        elif args.processes > 1:
             samples, _ = sample_in_processes(
                 args.generator, sizes, args.seed, processes=args.processes, **job, **options
             )
@@ -261,9 +296,11 @@ def evaluate_property(name: str, args, generator, judge, guide_path: str | None)
                 sizes, args.seed, generator.chunks_for(args.num, args.batch_size), **job, **options
             )
             samples = [mol for k in sorted(chunks) for mol in chunks[k]]
+        if cached is not None and not cached.is_file():
+            atomic_write(cached, lambda tmp, samples=samples: tmp.write_bytes(pickle.dumps(samples)))
         timings[f"{label}_s"] = time.perf_counter() - tick
         quality[label] = _quality(samples)
-        achieved = judge.predict_molecules(_atoms_and_positions(samples))[:, column]
+        achieved = judge.predict_molecules(samples)[:, column]
         rows[label] = float(np.abs(achieved - goal).mean())
         beyond_goal, beyond_achieved = goal - atom_count_goal, achieved - atom_count_goal
         follow[label] = {"slope": float("nan"), "correlation": float("nan")}
@@ -310,6 +347,7 @@ def evaluate_property(name: str, args, generator, judge, guide_path: str | None)
         "quality": quality,
         "published": {k: v[name] for k, v in PUBLISHED.items() if name in v},
         "timings": timings,
+        "reused_samples": reused,
     }
 
 

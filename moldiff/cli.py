@@ -111,7 +111,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sample_arguments(parser: argparse.ArgumentParser) -> None:
-    generative = ", ".join(name for name in PRETRAINED if not name.endswith(("_predictor", "_guide", "_classifier")))
+    generative = ", ".join(
+        name for name in PRETRAINED if not name.endswith(("_predictor", "_guide", "_judge", "_classifier"))
+    )
     parser.add_argument(
         "--model",
         default="qm9",

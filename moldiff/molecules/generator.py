@@ -24,6 +24,7 @@ from moldiff.core import get_sampler, item_generators, item_seed
 from moldiff.errors import InputError, SamplingError
 from moldiff.files import check_output_file
 from moldiff.hub import Generator, load_model, load_pretrained
+from moldiff.pretrained import PRETRAINED_DRAWN_CONDITIONS
 from moldiff.train.distributed import gather_objects
 from moldiff.train.logs import step_progress
 
@@ -144,6 +145,16 @@ class MoleculeGenerator(Generator):
         """Whether a property may be left out (the model learned to do without it)."""
         return False
 
+    @property
+    def drawn_condition_names(self) -> list[str]:
+        """The properties drawn from ``p(c | N)`` when a job gives no condition: all the model's, or,
+        for a model that may go without some, those its pretrained name stands for
+        (:data:`moldiff.pretrained.PRETRAINED_DRAWN_CONDITIONS`: ``qm9_gap`` draws gap alone)."""
+        named = PRETRAINED_DRAWN_CONDITIONS.get(self.source)
+        if named and self.condition_optional and set(named) <= set(self.condition_names):
+            return list(named)
+        return self.condition_names
+
     def plan(
         self,
         num: int,
@@ -207,7 +218,7 @@ class MoleculeGenerator(Generator):
 
         A conditional model needs a value for each of its properties (some of them, where it was
         trained with condition dropout: :attr:`condition_optional`); with ``condition=None`` they
-        are drawn from ``p(c | N)`` of its training data (EDM's protocol, Hoogeboom et al. 2022,
+        (:attr:`drawn_condition_names`) are drawn from ``p(c | N)`` of its training data (EDM's protocol, Hoogeboom et al. 2022,
         Sec. 5.3). With a ``predictor`` (gradient guidance), an unconditional model takes targets
         for the predictor's properties. Each given value must lie in the training range.
 
@@ -239,7 +250,7 @@ class MoleculeGenerator(Generator):
             if "context_given_n" not in self.model.stats:
                 raise InputError(f"this model's statistics hold no p(c | N) to draw {names} from; pass condition=")
             g = torch.Generator().manual_seed(item_seed(seed, part, "condition"))
-            return sample_context(self.model.stats, names, sizes, generator=g)
+            return sample_context(self.model.stats, self.drawn_condition_names, sizes, generator=g)
         allowed = set(names) | (set(predictor.properties) if predictor is not None else set())
         if not allowed:
             raise InputError(

@@ -212,7 +212,10 @@ class PropertyPredictor(nn.Module):
     @torch.no_grad()
     def predict_molecules(self, molecules, batch_size: int = 256) -> np.ndarray:
         """Properties ``[M, P]`` (float64, physical units) of ``(atomic_numbers [n], positions [n, 3])``
-        pairs, as samplers and datasets give them (elements outside the vocabulary raise ``KeyError``)."""
+        pairs, as EDM-style samplers and datasets give them, or of the bond-aware family's records
+        (dicts with those two keys; bonds and charges are not read); elements outside the vocabulary
+        raise ``KeyError``."""
+        molecules = [(m["atomic_numbers"], m["positions"]) if isinstance(m, dict) else m for m in molecules]
         index = {int(z): i for i, z in enumerate(self.stats["atomic_numbers"])}
         device = self.mean.device
         out = []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["PRETRAINED", "PRETRAINED_DIR", "pretrained_path"]
+__all__ = ["PRETRAINED", "PRETRAINED_DIR", "PRETRAINED_DRAWN_CONDITIONS", "pretrained_path"]
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
 
@@ -30,20 +30,43 @@ PRETRAINED: dict[str, tuple[str, str]] = {
         "EDM-style EGNN (4 x 64, configs/qm9_small.yaml) trained on QM9 with explicit hydrogens on a 2-core CPU "
         "(the default qm9 model until the bond-aware one replaced it)",
     ),
-    "qm9_alpha": (
-        "qm9_alpha.pt",
-        "QM9 generator conditioned on polarisability alpha (4 x 64 EGNN, classifier-free "
-        "guidance), trained on the generator half of EDM's split on a 2-core CPU",
+    "qm9_cond": (
+        "qm9_cond.pt",
+        "bond-aware QM9 generator conditioned on any subset of alpha, gap, homo, lumo, mu and Cv (qm9 with "
+        "condition dropout, classifier-free guidance), trained on the generator half of EDM's split on a 2-core CPU",
+    ),
+    **{
+        f"qm9_{name}": (
+            "qm9_cond.pt",
+            f"qm9_cond under EDM's name of its {name} generator: without a condition, {name} alone is drawn "
+            f"from p({name} | N) (the other five properties left out)",
+        )
+        for name in ("alpha", "gap", "homo", "lumo", "mu", "Cv")
+    },
+    "qm9_alpha_edm": (
+        "qm9_alpha_edm.pt",
+        "EDM-style QM9 generator conditioned on polarisability alpha (4 x 64 EGNN, classifier-free "
+        "guidance), trained on the generator half of EDM's split on a 2-core CPU (qm9_alpha until 2026-12-02)",
+    ),
+    "qm9_judge": (
+        "qm9_judge.pt",
+        "EGNN predictor of alpha, gap, homo, lumo, mu and Cv (4 x 64, one output each) trained on the predictor "
+        "half of EDM's split on a CPU: the judge of EDM's Table 3 protocol (not a generative model)",
+    ),
+    "qm9_guide": (
+        "qm9_guide.pt",
+        "the same six-property EGNN predictor trained on the generator half, independent of the judge: for "
+        "gradient guidance (predictor=...)",
     ),
     "qm9_alpha_predictor": (
         "qm9_alpha_predictor.pt",
-        "EGNN predictor of alpha (4 x 64) trained on the predictor half "
-        "of EDM's split on a CPU: the judge of EDM's Table 3 protocol (not a generative model)",
+        "EGNN predictor of alpha alone (4 x 64) trained on the predictor half "
+        "of EDM's split on a CPU: the judge of qm9_alpha_edm's Table 3 figures (not a generative model)",
     ),
     "qm9_alpha_guide": (
         "qm9_alpha_guide.pt",
-        "EGNN predictor of alpha (4 x 64) trained on the generator half on a CPU, "
-        "independent of the judge: for gradient guidance of qm9_alpha (predictor=...)",
+        "EGNN predictor of alpha alone (4 x 64) trained on the generator half on a CPU, "
+        "independent of the judge: for gradient guidance of qm9_alpha_edm (predictor=...)",
     ),
     "cath_ca": (
         "cath_ca.pt",
@@ -58,6 +81,13 @@ PRETRAINED: dict[str, tuple[str, str]] = {
         "CNN classifier of Fashion-MNIST whose features the "
         "image metrics use (moldiff.images.classifier; not a generative model)",
     ),
+}
+
+
+#: name -> the properties a conditional generator draws from ``p(c | N)`` when sampled without a
+#: condition (one model under several names; names not listed draw all the model's properties)
+PRETRAINED_DRAWN_CONDITIONS: dict[str, list[str]] = {
+    f"qm9_{name}": [name] for name in ("alpha", "gap", "homo", "lumo", "mu", "Cv")
 }
 
 

@@ -120,6 +120,9 @@ def test_the_predictor_is_e3_and_permutation_invariant():
         assert np.allclose(
             predictor.float().predict_molecules(pairs, batch_size=chunk), ref.detach().numpy(), atol=1e-4
         )
+    # and from the bond-aware family's records, whose bonds and charges a judge does not read
+    records = [{"atomic_numbers": zs, "positions": xs, "charges": 0 * zs, "bonds": []} for zs, xs in pairs]
+    assert np.array_equal(predictor.predict_molecules(records), predictor.predict_molecules(pairs))
 
 
 @needs_qm9

@@ -347,13 +347,16 @@ def test_the_table3_benchmark_runs_on_several_properties_of_a_bond_aware_model(s
     command = [
         sys.executable, str(REPO / "benchmarks" / "qm9_conditional.py"), "--generator", str(generator), *judges,
         "--num", "3", "--batch-size", "2", "--steps", "2", "--num-real", "8", "--guidance-scale", "2",
-        "--predictor-scale", "0.5", "--guide-predictor", judges[1],
+        "--predictor-scale", "0.5", "--guide-predictor", judges[1], "--samples-dir", str(tmp_path / "rows"),
     ]  # fmt: skip
-    run = subprocess.run(
-        command, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300
-    )
-    assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+
+    def table3(*extra):
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        run = subprocess.run([*command, *extra], capture_output=True, text=True, env=env, timeout=300)
+        assert run.returncode == 0, run.stderr
+        return run, json.loads(run.stdout.strip().splitlines()[-1])
+
+    run, result = table3()
     assert result["properties"] == ["alpha", "gap"] and result["results"]["gap"]["unit"] == "meV"
     for name, one in result["results"].items():
         assert one["family"] == "bond-aware"
@@ -373,3 +376,14 @@ def test_the_table3_benchmark_runs_on_several_properties_of_a_bond_aware_model(s
     assert result["summary"]["EDM (published)"] == {"alpha": 2.76, "gap": 655}
     assert result["summary"]["GeoBFN (published)"] == {"alpha": 2.34, "gap": 577}
     assert "Table 3, MAE" in run.stdout and "mol. st." in run.stdout
+    # every generated row was kept and a second run scores the same molecules without sampling again
+    assert len(list((tmp_path / "rows").glob("*.pkl"))) == 2 * 3
+    assert all(one["reused_samples"] == [] for one in result["results"].values())
+    _, again = table3()
+    for name, one in again["results"].items():
+        generated = [k for k in one["mae"] if k.startswith("ours")]
+        assert one["reused_samples"] == generated
+        assert {k: one["mae"][k] for k in generated} == {k: result["results"][name]["mae"][k] for k in generated}
+    # another seed is other molecules: not reused
+    _, other = table3("--seed", "1")
+    assert all(one["reused_samples"] == [] for one in other["results"].values())

@@ -16,7 +16,7 @@ needs_qm9 = pytest.mark.skipif(
 
 
 def test_the_shipped_models_are_small_and_follow_edms_halves():
-    names = ("qm9_alpha", "qm9_alpha_predictor", "qm9_alpha_guide")
+    names = ("qm9_alpha_edm", "qm9_alpha_predictor", "qm9_alpha_guide")
     gen, pred, guide = (torch.load(pretrained_path(n), map_location="cpu", weights_only=True) for n in names)
     for ckpt, name in zip((gen, pred, guide), names):
         assert ckpt["format"] == "moldiff-weights" and pretrained_path(name).stat().st_size < 20 * 2**20
@@ -30,7 +30,7 @@ def test_the_shipped_models_are_small_and_follow_edms_halves():
 
 
 def test_the_shipped_generator_follows_its_condition():
-    generator = moldiff.load_pretrained("qm9_alpha")
+    generator = moldiff.load_pretrained("qm9_alpha_edm")
     predictor = moldiff.load_pretrained("qm9_alpha_predictor")
     # Two targets inside the alpha range of 19-atom training molecules, a fifth of it from each end.
     lo, hi = generator.model.stats["context_given_n"]["alpha"][19]["range"]
@@ -59,7 +59,7 @@ def test_the_shipped_predictor_is_far_better_than_the_atom_count_on_the_generato
 
 
 def test_predictor_guidance_of_the_shipped_pair_stays_finite_and_divergence_is_named():
-    generator = moldiff.load_pretrained("qm9_alpha")
+    generator = moldiff.load_pretrained("qm9_alpha_edm")
     predictor = moldiff.load_pretrained("qm9_alpha_predictor")
     kw = dict(
         seed=0,
@@ -75,3 +75,76 @@ def test_predictor_guidance_of_the_shipped_pair_stays_finite_and_divergence_is_n
     # unbounded guidance of this model from sigma = 5 diverges: a clear error, not molecules of NaN
     with pytest.raises(FloatingPointError, match="predictor guidance diverged at noise level"):
         generator.sample_arrays(16, **kw, predictor_sigma_max=5.0, predictor_max_step=None)
+
+
+# ------------------------------------------------------------------------------------------------
+# The bond-aware conditional model on all six properties, its judge and its guide (issue 23)
+# ------------------------------------------------------------------------------------------------
+
+SIX = ["alpha", "gap", "homo", "lumo", "mu", "Cv"]
+
+
+def test_the_six_property_models_are_small_and_follow_edms_halves():
+    names = ("qm9_cond", "qm9_judge", "qm9_guide")
+    gen, judge, guide = (torch.load(pretrained_path(n), map_location="cpu", weights_only=True) for n in names)
+    for ckpt, name in zip((gen, judge, guide), names):
+        assert ckpt["format"] == "moldiff-weights" and pretrained_path(name).stat().st_size < 20 * 2**20
+    assert gen["task"] == "molecule_flow" and gen["config"]["model"]["conditioning"] == SIX
+    for predictor in (judge, guide):
+        assert predictor["task"] == "property_predictor" and predictor["config"]["model"]["properties"] == SIX
+    assert gen["config"]["data"]["half"] == guide["config"]["data"]["half"] == "generator"
+    assert judge["config"]["data"]["half"] == "predictor"
+    assert judge["config"]["train"]["seed"] != guide["config"]["train"]["seed"]
+    # EDM's names of the per-property generators are the one model under six names
+    assert {pretrained_path(f"qm9_{p}") for p in SIX} == {pretrained_path("qm9_cond")}
+
+
+def test_each_property_name_draws_its_own_property_alone_without_a_condition():
+    sizes = torch.tensor([9, 14, 19, 19])
+    everything = moldiff.load_pretrained("qm9_cond").plan_condition(sizes, seed=0)
+    assert sorted(everything) == sorted(SIX)
+    for name in ("gap", "Cv"):
+        drawn = moldiff.load_pretrained(f"qm9_{name}").plan_condition(sizes, seed=0)
+        assert list(drawn) == [name] and drawn[name].shape == (4,)
+    # a given condition is taken as given under any of the names
+    given = moldiff.load_pretrained("qm9_mu").plan_condition(sizes, condition={"alpha": 70.0, "gap": 0.25})
+    assert sorted(given) == ["alpha", "gap"]
+
+
+@pytest.mark.parametrize("name", ["alpha", "gap"])
+def test_the_six_property_generator_follows_its_condition(name):
+    generator = moldiff.load_pretrained(f"qm9_{name}")
+    judge = moldiff.load_pretrained("qm9_judge")
+    column = judge.properties.index(name)
+    lo, hi = generator.model.stats["context_given_n"][name][19]["range"]
+    low, high = lo + 0.2 * (hi - lo), hi - 0.2 * (hi - lo)
+    predicted = {
+        target: judge.predict_molecules(generator.sample_arrays(24, seed=0, num_atoms=19, condition={name: target}))[
+            :, column
+        ]
+        for target in (low, high)
+    }
+    # the judged property moves with the condition, by at least a quarter of the asked change (an
+    # unconditional model: none; Table 3's slopes beyond the atom count are 0.63 for alpha, 0.46 for gap,
+    # README). Medians: a broken molecule now and then gets an absurd judged value (alpha -622 bohr^3)
+    moved = np.median(predicted[high]) - np.median(predicted[low])
+    assert moved > 0.25 * (high - low), (low, high, predicted)
+
+
+@needs_qm9
+def test_the_six_property_judge_is_far_better_than_the_atom_count_on_the_generators_half():
+    """On real molecules the judge sees for the first time: its MAE is well under that of a model of
+    the atom count alone, for each property (measured 0.08-0.30 of it; EDM's 7 x 128 judge is 3-4x
+    more accurate again, README)."""
+    from moldiff.molecules.qm9 import QM9Dataset
+    from moldiff.molecules.training_data import training_half_rows
+
+    judge = moldiff.load_pretrained("qm9_judge")
+    train = QM9Dataset("train", properties=SIX)
+    rows = np.random.default_rng(0).choice(training_half_rows(len(train), "generator"), 500, replace=False)
+    predicted = judge.predict_molecules([train.molecule(int(i)) for i in rows])
+    atoms = judge.atom_count_baseline.predict(np.asarray(train.num_atoms)[rows])
+    for column, name in enumerate(SIX):
+        labels = np.asarray(train.property(name), dtype=np.float64)[rows]
+        mae, baseline = np.abs(predicted[:, column] - labels).mean(), np.abs(atoms[name] - labels).mean()
+        assert mae < 0.4 * baseline, (name, mae, baseline)

@@ -240,7 +240,7 @@ def case_python_api_refuses_diverged_molecules(tmp):
     import moldiff
     from moldiff.errors import SamplingError
 
-    gen = moldiff.load_pretrained("qm9_alpha")
+    gen = moldiff.load_pretrained("qm9_alpha_edm")
     try:
         gen.sample(2, sampler="dpmpp_2m", steps=2, guidance_scale=1e30)
     except SamplingError as err:

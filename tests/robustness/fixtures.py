@@ -27,7 +27,7 @@ ACETALDEHYDE_POS = [
 FAST_EDM = ("--model", "qm9_edm", "--sampler", "dpmpp_2m", "--steps", "2", "--num", "2", "--no-progress")
 #: The bond-aware model with two joint Euler steps.
 FAST_FLOW = ("--model", "qm9", "--steps", "2", "--num", "2", "--no-progress")
-FAST_ALPHA = ("--model", "qm9_alpha", "--sampler", "dpmpp_2m", "--steps", "2", "--num", "2", "--no-progress")
+FAST_ALPHA = ("--model", "qm9_alpha_edm", "--sampler", "dpmpp_2m", "--steps", "2", "--num", "2", "--no-progress")
 FAST_BACKBONE = (
     "--model",
     "cath_ca",
