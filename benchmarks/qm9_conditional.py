@@ -64,6 +64,7 @@ The last line of output is one JSON object with every figure: that of the proper
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import pickle
@@ -199,8 +200,9 @@ def _quality(samples) -> dict[str, float]:
     return {k: metrics[k] for k in ("atom_stability", "molecule_stability", "validity", "connected_validity")}
 
 
+@functools.lru_cache(maxsize=None)
 def _file_digest(path: str) -> str:
-    """SHA-1 of a file's bytes (a pretrained name resolved to its file)."""
+    """SHA-1 of a file's bytes (a pretrained name resolved to its file), read once per run."""
     from moldiff.pretrained import pretrained_path
 
     return hashlib.sha1(pretrained_path(path).read_bytes()).hexdigest()

@@ -18,6 +18,9 @@ __all__ = ["PRETRAINED", "PRETRAINED_DIR", "PRETRAINED_DRAWN_CONDITIONS", "pretr
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
 
+#: the six properties of EDM's Table 3, each also the name of the one conditional model (qm9_<property>)
+_TABLE3_PROPERTIES = ("alpha", "gap", "homo", "lumo", "mu", "Cv")
+
 #: name -> (file in moldiff/pretrained, one-line description)
 PRETRAINED: dict[str, tuple[str, str]] = {
     "qm9": (
@@ -41,7 +44,7 @@ PRETRAINED: dict[str, tuple[str, str]] = {
             f"qm9_cond under EDM's name of its {name} generator: without a condition, {name} alone is drawn "
             f"from p({name} | N) (the other five properties left out)",
         )
-        for name in ("alpha", "gap", "homo", "lumo", "mu", "Cv")
+        for name in _TABLE3_PROPERTIES
     },
     "qm9_alpha_edm": (
         "qm9_alpha_edm.pt",
@@ -86,9 +89,7 @@ PRETRAINED: dict[str, tuple[str, str]] = {
 
 #: name -> the properties a conditional generator draws from ``p(c | N)`` when sampled without a
 #: condition (one model under several names; names not listed draw all the model's properties)
-PRETRAINED_DRAWN_CONDITIONS: dict[str, list[str]] = {
-    f"qm9_{name}": [name] for name in ("alpha", "gap", "homo", "lumo", "mu", "Cv")
-}
+PRETRAINED_DRAWN_CONDITIONS: dict[str, list[str]] = {f"qm9_{name}": [name] for name in _TABLE3_PROPERTIES}
 
 
 def pretrained_path(name_or_path: str | os.PathLike) -> Path:
