@@ -14,6 +14,7 @@ backend is NCCL when the processes use CUDA devices and gloo on CPU.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -122,8 +123,16 @@ def init_distributed(device: str = "auto") -> DistInfo:
 
 
 def cleanup_distributed(info: DistInfo) -> None:
-    """Destroy the process group if :func:`init_distributed` created it."""
+    """Destroy the process group if :func:`init_distributed` created it.
+
+    On a normal exit every rank first waits at a barrier, so that no rank tears down its gloo
+    connections while a peer still has traffic on them (seen as ``terminate called without an active
+    exception`` on the slower rank). Called while an exception propagates (from a ``finally``), it
+    skips the barrier: a failed peer would never arrive.
+    """
     if info.owns_group and dist.is_initialized():
+        if sys.exc_info()[0] is None:
+            barrier(info)
         dist.destroy_process_group()
 
 

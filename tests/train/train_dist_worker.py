@@ -32,6 +32,7 @@ def main(out_dir: str, batch_size: int, steps: int) -> None:
             },
             f"{out_dir}/rank{info.rank}.pt",
         )
+        del trainer  # its DDP wrapper holds the process group: free it before the group goes
     finally:
         cleanup_distributed(info)
 
