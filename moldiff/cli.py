@@ -274,6 +274,13 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="scale of the sampler's noise; below 1 for low-temperature sampling (default: 1)",
     )
+    proteins.add_argument(
+        "--potential",
+        action="append",
+        default=None,
+        metavar="NAME=WEIGHT",
+        help="guiding potential of an angle model (cath_ca): rg=W, clash=W (repeat), or none (default: the model's)",
+    )
 
 
 def _check_sample_arguments(args: argparse.Namespace) -> None:
@@ -323,6 +330,8 @@ def _sample(args: argparse.Namespace) -> int:
             return 2
         if (args.filter or args.max_samples or args.properties) and not hasattr(generator, "sample_filtered"):
             raise InputError(f"--filter, --max-samples and --properties apply to molecule models, not {args.model}")
+        if args.potential and not getattr(generator, "takes_potentials", False):
+            raise InputError(f"--potential applies to protein backbone models, not {args.model}")
         if (args.fragment or args.add_atoms is not None) and not hasattr(generator, "prepare_fragment"):
             raise InputError(f"--fragment and --add-atoms grow molecules; {args.model} is a {type(generator).__name__}")
         with precision_autocast(args.precision, info.device):

@@ -7,7 +7,7 @@ issue 18 itself left the earlier outputs byte-identical, SHA-256 checked before 
     moldiff sample --model qm9_edm --num 8 --seed 0 --steps 20 --sampler dpmpp_2m --out qm9_edm.sdf
     moldiff sample --model qm9 --num 8 --seed 0 --steps 20 --out qm9.sdf   # recorded 2026-12-02 (stage-4 weights)
     moldiff sample --model fashion_mnist --num 8 --seed 0 --steps 20 --out fm.png
-    moldiff sample --model cath_ca --num 2 --length 50 --seed 0 --steps 20 --out bb/
+    moldiff sample --model cath_ca --num 2 --length 50 --seed 0 --steps 20 --out bb/   # recorded 2026-12-03 (the angle model)
 
 The comparison allows floating-point rounding of another CPU or thread count (coordinates to
 1e-3 A, pixels to 2 of 255); any change of the models, samplers, seeding or decoding fails it.

@@ -47,6 +47,7 @@ def test_train_on_your_sdf_without_the_shared_data(no_shared_data):
     [
         ("backbones", ["--model", "untrained", "--num", "1", "--lengths", "5"]),
         ("backbone_denoising", ["--model", "untrained", "--num", "1"]),
+        ("backbone_scaffolding", ["--model", "untrained", "--motifs", "1", "--num", "1"]),
         ("images", ["--model", "fashion_mnist", "--num", "2"]),
     ],
 )

@@ -2,8 +2,8 @@
 
 Each file is what :func:`moldiff.train.checkpoint.export_ema` writes (EMA weights, the full config
 and the dataset statistics needed to sample), so a shipped model loads like any exported file. The
-weights are fp16 in ``cath_ca``, ``fashion_mnist`` and ``fashion_mnist_classifier`` (export_ema's
-default) and float32 in the ``qm9*`` files (``dtype=None``: small enough that fp16 would save
+weights are fp16 in ``cath_ca``, ``cath_ca_egnn``, ``fashion_mnist`` and ``fashion_mnist_classifier``
+(export_ema's default) and float32 in the ``qm9*`` files (``dtype=None``: small enough that fp16 would save
 nothing worth its rounding); every loader hands back float32 models.
 :func:`moldiff.hub.load_pretrained` loads one by name. This module imports nothing from moldiff, so
 the training engine can resolve a name (``train.init_from=qm9``) without loading any modality.
@@ -73,7 +73,13 @@ PRETRAINED: dict[str, tuple[str, str]] = {
     ),
     "cath_ca": (
         "cath_ca.pt",
-        "C-alpha backbone EGNN (kNN + sequence edges, chiral features) trained on CATH domains on a CPU",
+        "C-alpha backbones diffused in internal coordinates (virtual bond angles and dihedrals, exact 3.80 A "
+        "spacing; 6 x 128 transformer) with compactness and clash potentials, trained on CATH domains on a CPU",
+    ),
+    "cath_ca_egnn": (
+        "cath_ca_egnn.pt",
+        "C-alpha backbone EGNN on coordinates (kNN + sequence edges, chiral features) trained on CATH domains "
+        "on a CPU (cath_ca until 2026-12-03)",
     ),
     "fashion_mnist": (
         "fashion_mnist.pt",

@@ -5,16 +5,19 @@
 * :mod:`~moldiff.proteins.geometry` — CA bonds, angles, virtual dihedrals, Rg, clashes, secondary structure;
 * :mod:`~moldiff.proteins.contig` — RFdiffusion-style contigs (``10-20/A15-30/10-20``);
 * :mod:`~moldiff.proteins.model` — :class:`BackboneDiffusion` (zero-CoM CA space, EGNN on kNN +
-  sequence edges with relative-position and handedness features);
-* :mod:`~moldiff.proteins.task` — the ``backbones`` training task;
+  sequence edges with relative-position and handedness features; ``cath_ca_egnn``);
+* :mod:`~moldiff.proteins.angles` — :class:`AngleBackboneDiffusion` (virtual bond angles and
+  dihedrals, exact 3.80 A spacing, a transformer, guiding potentials; the shipped ``cath_ca``);
+* :mod:`~moldiff.proteins.task` — the ``backbones`` and ``backbone_angles`` training tasks;
 * :mod:`~moldiff.proteins.generator` — :class:`BackboneGenerator`, what :func:`moldiff.load_pretrained` returns;
-* :mod:`~moldiff.proteins.evaluate` — the evaluation suite of ``moldiff evaluate-backbones``.
+* :mod:`~moldiff.proteins.evaluate` — the evaluation suite of ``moldiff evaluate-backbones``;
+* :mod:`~moldiff.proteins.mpnn_proxy` — the CA-only ProteinMPNN designability proxy (its own environment).
 
 Example::
 
     import moldiff
     from moldiff.proteins import save_designs
-    gen = moldiff.load_pretrained("cath_ca")               # or "runs/cath_ca/checkpoints/best.ckpt"
+    gen = moldiff.load_pretrained("cath_ca")               # or "runs/cath_ca_angles/checkpoints/best.ckpt"
     designs = gen.sample(10, length=100, seed=0, temperature=0.8)
     scaffolds = gen.sample(4, contig="10-20/A15-30/10-20", motif="motif.pdb")
     save_designs(designs, "designs/")
@@ -42,6 +45,8 @@ _EXPORTS = {
     "ContigError": "contig",
     "parse_contig": "contig",
     "BackboneGenerator": "generator",
+    "AngleBackboneConfig": "angles",
+    "AngleBackboneDiffusion": "angles",
     "BackboneDiffusion": "model",
     "BackboneModelConfig": "model",
     "Design": "model",

@@ -22,6 +22,7 @@ from moldiff.files import check_output_folder, replace_folder_files
 from moldiff.hub import Generator
 from moldiff.train.logs import step_progress
 
+from .angles import parse_potentials
 from .contig import ContigError
 from .model import Design, save_designs
 from .pdb_io import PDB_MAX, PDB_MIN, StructureError, fits_pdb
@@ -36,6 +37,9 @@ class BackboneGenerator(Generator):
         model: the trained model.
         source: where it came from (a pretrained name or a path), recorded in the outputs.
     """
+
+    #: ``moldiff sample --potential`` applies (an angle model has potentials; the coordinate model refuses them)
+    takes_potentials = True
 
     def num_steps(self, sampler: str | None = None, steps: int | None = None) -> int:
         """Sampler steps per chain for these settings (the model's defaults where not given)."""
@@ -107,6 +111,7 @@ class BackboneGenerator(Generator):
         earlier = check_output_folder(out, overwrite=getattr(args, "overwrite", False), earlier=_is_design_file)
         tick = time.perf_counter()
         try:
+            potentials = parse_potentials(getattr(args, "potential", None))
             designs = self.sample(
                 args.num,
                 seed=args.seed,
@@ -118,6 +123,7 @@ class BackboneGenerator(Generator):
                 contig=args.contig,
                 motif=args.motif_pdb,
                 temperature=args.temperature,
+                **({} if potentials is None else {"potentials": potentials}),
             )
         except (ContigError, StructureError, ValueError) as err:
             print(f"moldiff sample: {err}", file=sys.stderr)
@@ -129,6 +135,8 @@ class BackboneGenerator(Generator):
             "steps": args.steps or self.model.config.sample_steps,
             "temperature": args.temperature,
         }
+        if potentials is not None:
+            meta["potentials"] = potentials
         bad = [d.index for d in designs if not fits_pdb(d.ca)]
         if bad:
             shown = ", ".join(f"#{i}" for i in bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")

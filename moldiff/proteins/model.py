@@ -290,19 +290,23 @@ class BackboneNetwork(nn.Module):
         return eps
 
 
-class _TemperedSpace(GraphSpace):
-    """A zero-CoM coordinate space whose Gaussian draws are scaled by ``temperature``."""
+class TemperedSpace(GraphSpace):
+    """A graph space whose Gaussian draws are scaled by ``temperature`` (low-temperature sampling)."""
 
-    def __init__(self, batch: Tensor, num_graphs: int, temperature: float, dtype: torch.dtype) -> None:
-        super().__init__(batch, 3, num_graphs, zero_com=True, dtype=dtype)
+    def __init__(
+        self,
+        batch: Tensor,
+        width: int,
+        num_graphs: int,
+        temperature: float,
+        dtype: torch.dtype,
+        zero_com: bool = True,
+    ) -> None:
+        super().__init__(batch, width, num_graphs, zero_com=zero_com, dtype=dtype)
         self.temperature = float(temperature)
 
     def randn(self, generator=None, dtype=None):
         return super().randn(generator, dtype) * self.temperature
-
-
-def _space_fn(x: Tensor, *, batch: Tensor, num_graphs: int, **_) -> GraphSpace:
-    return zero_com_space(batch, num_graphs, dtype=x.dtype)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -400,28 +404,82 @@ class BackboneDiffusion(nn.Module):
         hist = {int(k): float(v) for k, v in stats.get("length_histogram", {}).items()}
         self._lengths = np.array(sorted(hist), dtype=np.int64)
         self._length_probs = np.array([hist[n] for n in sorted(hist)], dtype=np.float64)
-        self.network = BackboneNetwork(config)
+        self.network = self.build_network(config)
         self.schedule = config.build_schedule()
-        self.denoiser = config.build_denoiser(self.network, self.schedule, space_fn=_space_fn)
+        self.denoiser = config.build_denoiser(self.network, self.schedule, space_fn=self._denoiser_space)
 
-    # ------------------------------------------------------------------ training
+    # ------------------------------------------------------------------ the state of a chain
+    # Five hooks say what the diffused state of a chain is; a model of another representation
+    # (moldiff.proteins.angles) overrides them and inherits training, sampling and scaffolding.
+    state_width = 3
+    zero_com = True
+    min_length = 2
+
+    def build_network(self, config) -> nn.Module:
+        """The denoising network (core contract ``network(x, t, *, batch, num_graphs)``)."""
+        return BackboneNetwork(config)
+
+    def state_space(
+        self, batch: Tensor, num_graphs: int, dtype: torch.dtype = torch.float32, temperature: float = 1.0
+    ) -> GraphSpace:
+        """The state space of a packed batch whose state rows belong to the chains ``batch``."""
+        if temperature == 1.0:
+            return GraphSpace(batch, self.state_width, num_graphs, zero_com=self.zero_com, dtype=dtype)
+        return TemperedSpace(batch, self.state_width, num_graphs, temperature, dtype, zero_com=self.zero_com)
+
+    def _denoiser_space(self, x: Tensor, *, batch: Tensor, num_graphs: int, **_) -> GraphSpace:
+        return self.state_space(batch, num_graphs, x.dtype)
+
+    def state_lengths(self, lengths: Sequence[int]) -> list[int]:
+        """State rows of chains of these residue counts (here one row per residue)."""
+        return [int(n) for n in lengths]
+
     def encode(self, ca: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
         """Clean state: CA coordinates (A) centred per chain and divided by ``coord_scale``, ``[N, 3]``."""
         return zero_com_space(batch, num_graphs, dtype=ca.dtype).project(ca) / self.config.coord_scale
 
+    def decode(self, x: Tensor, lengths: Sequence[int]) -> Tensor:
+        """CA coordinates in A, ``[sum(lengths), 3]``, of a packed state ``x``."""
+        return x * self.config.coord_scale
+
+    def known_state(self, known: Tensor, mask: Tensor, lengths: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """Fixed CA coordinates (A, ``[N, 3]``, ``mask [N]`` true where fixed) as state values and
+        a state mask broadcastable to the state, for :func:`moldiff.core.inpainting`."""
+        return known / self.config.coord_scale, mask.reshape(-1, 1)
+
+    def structure_guidance(
+        self, denoiser: Callable, space: GraphSpace, lengths: Sequence[int], potentials: dict[str, float] | None
+    ) -> Callable:
+        """The denoiser every chain is sampled with: here the model's own (this model has no guiding
+        potentials; asking for any is an error)."""
+        if potentials:
+            raise ValueError(f"{type(self).__name__} has no guiding potentials, got {sorted(potentials)}")
+        return denoiser
+
+    def motif_guidance(
+        self, denoiser: Callable, space: GraphSpace, known: Tensor, mask: Tensor, lengths: Sequence[int]
+    ) -> Callable:
+        """The denoiser that scaffolding wraps in :func:`moldiff.core.inpainting`: here the model's own
+        (the replaced motif coordinates fix everything); a representation whose state cannot hold a
+        motif's placement adds guidance here."""
+        return denoiser
+
+    # ------------------------------------------------------------------ training
     def training_loss(self, batch, generator: torch.Generator | None = None):
         """Mean denoising loss of a :class:`~moldiff.proteins.dataset.BackboneBatch`.
 
         Metrics: ``loss_std``, the spread of the per-chain losses.
         """
         x0 = self.encode(batch.ca, batch.batch, batch.num_graphs)
-        space = zero_com_space(batch.batch, batch.num_graphs, dtype=x0.dtype)
+        rows = torch.as_tensor(self.state_lengths(batch.lengths.tolist()), device=x0.device)
+        state_batch = torch.repeat_interleave(torch.arange(batch.num_graphs, device=x0.device), rows)
+        space = self.state_space(state_batch, batch.num_graphs, x0.dtype)
         per_item = denoising_loss(
             self.denoiser,
             x0,
             space,
             generator=generator,
-            extra_args={"batch": batch.batch, "num_graphs": batch.num_graphs},
+            extra_args={"batch": state_batch, "num_graphs": batch.num_graphs},
             auxiliary=self._auxiliary_loss(batch),
             **self.config.loss_options(),
         )
@@ -470,6 +528,7 @@ class BackboneDiffusion(nn.Module):
         mask: Tensor | None = None,
         callback: Callable | None = None,
         dtype: torch.dtype = torch.float32,
+        potentials: dict[str, float] | None = None,
         **sampler_options,
     ) -> tuple[Tensor, Tensor]:
         """Sample one packed batch of chains.
@@ -485,6 +544,8 @@ class BackboneDiffusion(nn.Module):
             mask: ``[N]`` bool, true where ``known`` holds.
             callback: called after each sampler step.
             dtype: dtype of the sampler state (default: float32).
+            potentials: ``{name: weight}`` of the guiding potentials of :meth:`structure_guidance`
+                (default: the model's configured ones; ``{}`` for none).
             sampler_options: passed to the sampler.
 
         Returns:
@@ -492,24 +553,24 @@ class BackboneDiffusion(nn.Module):
         """
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        sizes = torch.as_tensor(list(lengths), dtype=torch.long)
-        if bool((sizes < 2).any()):
-            raise ValueError("every chain needs at least 2 residues")
+        lengths = [int(n) for n in lengths]
+        if min(lengths) < self.min_length:
+            raise ValueError(f"every chain needs at least {self.min_length} residues")
+        sizes = torch.as_tensor(self.state_lengths(lengths), dtype=torch.long)
         device = next(self.parameters()).device
         num_graphs = sizes.numel()
         batch = torch.repeat_interleave(torch.arange(num_graphs), sizes).to(device)
-        space = _TemperedSpace(batch, num_graphs, temperature, dtype)
+        space = self.state_space(batch, num_graphs, dtype, temperature)
         sigmas = self.sigmas(steps, grid)
+        plain = self.state_space(batch, num_graphs, dtype)
         denoiser: Callable = self.denoiser
         if known is not None:
-            plain = zero_com_space(batch, num_graphs, dtype=dtype)
-            denoiser = inpainting(
-                self.denoiser,
-                plain,
-                (known.to(device, dtype) / self.config.coord_scale),
-                mask.to(device).reshape(-1, 1),
-                generator=generator,
-            )
+            known, mask = known.to(device, dtype), mask.to(device)
+            denoiser = self.motif_guidance(denoiser, plain, known, mask, lengths)
+        denoiser = self.structure_guidance(denoiser, plain, lengths, potentials)
+        if known is not None:
+            known_x, known_mask = self.known_state(known, mask, lengths)
+            denoiser = inpainting(denoiser, plain, known_x, known_mask, generator=generator)
         x = initial_noise(space, float(sigmas[0]), generator=generator, schedule=self.schedule, dtype=dtype)
         x = get_sampler(sampler or self.config.sampler)(
             denoiser,
@@ -521,7 +582,8 @@ class BackboneDiffusion(nn.Module):
             extra_args={"batch": batch, "num_graphs": num_graphs},
             **sampler_options,
         )
-        return x * self.config.coord_scale, batch
+        residues = torch.repeat_interleave(torch.arange(num_graphs), torch.as_tensor(lengths)).to(device)
+        return self.decode(x, lengths), residues
 
     def _generate(
         self, lengths: list[int], seed: int, batch_size: int, known: list[np.ndarray] | None = None, **options

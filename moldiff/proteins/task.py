@@ -1,7 +1,11 @@
-"""The ``backbones`` training task: CATH domains or a folder of structures -> :class:`BackboneDiffusion`.
+"""The backbone training tasks: CATH domains or a folder of structures -> a backbone diffusion model.
 
-Declared as an entry point (``moldiff.tasks``), so
-``moldiff train configs/cath_ca.yaml`` needs nothing else. The validation set is the fixed held-out
+* ``backbones``: CA coordinates, :class:`~moldiff.proteins.model.BackboneDiffusion` (an EGNN);
+* ``backbone_angles``: virtual bond angles and dihedrals,
+  :class:`~moldiff.proteins.angles.AngleBackboneDiffusion` (a transformer).
+
+Both are declared as entry points (``moldiff.tasks``), so ``moldiff train configs/cath_ca.yaml``
+needs nothing else. The validation set is the fixed held-out
 split of :mod:`moldiff.proteins.dataset`; the evaluation hook samples chains from the EMA model
 with fixed seeds and reports the backbone metrics of :mod:`moldiff.proteins.evaluate` against it.
 """
@@ -16,15 +20,17 @@ import numpy as np
 
 from moldiff.train.tasks import TaskBundle, register_task
 
+from .angles import AngleBackboneConfig, AngleBackboneDiffusion
 from .dataset import BackboneDataset, collate_backbones
 from .evaluate import evaluate_backbones
 from .generator import BackboneGenerator
 from .model import BackboneDiffusion, BackboneModelConfig, save_designs
 from .pdb_io import fits_pdb
 
-__all__ = ["BackboneDataConfig", "load_datasets", "dataset_stats", "build", "register"]
+__all__ = ["BackboneDataConfig", "load_datasets", "dataset_stats", "build", "register", "register_angles"]
 
 TASK_NAME = "backbones"
+ANGLES_TASK_NAME = "backbone_angles"
 
 
 @dataclass
@@ -108,7 +114,9 @@ def build(
     """The task's ``build_fn``: datasets, statistics, model and evaluation hook."""
     train, valid = load_datasets(data_cfg)
     stats = dataset_stats(train)
-    model = BackboneDiffusion(model_cfg, stats)
+    model = (AngleBackboneDiffusion if isinstance(model_cfg, AngleBackboneConfig) else BackboneDiffusion)(
+        model_cfg, stats
+    )
     eval_fn = _eval_fn(data_cfg, valid) if data_cfg.eval_samples > 0 else None
     return TaskBundle(
         model=model,
@@ -128,5 +136,17 @@ def register() -> None:
         BackboneDataConfig,
         build,
         model_fn=BackboneDiffusion,
+        generator_fn=BackboneGenerator,
+    )
+
+
+def register_angles() -> None:
+    """Register ``backbone_angles`` (called by :func:`moldiff.train.tasks.get_task` through the entry point)."""
+    register_task(
+        ANGLES_TASK_NAME,
+        AngleBackboneConfig,
+        BackboneDataConfig,
+        build,
+        model_fn=AngleBackboneDiffusion,
         generator_fn=BackboneGenerator,
     )

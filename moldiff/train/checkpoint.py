@@ -18,6 +18,7 @@ It holds only tensors and plain Python values, so :func:`load_checkpoint` reads 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pickle
 import random
@@ -410,7 +411,10 @@ def export_ema(
     config, sampling_state = ckpt["config"], ckpt.get("sampling_state", {})
     if sampling:
         model_config = dict(config.get("model", {}))
-        known = sorted(k for k in model_config if k == "sampler" or k.startswith("sample_"))
+        fields = set(model_config)
+        if ckpt.get("task"):  # fields the model's config class has gained since the run was started count too
+            fields |= {f.name for f in dataclasses.fields(get_task(ckpt["task"]).model_config_cls)}
+        known = sorted(k for k in fields if k == "sampler" or k.startswith("sample_"))
         bad = sorted(set(sampling) - set(known))
         if bad:
             raise ValueError(f"sampling: {', '.join(map(repr, bad))} not a sampling field of the model; known: {known}")

@@ -1,4 +1,4 @@
-"""The ``backbones`` task through the engine, ``moldiff sample`` for backbones and ``moldiff evaluate-backbones``."""
+"""The ``backbones`` and ``backbone_angles`` tasks through the engine, ``moldiff sample`` for backbones and ``moldiff evaluate-backbones``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from moldiff.cli import main
 from moldiff.proteins.geometry import ideal_helix
@@ -16,9 +17,13 @@ from moldiff.train.loop import train
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_train_then_sample_and_scaffold_from_the_cli(cath_tar, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "config_name, motif_tolerance",
+    [("cath_ca.yaml", 1e-3), ("cath_ca_angles.yaml", 0.05)],  # coordinates replaced; angles fixed (3.80 A bonds)
+)
+def test_train_then_sample_and_scaffold_from_the_cli(cath_tar, tmp_path, capsys, config_name, motif_tolerance):
     config = load_config(
-        REPO / "configs" / "cath_ca.yaml",
+        REPO / "configs" / config_name,
         [
             f"data.source={cath_tar}",
             "data.limit=6",
@@ -99,7 +104,7 @@ def test_train_then_sample_and_scaffold_from_the_cli(cath_tar, tmp_path, capsys)
         == 0
     )
     meta = json.loads(sorted(out.glob("*.json"))[0].read_text())
-    assert meta["contig"] == "5-8/A4-13/5-8" and meta["motif_rmsd"] < 1e-3 and meta["temperature"] == 0.5
+    assert meta["contig"] == "5-8/A4-13/5-8" and meta["motif_rmsd"] < motif_tolerance and meta["temperature"] == 0.5
     assert len(meta["motif_mapping"]) == 10 and "seed" in meta
     assert (
         main(["sample", "--model", ckpt, "--contig", "5/A40-45/5", "--motif-pdb", str(motif), "--out", str(out) + "_2"])

@@ -377,7 +377,8 @@ def case_contig_scaffolds_the_motif(tmp):
 
     def check():
         meta = json.loads((tmp / "designs" / "design_0000.json").read_text())
-        if meta["motif_rmsd"] > 1e-3 or meta["length"] != 14:
+        # cath_ca holds the motif's angles and builds 3.80 A bonds: exact up to the motif's own spacing
+        if meta["motif_rmsd"] > 0.1 or meta["length"] != 14:
             return f"motif not held: {meta}"
 
     return succeeded(run, check)
@@ -594,11 +595,12 @@ def case_model_path_with_newline_in_pdb_remark(tmp):
 
 @case("huge values")
 def case_unconverged_backbones_are_not_written(tmp):
-    """Two steps of the model's own sampler leave coordinates of thousands of A: such a chain does not
-    fit the PDB columns (a coordinate below -999.999 A would run into the next one), so nothing is
-    written and the message says why."""
+    """Two steps of the coordinate model's own sampler leave coordinates of thousands of A: such a chain
+    does not fit the PDB columns (a coordinate below -999.999 A would run into the next one), so nothing
+    is written and the message says why. (The angle model, cath_ca, cannot diverge: its chains are
+    built with 3.80 A bonds.)"""
     out = tmp / "designs"
-    run = cli("sample", "--model", "cath_ca", "--steps", "2", "--num", "2", "--length", "20", "--out", out)
+    run = cli("sample", "--model", "cath_ca_egnn", "--steps", "2", "--num", "2", "--length", "20", "--out", out)
     result = named(run, "did not converge", "PDB columns")
     return result if not files_in(out, "*.pdb") else Outcome(SILENT, f"written: {files_in(out)}")
 

@@ -72,6 +72,14 @@ def test_end_to_end_loss_falls(tmp_path, toy_config):
         with pytest.raises(ValueError, match=next(iter(bad))):
             export_ema(result.last_checkpoint, tmp_path / "bad.pt", sampling=bad)
     assert not (tmp_path / "bad.pt").exists()
+    # A run started before its model config gained a sampling field can still be given it at export.
+    older = {**ckpt, "config": {**ckpt["config"], "model": dict(ckpt["config"]["model"])}}
+    del older["config"]["model"]["sample_steps"]
+    torch.save(older, tmp_path / "older.ckpt")
+    from_older = load_trained_model(
+        export_ema(tmp_path / "older.ckpt", tmp_path / "older.pt", sampling={"sample_steps": 5})
+    )
+    assert from_older.cfg.sample_steps == 5
 
 
 def _run(cfg, out_dir, **fit):
