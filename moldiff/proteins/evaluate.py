@@ -35,7 +35,9 @@ the keys are absent and ``notes`` says so.
 **Not measured: designability.** Published backbone generators (RFdiffusion, FrameDiff, Genie) are
 judged by self-consistency: ProteinMPNN designs sequences for each backbone and ESMFold refolds
 them. That needs model weights unavailable offline here, so these numbers describe geometry,
-diversity and novelty only; they do not say whether a backbone is designable.
+diversity and novelty only; they do not say whether a backbone is designable. A proxy, the CA-only
+ProteinMPNN's confidence in its own designs, is :mod:`moldiff.proteins.mpnn_proxy` (run in its own
+environment; ``benchmarks/backbone_mpnn.py``).
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ __all__ = [
 
 DESIGNABILITY_NOTE = (
     "designability (ProteinMPNN + ESMFold self-consistency) is NOT measured: it needs folding "
-    "weights unavailable offline; these metrics cover geometry, diversity and novelty only"
+    "weights unavailable offline; these metrics cover geometry, diversity and novelty only "
+    "(benchmarks/backbone_mpnn.py gives a CA-only ProteinMPNN proxy)"
 )
 
 
