@@ -128,7 +128,7 @@ def main(argv=None) -> dict:
             seconds = time.perf_counter() - start
             novelty_s += seconds
             novelty_all.append(max_tm)
-            result["summary"].update(novelty_summary(max_tm), novelty_num_train=len(training))
+            result["summary"].update(novelty_summary(max_tm, len(training)))
             timing["novelty_s"] = seconds
             aligned = int(np.isfinite(max_tm).sum())  # exploded samples are skipped, not aligned
             timing["novelty_ms_per_tm_align"] = 1e3 * seconds / (aligned * len(training)) if aligned else None
@@ -139,7 +139,7 @@ def main(argv=None) -> dict:
         results[str(length)] = {**result["summary"], **timing}
     overall = evaluate_backbones(everything, reference)
     if training:  # from the per-length maxima: no second round of alignments
-        overall["summary"].update(novelty_summary(np.concatenate(novelty_all)), novelty_num_train=len(training))
+        overall["summary"].update(novelty_summary(np.concatenate(novelty_all), len(training)))
         overall["summary"]["novelty_s"] = novelty_s
         pairs = overall["summary"]["novelty_num_samples"] * len(training)
         each = f" ({1e3 * novelty_s / pairs:.1f} ms each)" if pairs else ""

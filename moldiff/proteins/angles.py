@@ -50,7 +50,7 @@ from moldiff.core.settings import require_positive
 from moldiff.nn.embeddings import SinusoidalEmbedding
 
 from .dataset import BackboneBatch
-from .geometry import dihedral_angle
+from .geometry import as_ca, bond_angles, dihedral_angle
 from .model import BackboneDiffusion, BackboneModelConfig
 
 Tensor = torch.Tensor
@@ -85,13 +85,11 @@ def parse_potentials(items: Sequence[str] | None, where: str = "--potential") ->
         return {}
     out = {}
     for item in items:
-        name, sep, value = item.partition("=")
+        name, _, value = item.partition("=")
         try:
-            out[name.strip()] = float(value)
+            out[name.strip()] = float(value)  # no "=": float("") fails too
         except ValueError:
-            sep = ""
-        if not sep:
-            raise ValueError(f"{where}: expected NAME=WEIGHT (e.g. clash=100) or none, got {item!r}")
+            raise ValueError(f"{where}: expected NAME=WEIGHT (e.g. clash=100) or none, got {item!r}") from None
     check_potentials(out, where)
     return out
 
@@ -110,21 +108,19 @@ def check_potentials(potentials: dict, where: str) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def internal_from_ca(ca: Tensor) -> tuple[Tensor, Tensor]:
-    """Virtual bond angles and dihedrals (radians) of one CA trace.
+def internal_from_ca(ca) -> tuple[Tensor, Tensor]:
+    """Virtual bond angles and dihedrals (radians, float64) of one CA trace: those of
+    :func:`~moldiff.proteins.geometry.bond_angles` and :func:`~moldiff.proteins.geometry.virtual_dihedrals`.
 
     Args:
-        ca: ``[L, 3]``, ``L >= 4``.
+        ca: ``[L, 3]`` (tensor or array), ``L >= 4``.
 
     Returns:
         ``(theta [L - 2], tau [L - 3])``: ``theta[j]`` the angle at residue ``j + 1``, ``tau[j]`` the
         dihedral of residues ``j .. j + 3`` in ``(-pi, pi]``.
     """
-    u, v = ca[:-2] - ca[1:-1], ca[2:] - ca[1:-1]
-    cos = (u * v).sum(-1) / (u.norm(dim=-1) * v.norm(dim=-1)).clamp_min(1e-12)
-    theta = torch.arccos(cos.clamp(-1.0, 1.0))
-    tau = dihedral_angle(ca[:-3], ca[1:-2], ca[2:-1], ca[3:])
-    return theta, tau
+    x = as_ca(ca)
+    return torch.deg2rad(bond_angles(x)), dihedral_angle(x[:-3], x[1:-2], x[2:-1], x[3:])
 
 
 def ca_from_internal(theta: Tensor, tau: Tensor, bond: float = CA_CA_DISTANCE) -> Tensor:
@@ -358,7 +354,7 @@ class AngleBackboneDiffusion(BackboneDiffusion):
 
     def _state_of_chain(self, ca: Tensor) -> Tensor:
         cfg = self.config
-        theta, tau = internal_from_ca(ca.to(torch.float64))
+        theta, tau = internal_from_ca(ca)
         tau = torch.cat([tau, tau[-1:]])  # the last row has no dihedral: repeat the one before
         theta = (torch.rad2deg(theta) - cfg.theta_mean) / cfg.theta_std * cfg.angle_scale
         return torch.stack([theta, torch.cos(tau), torch.sin(tau)], dim=-1).to(ca.dtype)
@@ -375,17 +371,22 @@ class AngleBackboneDiffusion(BackboneDiffusion):
         theta = torch.deg2rad(theta.clamp(1.0, 179.0))
         return theta, torch.atan2(x[..., 2], x[..., 1])
 
+    def decode_padded(self, x: Tensor, lengths: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """CA traces (A, float64) of a packed state, padded: ``(ca [B, max L, 3], mask [B, max L])``,
+        each chain centred at its mean and zero beyond its end; differentiable."""
+        rows, _ = padded(x.to(torch.float64), self.state_lengths(lengths))
+        theta, tau = self.angles(rows)
+        ca = ca_from_internal(theta, tau[..., :-1], self.config.bond)  # padding rows decode to junk
+        sizes = torch.as_tensor(list(lengths), device=x.device)
+        mask = torch.arange(ca.shape[1], device=x.device)[None, :] < sizes[:, None]
+        valid = mask.unsqueeze(-1).to(ca.dtype)
+        centre = (ca * valid).sum(dim=1, keepdim=True) / sizes.to(ca.dtype)[:, None, None]
+        return (ca - centre) * valid, mask
+
     def decode(self, x: Tensor, lengths: Sequence[int]) -> Tensor:
         """CA traces (A) of a packed state, ``[sum(lengths), 3]``, each centred at its mean."""
-        rows, mask = padded(x.to(torch.float64), self.state_lengths(lengths))
-        theta, tau = self.angles(rows)
-        ca = ca_from_internal(theta, tau[..., :-1], self.config.bond)  # padding rows decode to junk, dropped
-        keep = (
-            torch.arange(ca.shape[1], device=x.device)[None, :]
-            < torch.as_tensor(list(lengths), device=x.device)[:, None]
-        )
-        chains = [c[k] for c, k in zip(ca, keep)]
-        return torch.cat([c - c.mean(dim=0) for c in chains]).to(x.dtype)
+        ca, mask = self.decode_padded(x, lengths)
+        return ca[mask].to(x.dtype)
 
     def known_state(self, known: Tensor, mask: Tensor, lengths: Sequence[int]) -> tuple[Tensor, Tensor]:
         """Fixed residues as fixed angles: ``theta_j`` is fixed where residues ``j .. j + 2`` are, the
@@ -543,7 +544,8 @@ def structure_log_likelihood(
     rg_0 = 3.22 * sizes**0.318
 
     def log_likelihood(state: Tensor) -> Tensor:
-        ca, mask = padded(model.decode(state, lengths), lengths)
+        ca, mask = model.decode_padded(state, lengths)
+        ca = ca.to(state.dtype)  # the potentials in the state's precision, as the decoded chains are returned
         valid = mask.to(ca.dtype)
         n = valid.sum(dim=1)
         total = torch.zeros_like(n)

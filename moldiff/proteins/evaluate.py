@@ -273,11 +273,11 @@ def novelty_tm_scores(
     return best
 
 
-def novelty_summary(max_tm: np.ndarray, threshold: float = 0.5) -> dict:
-    """``{"tm_novelty_mean", "fraction_novel", "novelty_num_samples", "novelty_skipped"}`` of the
-    maxima of :func:`novelty_tm_scores`: their mean (lower: more novel) and the fraction below
-    ``threshold``, over the aligned samples (``novelty_num_samples``; NaN ones are counted as
-    ``novelty_skipped``)."""
+def novelty_summary(max_tm: np.ndarray, num_train: int, threshold: float = 0.5) -> dict:
+    """``{"tm_novelty_mean", "fraction_novel", "novelty_num_samples", "novelty_skipped",
+    "novelty_num_train"}`` of the maxima of :func:`novelty_tm_scores` against ``num_train`` training
+    domains: their mean (lower: more novel) and the fraction below ``threshold``, over the aligned
+    samples (``novelty_num_samples``; NaN ones are counted as ``novelty_skipped``)."""
     max_tm = np.asarray(max_tm, dtype=np.float64).ravel()
     aligned = max_tm[np.isfinite(max_tm)]
     return {
@@ -285,6 +285,7 @@ def novelty_summary(max_tm: np.ndarray, threshold: float = 0.5) -> dict:
         "fraction_novel": float((aligned < threshold).mean()) if aligned.size else float("nan"),
         "novelty_num_samples": int(aligned.size),
         "novelty_skipped": int(max_tm.size - aligned.size),
+        "novelty_num_train": int(num_train),
     }
 
 
@@ -310,7 +311,8 @@ def evaluate_backbones(
         ``{"summary": {...}, "reference": {...} or None, "baseline": {...} or None, "notes": [...]}``;
         ``summary`` holds the samples' metrics and ``w1_bond_angle`` / ``w1_dihedral`` (deg) to the
         reference half ``A``, with ``training``: ``tm_novelty_mean`` / ``fraction_novel`` /
-        ``novelty_num_samples`` / ``novelty_skipped`` (:func:`novelty_summary`) / ``novelty_num_train``; ``baseline`` the same distances of reference half ``B`` to ``A``;
+        ``novelty_num_samples`` / ``novelty_skipped`` / ``novelty_num_train`` (:func:`novelty_summary`);
+        ``baseline`` the same distances of reference half ``B`` to ``A``;
         ``reference`` the real domains' own metrics. With biotite installed, ``summary`` and
         ``reference`` hold ``helix_psea`` / ``strand_psea`` / ``coil_psea`` / ``ss_agreement_psea``.
     """
@@ -356,8 +358,7 @@ def evaluate_backbones(
         if novelty is None:
             result["notes"].append("novelty (max TM-score to training domains) not measured (pip install tmtools)")
         else:
-            result["summary"].update(novelty_summary(novelty))
-            result["summary"]["novelty_num_train"] = len(training)
+            result["summary"].update(novelty_summary(novelty, len(training)))
     return result
 
 

@@ -152,11 +152,12 @@ def test_novelty_of_a_training_domain_and_of_a_random_walk(training):
     # TM-align takes seconds per pair on them
     exploded = 300.0 * rng.normal(size=(30, 3))
     assert np.isnan(ev.novelty_tm_scores([exploded], training)[0])
-    assert ev.novelty_summary(np.array([0.3, 0.6, np.nan, 0.45])) == {
+    assert ev.novelty_summary(np.array([0.3, 0.6, np.nan, 0.45]), 7) == {
         "tm_novelty_mean": pytest.approx(0.45),
         "fraction_novel": pytest.approx(2 / 3),
         "novelty_num_samples": 3,
         "novelty_skipped": 1,
+        "novelty_num_train": 7,
     }
 
 
