@@ -622,6 +622,14 @@ def _evaluate_backbones_arguments(parser: argparse.ArgumentParser) -> None:
         "--skip-bad-files", action="store_true", help="skip and count unreadable files instead of stopping"
     )
     parser.add_argument("--no-tm-score", action="store_true", help="skip the pairwise TM-score diversity")
+    parser.add_argument(
+        "--novelty",
+        type=int,
+        default=0,
+        metavar="N",
+        help="novelty: each sample's highest TM-score to the first N training domains of the reference "
+        "(-1: all; needs tmtools; default: 0, not measured)",
+    )
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
@@ -637,8 +645,9 @@ def _evaluate_backbones(args: argparse.Namespace) -> int:
             max_reference=args.max_reference,
             on_error="skip" if args.skip_bad_files else "raise",
             tm_score=not args.no_tm_score,
+            novelty=args.novelty,
         )
-    except (ValueError, FileNotFoundError) as err:  # bad structure file, empty folder, missing reference
+    except (ValueError, FileNotFoundError, ImportError) as err:  # bad structure file, empty folder, missing reference
         hint = " (use --skip-bad-files to skip it)" if "residue" in str(err) or "chain" in str(err) else ""
         print(f"moldiff evaluate-backbones: {err}{hint}", file=sys.stderr)
         return 2

@@ -57,6 +57,7 @@ __all__ = [
     "QM9_NUM_MOLECULES",
     "QM9_PROPERTIES",
     "QM9Dataset",
+    "atomic_reference_sum",
     "atomization_energy",
     "edm_split_indices",
     "load_qm9",
@@ -131,13 +132,29 @@ def atomization_energy(arrays: dict[str, np.ndarray], name: str = "U0") -> np.nd
         arrays: the result of :func:`load_qm9`.
         name: one of ``zpve, U0, U, H, G, Cv``.
     """
+    return arrays[name] - atomic_reference_sum(arrays["atomic_numbers"], arrays["num_atoms"], name)
+
+
+def atomic_reference_sum(atomic_numbers: np.ndarray, num_atoms: np.ndarray, name: str = "U0") -> np.ndarray:
+    """Sum of QM9's atomic references (``atomref.txt``) of ``name`` over each molecule's atoms, ``[M]``.
+
+    Cormorant's and EDM's QM9 loaders subtract it from these properties (``subtract_thermo``): EDM's
+    ``Cv`` targets are ``Cv - 2.981 N`` cal/(mol K), which is what its Table 3 Naive row measures.
+
+    Args:
+        atomic_numbers: every molecule's atomic numbers, concatenated, ``[sum(num_atoms)]``.
+        num_atoms: atoms per molecule, ``[M]``.
+        name: one of ``zpve, U0, U, H, G, Cv``.
+    """
+    if name not in _ATOMREF_COLUMNS:
+        raise KeyError(f"QM9 has atomic references for {list(_ATOMREF_COLUMNS)}, not {name!r}")
     col = _ATOMREF_COLUMNS.index(name)
     ref = np.zeros(10)
     for z, values in QM9_ATOMREF.items():
         ref[z] = values[col]
-    per_atom = ref[arrays["atomic_numbers"]]
-    offsets = np.concatenate([[0], np.cumsum(arrays["num_atoms"])])
-    return arrays[name] - np.add.reduceat(per_atom, offsets[:-1])
+    per_atom = ref[np.asarray(atomic_numbers)]
+    offsets = np.concatenate([[0], np.cumsum(num_atoms)])
+    return np.add.reduceat(per_atom, offsets[:-1]) if len(per_atom) else np.zeros(len(num_atoms))
 
 
 # ------------------------------------------------------------------------------------------------

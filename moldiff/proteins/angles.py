@@ -61,6 +61,7 @@ __all__ = [
     "AngleTransformer",
     "CA_CA_DISTANCE",
     "ca_from_internal",
+    "decoded_distance_loss",
     "internal_from_ca",
     "motif_distance_log_likelihood",
     "parse_potentials",
@@ -211,6 +212,12 @@ class AngleBackboneConfig(BackboneModelConfig):
         sample_motif_sigma: the highest noise level at which they act (default: 10, all).
         sample_motif_tolerance: the distance error (A) that costs one half (default: 0.5).
         sample_motif_clash: weight of the clash potential in that objective (default: 10).
+        distance_loss_weight: weight of the training loss on the decoded chain's distances
+            (:func:`decoded_distance_loss`, A^2): the angles alone never see where distant residues
+            land (default: 0, off).
+        distance_loss_cutoff: it compares residue pairs at most this far apart (A) in the true or
+            the decoded chain (default: 12).
+        distance_loss_sigma_max: it applies to chains noised up to this ``sigma`` (default: 0.5).
         sample_potentials: guiding potentials every sample is drawn with, ``{name: weight}`` (names of
             :data:`POTENTIALS`; default: none). The state sees no clash and no compactness; these
             push the decoded chain (:func:`structure_log_likelihood`), as RFdiffusion's auxiliary
@@ -234,9 +241,15 @@ class AngleBackboneConfig(BackboneModelConfig):
     sample_motif_tolerance: float = 0.5
     sample_motif_clash: float = 10.0
     sample_potentials: dict[str, float] = field(default_factory=dict)
+    distance_loss_weight: float = 0.0
+    distance_loss_cutoff: float = 12.0
+    distance_loss_sigma_max: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.distance_loss_weight < 0:
+            raise ValueError(f"distance_loss_weight must be at least 0, got {self.distance_loss_weight}")
+        require_positive(self, "distance_loss_cutoff", "distance_loss_sigma_max")
         require_positive(
             self, "heads", "theta_std", "angle_scale", "bond", "sample_motif_tolerance", "sample_motif_step"
         )
@@ -457,6 +470,23 @@ class AngleBackboneDiffusion(BackboneDiffusion):
 
         return projected
 
+    def _auxiliary_loss(self, batch):
+        """``distance_loss_weight`` times :func:`decoded_distance_loss` of the clean prediction, for
+        chains noised up to ``distance_loss_sigma_max``; none when the weight is 0."""
+        cfg = self.config
+        if cfg.distance_loss_weight <= 0:
+            return None
+        lengths = batch.lengths.tolist()
+
+        def auxiliary(x0_hat: Tensor, x0: Tensor, t: Tensor) -> Tensor:
+            near = self.schedule.sigma(t) <= cfg.distance_loss_sigma_max
+            if not bool(near.any()):
+                return x0_hat.new_zeros(len(lengths))
+            distance = decoded_distance_loss(self, x0_hat, x0, lengths, cfg.distance_loss_cutoff)
+            return cfg.distance_loss_weight * near.to(distance.dtype) * distance.to(x0_hat.dtype)
+
+        return auxiliary
+
     def training_loss(self, batch, generator: torch.Generator | None = None):
         """As :meth:`BackboneDiffusion.training_loss`, on random windows of at most
         ``max_train_length`` residues of longer chains."""
@@ -562,6 +592,46 @@ def structure_log_likelihood(
         return -total
 
     return log_likelihood
+
+
+def decoded_distance_loss(
+    model: "AngleBackboneDiffusion",
+    pred: Tensor,
+    target: Tensor,
+    lengths: Sequence[int],
+    cutoff: float = 12.0,
+    *,
+    min_separation: int = 3,
+    delta: float = 2.0,
+) -> Tensor:
+    """Per-chain error of the CA-CA distances of two packed states after decoding, ``[B]`` (A^2).
+
+    The pairwise-distance loss of FrameDiff (Yim et al. 2023, Sec. 4.2, Eq. 8: pairs within a
+    cutoff) on the decoded traces: Huber (quadratic up to ``delta`` A, linear beyond, so that the
+    lever arm of one wrong angle does not swamp the rest) of ``d_pred - d_true`` over residue pairs
+    at least ``min_separation`` apart in sequence and closer than ``cutoff`` in either chain, averaged
+    per chain. A predicted contact that the true chain lacks costs, and so does a clash. Differentiable
+    in ``pred`` (through :func:`ca_from_internal`); the target is not differentiated.
+
+    Args:
+        model: the angle model (its :meth:`~AngleBackboneDiffusion.decode_padded`).
+        pred, target: ``[N_state, 3]`` packed states of the same chains.
+        lengths: residues per chain.
+        cutoff: pair selection distance (A).
+        min_separation: smallest sequence separation compared (consecutive spacing is exact anyway).
+        delta: Huber threshold (A).
+    """
+    ca_pred, mask = model.decode_padded(pred, lengths)
+    with torch.no_grad():
+        ca_true, _ = model.decode_padded(target.detach(), lengths)
+        d_true = torch.cdist(ca_true, ca_true)
+    d_pred = torch.cdist(ca_pred, ca_pred)
+    index = torch.arange(mask.shape[1], device=mask.device)
+    apart = (index[None, :] - index[:, None]).abs() >= min_separation
+    pair = apart[None] & mask[:, None, :] & mask[:, :, None]
+    pair = pair & ((d_true < cutoff) | (d_pred.detach() < cutoff))
+    error = torch.nn.functional.huber_loss(d_pred, d_true, delta=delta, reduction="none") * pair.to(d_pred.dtype)
+    return error.sum((1, 2)) / pair.sum((1, 2)).clamp(min=1).to(d_pred.dtype)
 
 
 def _crop(batch, crop: int, generator: torch.Generator | None):

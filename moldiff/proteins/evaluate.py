@@ -369,6 +369,7 @@ def evaluate_folder(
     max_reference: int = 200,
     on_error: str = "raise",
     tm_score: bool = True,
+    novelty: int = 0,
 ) -> dict:
     """Evaluate every structure in a folder (e.g. the output of ``moldiff sample``).
 
@@ -380,10 +381,18 @@ def evaluate_folder(
         on_error: ``"raise"`` or ``"skip"`` unreadable sample files; chain breaks are *measured*
             for samples, not rejected.
         tm_score: see :func:`evaluate_backbones`.
+        novelty: TM-align every sample with the first ``novelty`` domains of the reference's
+            training split (``-1``: all of them; 0: novelty not measured) (default: 0).
     """
+    if novelty < -1:
+        raise ValueError(f"novelty: a number of training domains, -1 for all or 0 for none, got {novelty}")
     samples = BackboneDataset(path, "all", on_error=on_error, max_ca_gap=float("inf"))
     ref = BackboneDataset(reference, "holdout", limit=max_reference)
-    result = evaluate_backbones([b.ca for b in samples], [b.ca for b in ref], tm_score=tm_score)
+    training = None
+    if novelty:
+        train = BackboneDataset(reference, "train", limit=None if novelty < 0 else novelty)
+        training = [b.ca for b in train]
+    result = evaluate_backbones([b.ca for b in samples], [b.ca for b in ref], tm_score=tm_score, training=training)
     result["samples_path"] = str(Path(path))
     result["reference_path"] = f"{ref.source} (held-out split, {len(ref)} domains)"
     if samples.skipped:

@@ -139,6 +139,20 @@ def test_dropout_masks_properties_as_configured(small_qm9):
             assert abs(both - (1 - p) ** 2 * (1 - p_all)) < 0.01
         again = model.drop_conditions(present, torch.Generator().manual_seed(0))
         assert torch.equal(kept, again)  # all randomness from the training generator
+    # condition_single: that share of molecules keeps exactly one property, uniformly drawn; a
+    # property a molecule lacks stays missing
+    present = torch.ones(30000, 3, dtype=torch.bool)
+    present[:, 2] = torch.arange(30000) % 2 == 0
+    model = _model(small_qm9, condition_dropout=0.5, condition_dropout_all=0.1, condition_single=0.6)
+    kept = model.drop_conditions(present, torch.Generator().manual_seed(0))
+    assert not (kept & ~present).any()
+    count = kept.sum(1)
+    # exactly one kept: 0.9 * (0.6 * P(drawn one is present) + 0.4 * P(one of the independent draws))
+    independent_one = 0.5 * (2 * 0.5 * 0.5) + 0.5 * (3 * 0.5**3)
+    expected_one = 0.9 * (0.6 * (2 / 3 + 1 / 6) + 0.4 * independent_one)
+    assert abs(float((count == 1).float().mean()) - expected_one) < 0.01
+    assert abs(float((count == 0).float().mean()) - (0.1 + 0.9 * (0.6 / 6 + 0.4 * (0.5 * 0.25 + 0.5 * 0.125)))) < 0.01
+    assert abs(float(kept[:, 0].float().mean()) - 0.9 * (0.6 / 3 + 0.4 * 0.5)) < 0.01
     # training passes the batch's properties, normalised, with the mask
     model = _model(small_qm9, condition_dropout=0.5)
     seen = []
@@ -163,6 +177,10 @@ def test_config_checks_and_round_trip():
         MoleculeFlowConfig(conditioning=["mu", "mu"])
     with pytest.raises(ConfigError, match="condition_dropout"):
         MoleculeFlowConfig(conditioning=["mu"], condition_dropout=1.5)
+    with pytest.raises(ConfigError, match="condition_single"):
+        MoleculeFlowConfig(conditioning=["mu"], condition_single=-0.1)
+    with pytest.raises(ConfigError, match="time_weight_floor"):
+        MoleculeFlowConfig(time_weight_floor=0.0)
     cfg = load_config(REPO / "configs" / "qm9_flow_cond.yaml")
     assert cfg.model.conditioning == ["alpha", "gap", "homo", "lumo", "mu", "Cv"] and cfg.data.half == "generator"
     assert cfg.train.init_from == "qm9" and cfg.train.init_partial

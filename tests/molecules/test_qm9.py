@@ -8,6 +8,7 @@ from moldiff.molecules.qm9 import (
     EDM_SPLIT_SIZES,
     QM9_PROPERTIES,
     QM9Dataset,
+    atomic_reference_sum,
     atomization_energy,
     edm_split_indices,
     load_qm9,
@@ -50,6 +51,10 @@ def test_qm9pack_arrays(qm9):
     ch = np.linalg.norm(qm9["positions"][1] - qm9["positions"][0])
     assert ch == pytest.approx(1.092, abs=2e-3)
     assert atomization_energy(qm9)[0] == pytest.approx(-40.47893 + 37.846772 + 4 * 0.500273)
+    # EDM's Cv targets: every element's reference heat capacity is 2.981 cal/(mol K)
+    np.testing.assert_allclose(atomization_energy(qm9, "Cv"), qm9["Cv"] - 2.981 * qm9["num_atoms"], atol=1e-9)
+    with pytest.raises(KeyError, match="'alpha'"):
+        atomic_reference_sum(qm9["atomic_numbers"], qm9["num_atoms"], "alpha")
 
 
 @needs_qm9pack

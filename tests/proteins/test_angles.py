@@ -199,6 +199,39 @@ def test_structure_potentials_cost_nothing_for_a_real_domain_and_push_extended_o
     assert float(structure_log_likelihood(model, [n], clash=1.0)(tight)) < -1
 
 
+def test_decoded_distance_loss_is_zero_at_the_truth_and_trains_the_network_through_the_chain(heldout):
+    from moldiff.proteins.angles import decoded_distance_loss
+
+    model = _tiny()
+    chains = [torch.as_tensor(c.ca, dtype=torch.float64) for c in heldout[:2]]
+    lengths = [len(c) for c in chains]
+    batch = torch.repeat_interleave(torch.arange(2), torch.tensor(lengths))
+    state = model.encode(torch.cat(chains), batch, 2)
+    assert decoded_distance_loss(model, state, state, lengths).abs().max() < 1e-12
+    # one wrong dihedral in the middle of chain 0 swings the rest of it: only chain 0 pays
+    bent = state.clone()
+    j = lengths[0] // 2
+    bent[j, 1:] = -bent[j, 1:]
+    loss = decoded_distance_loss(model, bent.requires_grad_(True), state, lengths)
+    assert loss[0] > 0.5 and loss[1].abs() < 1e-12
+    (grad,) = torch.autograd.grad(loss.sum(), bent)
+    assert grad[j].abs().sum() > 0 and grad[lengths[0] - 2 :].abs().max() == 0  # chain 1 untouched
+    # invariant under rigid motions of the true chain (the state is)
+    moved = torch.cat([chains[0] @ _random_rotation(3).T + 5.0, chains[1]])
+    torch.testing.assert_close(decoded_distance_loss(model, bent, model.encode(moved, batch, 2), lengths), loss)
+    # in training: a finite term that reaches the network, off unless weighted
+    on = _tiny(distance_loss_weight=0.1, distance_loss_sigma_max=100.0)
+    off = _tiny()
+    both = collate_backbones([heldout[0], heldout[1]])
+    loss_on, _ = on.training_loss(both, torch.Generator().manual_seed(0))
+    loss_off, _ = off.training_loss(both, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss_on) and loss_on > loss_off
+    loss_on.backward()
+    assert all(p.grad is not None for p in on.network.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="distance_loss_weight"):
+        AngleBackboneConfig(distance_loss_weight=-1.0)
+
+
 def test_potentials_are_named_and_only_the_angle_model_has_them():
     with pytest.raises(ValueError, match="unknown potential 'rog'"):
         AngleBackboneConfig(sample_potentials={"rog": 1.0})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -141,12 +142,16 @@ def test_evaluate_backbones_on_three_real_domains(cath_tar, tmp_path, capsys):
                 "20",
                 "--no-tm-score",
                 "--json",
+                *(["--novelty", "4"] if importlib.util.find_spec("tmtools") else []),
             ]
         )
         == 0
     )
     result = json.loads(capsys.readouterr().out)
     assert result["summary"]["num_backbones"] == 3 and result["summary"]["chain_breaks"] == 0
+    if importlib.util.find_spec("tmtools"):  # novelty against the first 4 training domains of the reference
+        assert result["summary"]["novelty_num_train"] == 4
+        assert 0 < result["summary"]["tm_novelty_mean"] <= 1
     assert np.isfinite(result["baseline"]["w1_dihedral"]) and result["summary"]["w1_bond_angle"] < 10
 
 
