@@ -88,7 +88,13 @@ def main(argv=None) -> dict:
     import torch
 
     from moldiff.proteins.dataset import BackboneDataset
-    from moldiff.proteins.evaluate import evaluate_backbones, format_report, novelty_summary, novelty_tm_scores
+    from moldiff.proteins.evaluate import (
+        evaluate_backbones,
+        format_report,
+        novelty_summary,
+        novelty_tm_scores,
+        novelty_training_domains,
+    )
     from moldiff.proteins.model import save_designs
 
     if args.threads:
@@ -96,10 +102,8 @@ def main(argv=None) -> dict:
     model = _load(args.model)
     potentials = potential_options(args.potential)
     reference = [b.ca for b in BackboneDataset(args.reference, "holdout", limit=args.max_reference)]
-    training = []
+    training = novelty_training_domains(args.reference, args.novelty) or []
     if args.novelty:
-        limit = None if args.novelty < 0 else args.novelty
-        training = [b.ca for b in BackboneDataset(args.reference, "train", limit=limit)]
         print(f"novelty: against {len(training)} training domains of {args.reference}")
     results, everything, novelty_all, novelty_s = {}, [], [], 0.0
     for length in args.lengths:

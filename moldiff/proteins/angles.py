@@ -545,6 +545,14 @@ def motif_distance_log_likelihood(
     return log_likelihood
 
 
+def nonlocal_pairs(mask: Tensor, min_separation: int) -> Tensor:
+    """``[B, L, L]`` bool: residue pairs of each padded chain (``mask [B, L]``) at least
+    ``min_separation`` apart in sequence, both real residues."""
+    index = torch.arange(mask.shape[1], device=mask.device)
+    apart = (index[None, :] - index[:, None]).abs() >= min_separation
+    return apart[None] & mask[:, None, :] & mask[:, :, None]
+
+
 def structure_log_likelihood(
     model: "AngleBackboneDiffusion",
     lengths: Sequence[int],
@@ -584,9 +592,7 @@ def structure_log_likelihood(
             total = total + rg * torch.relu(radius / rg_0.to(ca) - 1) ** 2 / (2 * rg_tolerance**2)
         if clash:
             distance = torch.cdist(ca, ca)
-            index = torch.arange(ca.shape[1], device=ca.device)
-            far = (index[None, :] - index[:, None]).abs() >= 3
-            pair = far[None] & mask[:, None, :] & mask[:, :, None]
+            pair = nonlocal_pairs(mask, 3)
             overlap = torch.relu(clash_distance - distance) ** 2 * pair.to(ca.dtype)
             total = total + clash * overlap.sum((1, 2)) / 2 / n
         return -total
@@ -626,10 +632,7 @@ def decoded_distance_loss(
         ca_true, _ = model.decode_padded(target.detach(), lengths)
         d_true = torch.cdist(ca_true, ca_true)
     d_pred = torch.cdist(ca_pred, ca_pred)
-    index = torch.arange(mask.shape[1], device=mask.device)
-    apart = (index[None, :] - index[:, None]).abs() >= min_separation
-    pair = apart[None] & mask[:, None, :] & mask[:, :, None]
-    pair = pair & ((d_true < cutoff) | (d_pred.detach() < cutoff))
+    pair = nonlocal_pairs(mask, min_separation) & ((d_true < cutoff) | (d_pred.detach() < cutoff))
     error = torch.nn.functional.huber_loss(d_pred, d_true, delta=delta, reduction="none") * pair.to(d_pred.dtype)
     return error.sum((1, 2)) / pair.sum((1, 2)).clamp(min=1).to(d_pred.dtype)
 

@@ -59,6 +59,7 @@ __all__ = [
     "format_report",
     "novelty_summary",
     "novelty_tm_scores",
+    "novelty_training_domains",
     "pairwise_tm_scores",
     "psea_secondary_structure",
     "DESIGNABILITY_NOTE",
@@ -362,6 +363,16 @@ def evaluate_backbones(
     return result
 
 
+def novelty_training_domains(reference: str | os.PathLike | None, num: int) -> list[np.ndarray] | None:
+    """CA traces of the first ``num`` domains of the reference's training split for novelty
+    (``-1``: all of them; 0: none, novelty not measured)."""
+    if num < -1:
+        raise ValueError(f"novelty: a number of training domains, -1 for all or 0 for none, got {num}")
+    if not num:
+        return None
+    return [b.ca for b in BackboneDataset(reference, "train", limit=None if num < 0 else num)]
+
+
 def evaluate_folder(
     path: str | os.PathLike,
     reference: str | os.PathLike | None = None,
@@ -384,14 +395,9 @@ def evaluate_folder(
         novelty: TM-align every sample with the first ``novelty`` domains of the reference's
             training split (``-1``: all of them; 0: novelty not measured) (default: 0).
     """
-    if novelty < -1:
-        raise ValueError(f"novelty: a number of training domains, -1 for all or 0 for none, got {novelty}")
+    training = novelty_training_domains(reference, novelty)
     samples = BackboneDataset(path, "all", on_error=on_error, max_ca_gap=float("inf"))
     ref = BackboneDataset(reference, "holdout", limit=max_reference)
-    training = None
-    if novelty:
-        train = BackboneDataset(reference, "train", limit=None if novelty < 0 else novelty)
-        training = [b.ca for b in train]
     result = evaluate_backbones([b.ca for b in samples], [b.ca for b in ref], tm_score=tm_score, training=training)
     result["samples_path"] = str(Path(path))
     result["reference_path"] = f"{ref.source} (held-out split, {len(ref)} domains)"
