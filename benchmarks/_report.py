@@ -17,7 +17,8 @@ def print_record(record: dict, out: str | None = None) -> None:
 
 
 def add_potential_argument(parser) -> None:
-    """``--potential NAME=WEIGHT`` (repeatable, or ``none``) of the backbone benchmarks."""
+    """``--potential NAME=WEIGHT`` (repeatable, or ``none``), ``--particles K`` and ``--steer NAME=WEIGHT``
+    of the backbone benchmarks."""
     parser.add_argument(
         "--potential",
         action="append",
@@ -25,16 +26,38 @@ def add_potential_argument(parser) -> None:
         metavar="NAME=WEIGHT",
         help="guiding potential of an angle model (rg, clash; repeat), or 'none' (default: the model's own)",
     )
+    parser.add_argument(
+        "--particles",
+        type=int,
+        default=None,
+        metavar="K",
+        help="particle steering: K draws per backbone resampled by the --steer potentials (default: the model's)",
+    )
+    parser.add_argument(
+        "--steer",
+        action="append",
+        default=None,
+        metavar="NAME=WEIGHT",
+        help="steering potential (rg, clash; repeat), or 'none' (default: the model's own)",
+    )
 
 
-def potential_options(items: list[str] | None) -> dict:
-    """The ``potentials=`` keyword of a backbone model's ``sample`` / ``scaffold`` for ``--potential``
-    values (nothing when none were given: the model's own; ``none``: no potentials). Exits with one
-    line for a malformed value."""
+def potential_options(args) -> dict:
+    """The ``potentials=``, ``particles=`` and ``steering=`` keywords of a backbone model's ``sample`` /
+    ``scaffold`` for ``--potential``, ``--particles`` and ``--steer`` (each left out when not given: the
+    model's own; ``none``: no potentials). Exits with one line for a malformed value."""
     from moldiff.proteins.angles import parse_potentials
 
+    if args.particles is not None and args.particles < 1:
+        raise SystemExit(f"--particles must be at least 1, got {args.particles}")
     try:
-        potentials = parse_potentials(items)
+        potentials = parse_potentials(args.potential)
+        steering = parse_potentials(args.steer, "--steer")
     except ValueError as err:
         raise SystemExit(str(err)) from None
-    return {} if potentials is None else {"potentials": potentials}
+    options = {} if potentials is None else {"potentials": potentials}
+    if steering is not None:
+        options["steering"] = steering
+    if args.particles is not None:
+        options["particles"] = args.particles
+    return options

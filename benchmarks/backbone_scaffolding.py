@@ -164,7 +164,7 @@ def main(argv=None) -> dict:
                     seed=args.seed,
                     sampler=args.sampler,
                     steps=args.steps,
-                    **potential_options(args.potential),
+                    **potential_options(args),
                 )
                 rows.setdefault(m["kind"], []).extend(designs)
             cpu = time.process_time() - tick
@@ -189,6 +189,8 @@ def main(argv=None) -> dict:
         sampler=args.sampler,
         steps=args.steps,
         potentials=args.potential or "each model's",
+        particles=args.particles or "each model's",
+        steering=args.steer or "each model's",
         load_average=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     )
     print_record(record, args.out)

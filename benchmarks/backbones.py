@@ -100,7 +100,7 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = _load(args.model)
-    potentials = potential_options(args.potential)
+    potentials = potential_options(args)
     reference = [b.ca for b in BackboneDataset(args.reference, "holdout", limit=args.max_reference)]
     training = novelty_training_domains(args.reference, args.novelty) or []
     if args.novelty:
@@ -158,6 +158,8 @@ def main(argv=None) -> dict:
         "steps": args.steps or model.config.sample_steps,
         "temperature": args.temperature,
         "potentials": args.potential or "the model's",
+        "particles": args.particles or "the model's",
+        "steering": args.steer or "the model's",
         "seed": args.seed,
         "novelty_train_domains": len(training),
         "per_length": results,

@@ -281,6 +281,21 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=WEIGHT",
         help="guiding potential of an angle model (cath_ca): rg=W, clash=W (repeat), or none (default: the model's)",
     )
+    proteins.add_argument(
+        "--particles",
+        type=int,
+        default=None,
+        metavar="K",
+        help="particle steering of an angle model: draw every backbone K times, resample the draws by the "
+        "--steer potentials along the way and keep the best (K times the cost; 1: off; default: the model's)",
+    )
+    proteins.add_argument(
+        "--steer",
+        action="append",
+        default=None,
+        metavar="NAME=WEIGHT",
+        help="steering potential (rg=W, clash=W; repeat) or none (default: the model's)",
+    )
 
 
 def _check_sample_arguments(args: argparse.Namespace) -> None:
@@ -293,6 +308,7 @@ def _check_sample_arguments(args: argparse.Namespace) -> None:
         ("--length", args.length, 2),
         ("--nrow", args.nrow, 1),
         ("--max-samples", getattr(args, "max_samples", None), 1),
+        ("--particles", getattr(args, "particles", None), 1),
     ):
         if value is not None and value < least:
             raise InputError(f"{option} must be at least {least}, got {value}")
@@ -330,8 +346,9 @@ def _sample(args: argparse.Namespace) -> int:
             return 2
         if (args.filter or args.max_samples or args.properties) and not hasattr(generator, "sample_filtered"):
             raise InputError(f"--filter, --max-samples and --properties apply to molecule models, not {args.model}")
-        if args.potential and not getattr(generator, "takes_potentials", False):
-            raise InputError(f"--potential applies to protein backbone models, not {args.model}")
+        steering_options = args.potential or args.particles is not None or args.steer
+        if steering_options and not getattr(generator, "takes_potentials", False):
+            raise InputError(f"--potential, --particles and --steer apply to protein backbone models, not {args.model}")
         if (args.fragment or args.add_atoms is not None) and not hasattr(generator, "prepare_fragment"):
             raise InputError(f"--fragment and --add-atoms grow molecules; {args.model} is a {type(generator).__name__}")
         with precision_autocast(args.precision, info.device):

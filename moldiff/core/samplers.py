@@ -149,6 +149,22 @@ def sample_euler(
     return x
 
 
+def _heun_step(denoiser, x, s, s_next, gamma, space, generator, s_noise, extra_args) -> tuple[Tensor, Tensor]:
+    """One step of Karras et al.'s Alg. 2 from ``s`` to ``s_next`` with churn ``gamma``:
+    ``(x_next, denoised at s_hat)``."""
+    s_hat = s * (1.0 + gamma)
+    if gamma > 0:
+        x = x + s_noise * math.sqrt(s_hat**2 - s**2) * space.randn(generator=generator, dtype=x.dtype)
+    denoised = _denoise(denoiser, x, s_hat, space, extra_args)
+    d = (x - denoised) / s_hat
+    dt = s_next - s_hat
+    if s_next == 0:
+        return x + d * dt, denoised
+    x_euler = x + d * dt
+    d_next = (x_euler - _denoise(denoiser, x_euler, s_next, space, extra_args)) / s_next
+    return x + 0.5 * (d + d_next) * dt, denoised
+
+
 @torch.no_grad()
 def sample_heun(
     denoiser: Denoiser,
@@ -175,18 +191,85 @@ def sample_heun(
     x = space.project(x)
     for i, (s, s_next) in enumerate(zip(levels[:-1], levels[1:])):
         gamma = min(s_churn / n, math.sqrt(2.0) - 1.0) if s_tmin <= s <= s_tmax else 0.0
-        s_hat = s * (1.0 + gamma)
-        if gamma > 0:
-            x = x + s_noise * math.sqrt(s_hat**2 - s**2) * space.randn(generator=generator, dtype=x.dtype)
-        denoised = _denoise(denoiser, x, s_hat, space, extra_args)
-        d = (x - denoised) / s_hat
-        dt = s_next - s_hat
-        if s_next == 0:
-            x = x + d * dt
-        else:
-            x_euler = x + d * dt
-            d_next = (x_euler - _denoise(denoiser, x_euler, s_next, space, extra_args)) / s_next
-            x = x + 0.5 * (d + d_next) * dt
+        x, denoised = _heun_step(denoiser, x, s, s_next, gamma, space, generator, s_noise, extra_args)
+        _report(callback, i, x, s, s_next, denoised)
+    return x
+
+
+def _group_generators(generator, num_groups: int, particles: int) -> list:
+    """The generator each particle group resamples with: its first particle's when there is one per
+    item (so a group's draws do not depend on the other groups), else the one shared generator."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        return [generator[g * particles] for g in range(num_groups)]
+    return [generator] * num_groups
+
+
+def resample_particles(log_weights: Tensor, particles: int, generators: list) -> Tensor:
+    """Multinomial resampling inside consecutive groups of ``particles`` items: ``[B]`` long, the
+    item each slot copies (always one of its own group), drawn with probabilities
+    ``softmax(log_weights)`` of the group; ``generators``: one per group (or ``None`` entries)."""
+    groups = log_weights.reshape(-1, particles)
+    probs = torch.softmax(groups.double(), dim=1)
+    picks = [torch.multinomial(p, particles, replacement=True, generator=g) for p, g in zip(probs, generators)]
+    offset = torch.arange(groups.shape[0], device=log_weights.device)[:, None] * particles
+    return (torch.stack(picks).to(log_weights.device) + offset).reshape(-1)
+
+
+def best_particles(scores: Tensor, particles: int) -> Tensor:
+    """``[B / particles]`` long: the item of highest score in each consecutive group of ``particles``."""
+    groups = scores.reshape(-1, particles)
+    offset = torch.arange(groups.shape[0], device=scores.device) * particles
+    return groups.argmax(dim=1) + offset
+
+
+@torch.no_grad()
+def sample_heun_steered(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    space: StateSpace,
+    *,
+    generator=None,
+    callback=None,
+    extra_args=None,
+    log_potential: Callable[[Tensor], Tensor] | None = None,
+    particles: int = 1,
+    resample_every: int = 5,
+    resample_sigma_min: float = 0.05,
+    s_churn: float = 10.0,
+    s_noise: float = 1.0,
+) -> Tensor:
+    """Heun steps with churn, steered by particle resampling: Feynman-Kac steering (Singhal et al.
+    2025, "A General Framework for Inference-Time Scaling and Steering of Diffusion Models",
+    Alg. 1 with the difference potential).
+
+    The batch's items are consecutive groups of ``particles`` draws of one request. Every
+    ``resample_every`` steps whose next level is at least ``resample_sigma_min``, each particle gets
+    the log weight ``G_k - G_j`` with ``G = log_potential(denoised) [B]`` now and at the group's last
+    resampling (``G_j = 0`` at the first), and every group is resampled multinomially by
+    :func:`resample_particles` (``space.take_items`` copies the chosen particles). The potential is
+    never differentiated: the network's local structure is left as it made it, the potential only
+    chooses among its draws; churn (``s_churn``, as :func:`sample_heun`) separates the copies again.
+    Returns every particle's final state (choose with :func:`best_particles`). With ``particles = 1``
+    or no potential this is :func:`sample_heun` with churn.
+    """
+    levels = _levels(sigmas)
+    n = len(levels) - 1
+    if particles < 1 or space.num_items % particles:
+        raise ValueError(f"{space.num_items} items do not form groups of particles={particles}")
+    if resample_every < 1:
+        raise ValueError(f"resample_every must be at least 1, got {resample_every}")
+    steer = log_potential is not None and particles > 1
+    generators = _group_generators(generator, space.num_items // particles, particles) if steer else None
+    last = None
+    x = space.project(x)
+    gamma = min(s_churn / n, math.sqrt(2.0) - 1.0) if n else 0.0
+    for i, (s, s_next) in enumerate(zip(levels[:-1], levels[1:])):
+        x, denoised = _heun_step(denoiser, x, s, s_next, gamma, space, generator, s_noise, extra_args)
+        if steer and (i + 1) % resample_every == 0 and s_next >= resample_sigma_min:
+            potential = log_potential(denoised).detach()
+            index = resample_particles(potential if last is None else potential - last, particles, generators)
+            x, last = space.take_items(x, index), potential[index]
         _report(callback, i, x, s, s_next, denoised)
     return x
 
@@ -495,6 +578,7 @@ SAMPLERS: dict[str, Callable] = {
     "ddim": sample_ddim,
     "euler": sample_euler,
     "heun": sample_heun,
+    "heun_steered": sample_heun_steered,
     "dpmpp_2m": sample_dpmpp_2m,
     "euler_maruyama": sample_euler_maruyama,
     "pc": sample_pc,
@@ -510,7 +594,7 @@ JOINT_SAMPLERS: dict[str, Callable] = {
 
 # Denoiser calls per step (the last step to sigma = 0 costs one call for every sampler; joint_heun
 # calls twice only on a space with a continuous block).
-CALLS_PER_STEP = {"heun": 2, "pf_ode": 4, "joint_heun": 2}
+CALLS_PER_STEP = {"heun": 2, "heun_steered": 2, "pf_ode": 4, "joint_heun": 2}
 
 
 def get_sampler(name: str) -> Callable:

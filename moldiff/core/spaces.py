@@ -9,7 +9,8 @@ single tensor ``x``. Samplers, losses and guidance only ever touch ``x`` through
 * ``project(x)``        maps any tensor of the right shape orthogonally onto the space;
 * ``per_item(v)``       broadcasts a per-item vector ``[B]`` to a tensor that multiplies ``x``;
 * ``sum_per_item(x)``   reduces ``x`` to one number per item, ``[B]``;
-* ``dof``               degrees of freedom per item, ``[B]`` (``(N_i - 1) * 3`` for zero-CoM coordinates).
+* ``dof``               degrees of freedom per item, ``[B]`` (``(N_i - 1) * 3`` for zero-CoM coordinates);
+* ``take_items(x, i)``  the state whose item ``b`` is item ``i[b]`` of ``x`` (particle resampling).
 
 Three kinds are provided:
 
@@ -99,6 +100,11 @@ class StateSpace:
         raise NotImplementedError
 
     def project(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def take_items(self, x: Tensor, index: Tensor) -> Tensor:
+        """The state whose item ``b`` is item ``index[b]`` of ``x`` (``index [B]`` long; items swapped
+        this way must have the same size): how particle methods copy one particle onto another."""
         raise NotImplementedError
 
     def per_item(self, values: Tensor) -> Tensor:
@@ -194,6 +200,9 @@ class EuclideanSpace(StateSpace):
     def project(self, x):
         return x
 
+    def take_items(self, x, index):
+        return x[index]
+
     def per_item(self, values):
         return values.reshape((-1,) + (1,) * (len(self.shape) - 1))
 
@@ -279,6 +288,14 @@ class GraphSpace(StateSpace):
             return x
         return x - self.node_mean(x)[self.batch]
 
+    def take_items(self, x, index):
+        index = torch.as_tensor(index, device=x.device, dtype=torch.long)
+        if not bool((self.num_nodes[index] == self.num_nodes).all()):
+            raise ValueError("take_items swaps only graphs with the same number of nodes")
+        start = torch.cumsum(self.num_nodes, 0) - self.num_nodes
+        local = torch.arange(x.shape[0], device=x.device) - start[self.batch]
+        return x[start[index][self.batch] + local]
+
     def per_item(self, values):
         return values[self.batch].unsqueeze(-1)
 
@@ -334,6 +351,9 @@ class ProductSpace(StateSpace):
 
     def project(self, x):
         return torch.cat([b.project(xb) for b, xb in zip(self.blocks, self.split(x))], dim=-1)
+
+    def take_items(self, x, index):
+        return self.blocks[0].take_items(x, index)  # the blocks share their rows
 
     def per_item(self, values):
         return self.blocks[0].per_item(values)

@@ -222,6 +222,13 @@ class AngleBackboneConfig(BackboneModelConfig):
             :data:`POTENTIALS`; default: none). The state sees no clash and no compactness; these
             push the decoded chain (:func:`structure_log_likelihood`), as RFdiffusion's auxiliary
             potentials do (Watson et al. 2023, ``monomer_ROG``).
+        sample_particles: draws per chain for particle steering (1: off; default 1). Above 1 every
+            chain is drawn this many times with :func:`moldiff.core.sample_heun_steered`, the draws
+            resampled by ``sample_steering`` on their clean predictions and the best kept: the
+            potentials choose among the network's chains instead of bending their angles.
+        sample_steering: the potentials steering resamples by, ``{name: weight}`` as
+            ``sample_potentials`` (default: none).
+        sample_resample_every: sampler steps between resamplings (default: 5).
     """
 
     hidden: int = 128
@@ -241,6 +248,9 @@ class AngleBackboneConfig(BackboneModelConfig):
     sample_motif_tolerance: float = 0.5
     sample_motif_clash: float = 10.0
     sample_potentials: dict[str, float] = field(default_factory=dict)
+    sample_particles: int = 1
+    sample_steering: dict[str, float] = field(default_factory=dict)
+    sample_resample_every: int = 5
     distance_loss_weight: float = 0.0
     distance_loss_cutoff: float = 12.0
     distance_loss_sigma_max: float = 0.5
@@ -256,6 +266,10 @@ class AngleBackboneConfig(BackboneModelConfig):
         if self.sample_motif_iterations < 0 or self.sample_motif_sigma < 0:
             raise ValueError("sample_motif_iterations and sample_motif_sigma must be at least 0")
         check_potentials(self.sample_potentials, "sample_potentials")
+        check_potentials(self.sample_steering, "sample_steering")
+        for name in ("sample_particles", "sample_resample_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
 
@@ -426,6 +440,19 @@ class AngleBackboneDiffusion(BackboneDiffusion):
         return gradient_guidance(
             denoiser, space, lambda d, sigma: log_likelihood(d), 1.0, through_denoiser=False, max_step=1.0
         )
+
+    def steering_defaults(self) -> dict:
+        cfg = self.config
+        return {
+            "particles": cfg.sample_particles,
+            "steering": cfg.sample_steering,
+            "resample_every": cfg.sample_resample_every,
+        }
+
+    def steering_potential(self, lengths: Sequence[int], steering: dict[str, float]):
+        """:func:`structure_log_likelihood` of ``steering`` (the names of :data:`POTENTIALS`)."""
+        check_potentials(steering, "steering")
+        return structure_log_likelihood(self, lengths, **steering)
 
     def motif_guidance(self, denoiser, space, known: Tensor, mask: Tensor, lengths: Sequence[int]):
         """Place a motif's segments relative to each other: the fixed angles keep each segment's shape,

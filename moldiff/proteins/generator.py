@@ -112,6 +112,8 @@ class BackboneGenerator(Generator):
         tick = time.perf_counter()
         try:
             potentials = parse_potentials(getattr(args, "potential", None))
+            steering = parse_potentials(getattr(args, "steer", None), "--steer")
+            particles = getattr(args, "particles", None)
             designs = self.sample(
                 args.num,
                 seed=args.seed,
@@ -124,6 +126,8 @@ class BackboneGenerator(Generator):
                 motif=args.motif_pdb,
                 temperature=args.temperature,
                 **({} if potentials is None else {"potentials": potentials}),
+                **({} if steering is None else {"steering": steering}),
+                **({} if particles is None else {"particles": particles}),
             )
         except (ContigError, StructureError, ValueError) as err:
             print(f"moldiff sample: {err}", file=sys.stderr)
@@ -137,6 +141,13 @@ class BackboneGenerator(Generator):
         }
         if potentials is not None:
             meta["potentials"] = potentials
+        if steering is not None:
+            meta["steering"] = steering
+        if particles is not None:
+            meta["particles"] = particles
+        drawn = self.model.steering_defaults()["particles"] if particles is None else particles
+        if drawn > 1:
+            meta["sampler"] = "heun_steered"  # what particle steering samples with
         bad = [d.index for d in designs if not fits_pdb(d.ca)]
         if bad:
             shown = ", ".join(f"#{i}" for i in bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")

@@ -47,6 +47,7 @@ from torch import nn
 from moldiff.core import (
     DiffusionSettings,
     GraphSpace,
+    best_particles,
     denoising_loss,
     edm_preconditioning,
     get_sampler,
@@ -456,6 +457,16 @@ class BackboneDiffusion(nn.Module):
             raise ValueError(f"{type(self).__name__} has no guiding potentials, got {sorted(potentials)}")
         return denoiser
 
+    def steering_defaults(self) -> dict:
+        """``particles``, ``steering`` and ``resample_every`` of :meth:`sample_states` when not given:
+        here no steering (this model has no steering potentials)."""
+        return {"particles": 1, "steering": {}, "resample_every": 5}
+
+    def steering_potential(self, lengths: Sequence[int], steering: dict[str, float]) -> Callable:
+        """``f(state) -> [B]`` that particle steering resamples by (higher: kept more often); this
+        model has none, so asking for one is an error."""
+        raise ValueError(f"{type(self).__name__} has no steering potentials, got {sorted(steering)}")
+
     def motif_guidance(
         self, denoiser: Callable, space: GraphSpace, known: Tensor, mask: Tensor, lengths: Sequence[int]
     ) -> Callable:
@@ -529,6 +540,8 @@ class BackboneDiffusion(nn.Module):
         callback: Callable | None = None,
         dtype: torch.dtype = torch.float32,
         potentials: dict[str, float] | None = None,
+        particles: int | None = None,
+        steering: dict[str, float] | None = None,
         **sampler_options,
     ) -> tuple[Tensor, Tensor]:
         """Sample one packed batch of chains.
@@ -546,6 +559,10 @@ class BackboneDiffusion(nn.Module):
             dtype: dtype of the sampler state (default: float32).
             potentials: ``{name: weight}`` of the guiding potentials of :meth:`structure_guidance`
                 (default: the model's configured ones; ``{}`` for none).
+            particles: draws per chain for particle steering (:func:`moldiff.core.sample_heun_steered`,
+                resampled by :meth:`steering_potential` of ``steering``; the best final draw of each
+                chain is returned; 1: off) (default: :meth:`steering_defaults`).
+            steering: ``{name: weight}`` of the steering potentials (default: :meth:`steering_defaults`).
             sampler_options: passed to the sampler.
 
         Returns:
@@ -556,6 +573,29 @@ class BackboneDiffusion(nn.Module):
         lengths = [int(n) for n in lengths]
         if min(lengths) < self.min_length:
             raise ValueError(f"every chain needs at least {self.min_length} residues")
+        defaults = self.steering_defaults()
+        particles = int(defaults["particles"] if particles is None else particles)
+        steering = dict(defaults["steering"] if steering is None else steering)
+        if particles < 1:
+            raise ValueError(f"particles must be at least 1, got {particles}")
+        chosen_lengths, log_potential = lengths, None
+        if particles > 1:
+            if sampler not in (None, "heun_steered"):
+                raise ValueError(f"particles={particles} samples with heun_steered, not {sampler!r}")
+            if not any(steering.values()):
+                raise ValueError(f"particles={particles} needs steering potentials (steering={{'rg': 1, ...}})")
+            sampler = "heun_steered"
+            lengths = [n for n in lengths for _ in range(particles)]
+            generator = _particle_generators(generator, particles)
+            if known is not None:
+                known, mask = (_repeat_chains(t, chosen_lengths, particles) for t in (known, mask))
+            log_potential = self.steering_potential(lengths, steering)
+            sampler_options = {
+                "log_potential": log_potential,
+                "particles": particles,
+                "resample_every": defaults["resample_every"],
+                **sampler_options,
+            }
         sizes = torch.as_tensor(self.state_lengths(lengths), dtype=torch.long)
         device = next(self.parameters()).device
         num_graphs = sizes.numel()
@@ -582,6 +622,11 @@ class BackboneDiffusion(nn.Module):
             extra_args={"batch": batch, "num_graphs": num_graphs},
             **sampler_options,
         )
+        if log_potential is not None:  # the best final draw of every chain
+            best = best_particles(log_potential(x), particles)
+            x = torch.cat([x[batch == b] for b in best.tolist()])
+            lengths = chosen_lengths
+            num_graphs = len(lengths)
         residues = torch.repeat_interleave(torch.arange(num_graphs), torch.as_tensor(lengths)).to(device)
         return self.decode(x, lengths), residues
 
@@ -703,3 +748,20 @@ class BackboneDiffusion(nn.Module):
             Design(ca, int(seed), i, layout, kabsch_rmsd(ca[layout.motif_mask], motif), contig.text)
             for i, (ca, layout) in enumerate(zip(cas, layouts))
         ]
+
+
+def _particle_generators(generator, particles: int):
+    """One generator per particle when there is one per chain (each seeded from its chain's, so a
+    chain's draws still do not depend on its batch), else ``generator`` itself."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    out = []
+    for g in generator:
+        seeds = torch.randint(0, 2**62, (particles,), generator=g, device=g.device).tolist()
+        out += [torch.Generator(device=g.device).manual_seed(seed) for seed in seeds]
+    return out
+
+
+def _repeat_chains(rows: Tensor, lengths: Sequence[int], times: int) -> Tensor:
+    """Packed per-residue rows with every chain's block repeated ``times`` times in place."""
+    return torch.cat([chain for chain in torch.split(rows, list(lengths)) for _ in range(times)])

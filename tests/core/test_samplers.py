@@ -28,6 +28,7 @@ CASES = [
     ("euler", {}, 200),
     ("heun", {}, 30),
     ("heun", {"s_churn": 10.0, "s_tmin": 0.05, "s_tmax": 10.0}, 60),
+    ("heun_steered", {}, 60),  # no potential: Heun with churn 10 at every step
     ("dpmpp_2m", {}, 30),
     ("euler_maruyama", {}, 500),
     ("pc", {"snr": 0.16, "corrector_steps": 1}, 150),
