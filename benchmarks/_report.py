@@ -27,6 +27,13 @@ def add_potential_argument(parser) -> None:
         help="guiding potential of an angle model (rg, clash; repeat), or 'none' (default: the model's own)",
     )
     parser.add_argument(
+        "--potential-sigma-max",
+        type=float,
+        default=None,
+        metavar="SIGMA",
+        help="the guiding potentials act only at noise levels up to this (default: the model's)",
+    )
+    parser.add_argument(
         "--particles",
         type=int,
         default=None,
@@ -43,7 +50,7 @@ def add_potential_argument(parser) -> None:
 
 
 def potential_options(args) -> dict:
-    """The ``potentials=``, ``particles=`` and ``steering=`` keywords of a backbone model's ``sample`` /
+    """The ``potentials=``, ``potentials_sigma_max=``, ``particles=`` and ``steering=`` keywords of a backbone model's ``sample`` /
     ``scaffold`` for ``--potential``, ``--particles`` and ``--steer`` (each left out when not given: the
     model's own; ``none``: no potentials). Exits with one line for a malformed value."""
     from moldiff.proteins.angles import parse_potentials
@@ -60,4 +67,8 @@ def potential_options(args) -> dict:
         options["steering"] = steering
     if args.particles is not None:
         options["particles"] = args.particles
+    if args.potential_sigma_max is not None:
+        if not args.potential_sigma_max > 0:
+            raise SystemExit(f"--potential-sigma-max must be positive, got {args.potential_sigma_max}")
+        options["potentials_sigma_max"] = args.potential_sigma_max
     return options

@@ -158,6 +158,7 @@ def main(argv=None) -> dict:
         "steps": args.steps or model.config.sample_steps,
         "temperature": args.temperature,
         "potentials": args.potential or "the model's",
+        "potential_sigma_max": args.potential_sigma_max or "the model's",
         "particles": args.particles or "the model's",
         "steering": args.steer or "the model's",
         "seed": args.seed,

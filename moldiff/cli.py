@@ -282,6 +282,13 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
         help="guiding potential of an angle model (cath_ca): rg=W, clash=W (repeat), or none (default: the model's)",
     )
     proteins.add_argument(
+        "--potential-sigma-max",
+        type=float,
+        default=None,
+        metavar="SIGMA",
+        help="the guiding potentials act only at noise levels up to this (default: the model's)",
+    )
+    proteins.add_argument(
         "--particles",
         type=int,
         default=None,
@@ -323,6 +330,9 @@ def _check_sample_arguments(args: argparse.Namespace) -> None:
             raise InputError(f"{option} must be a finite number, got {value}")
     if args.temperature < 0:
         raise InputError(f"--temperature must be at least 0, got {args.temperature}")
+    late = getattr(args, "potential_sigma_max", None)
+    if late is not None and not late > 0:
+        raise InputError(f"--potential-sigma-max must be a positive number, got {late}")
     if args.eta is not None and args.eta < 0:
         raise InputError(f"--eta must be at least 0, got {args.eta}")
     if args.rho is not None and args.rho <= 0:
@@ -347,8 +357,13 @@ def _sample(args: argparse.Namespace) -> int:
         if (args.filter or args.max_samples or args.properties) and not hasattr(generator, "sample_filtered"):
             raise InputError(f"--filter, --max-samples and --properties apply to molecule models, not {args.model}")
         steering_options = args.potential or args.particles is not None or args.steer
-        if steering_options and not getattr(generator, "takes_potentials", False):
-            raise InputError(f"--potential, --particles and --steer apply to protein backbone models, not {args.model}")
+        if (steering_options or args.potential_sigma_max is not None) and not getattr(
+            generator, "takes_potentials", False
+        ):
+            raise InputError(
+                f"--potential, --potential-sigma-max, --particles and --steer apply to protein backbone models, "
+                f"not {args.model}"
+            )
         if (args.fragment or args.add_atoms is not None) and not hasattr(generator, "prepare_fragment"):
             raise InputError(f"--fragment and --add-atoms grow molecules; {args.model} is a {type(generator).__name__}")
         with precision_autocast(args.precision, info.device):

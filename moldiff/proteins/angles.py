@@ -222,6 +222,9 @@ class AngleBackboneConfig(BackboneModelConfig):
             :data:`POTENTIALS`; default: none). The state sees no clash and no compactness; these
             push the decoded chain (:func:`structure_log_likelihood`), as RFdiffusion's auxiliary
             potentials do (Watson et al. 2023, ``monomer_ROG``).
+        sample_potentials_sigma_max: the guiding potentials act only at noise levels up to this
+            (default: none, every level). With particle steering, 0.3 leaves the global shape to the
+            resampling and lets the gradients clear what is left late, when they no longer undo helices.
         sample_particles: draws per chain for particle steering (1: off; default 1). Above 1 every
             chain is drawn this many times with :func:`moldiff.core.sample_heun_steered`, the draws
             resampled by ``sample_steering`` on their clean predictions and the best kept: the
@@ -248,6 +251,7 @@ class AngleBackboneConfig(BackboneModelConfig):
     sample_motif_tolerance: float = 0.5
     sample_motif_clash: float = 10.0
     sample_potentials: dict[str, float] = field(default_factory=dict)
+    sample_potentials_sigma_max: float | None = None
     sample_particles: int = 1
     sample_steering: dict[str, float] = field(default_factory=dict)
     sample_resample_every: int = 5
@@ -267,6 +271,8 @@ class AngleBackboneConfig(BackboneModelConfig):
             raise ValueError("sample_motif_iterations and sample_motif_sigma must be at least 0")
         check_potentials(self.sample_potentials, "sample_potentials")
         check_potentials(self.sample_steering, "sample_steering")
+        if self.sample_potentials_sigma_max is not None and not self.sample_potentials_sigma_max > 0:
+            raise ValueError(f"sample_potentials_sigma_max must be positive, got {self.sample_potentials_sigma_max}")
         for name in ("sample_particles", "sample_resample_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -429,17 +435,33 @@ class AngleBackboneDiffusion(BackboneDiffusion):
             masks.append(torch.stack([fixed_theta, fixed_tau, fixed_tau], dim=-1))
         return torch.cat(states), torch.cat(masks)
 
-    def structure_guidance(self, denoiser, space, lengths: Sequence[int], potentials: dict[str, float] | None):
+    def structure_guidance(
+        self,
+        denoiser,
+        space,
+        lengths: Sequence[int],
+        potentials: dict[str, float] | None,
+        sigma_max: float | None = None,
+    ):
         """Gradient guidance (on the clean prediction) by the potentials of :func:`structure_log_likelihood`,
-        ``potentials`` or else the configured ones; none: the model's own denoiser."""
+        ``potentials`` or else the configured ones, at noise levels up to ``sigma_max`` (else the
+        configured ``sample_potentials_sigma_max``; ``None``: every level); none: the model's own denoiser."""
         potentials = dict(self.config.sample_potentials if potentials is None else potentials)
         check_potentials(potentials, "potentials")
         if not any(potentials.values()):
             return denoiser
         log_likelihood = structure_log_likelihood(self, lengths, **potentials)
-        return gradient_guidance(
+        guided = gradient_guidance(
             denoiser, space, lambda d, sigma: log_likelihood(d), 1.0, through_denoiser=False, max_step=1.0
         )
+        sigma_max = self.config.sample_potentials_sigma_max if sigma_max is None else sigma_max
+        if sigma_max is None:
+            return guided
+
+        def late(x: Tensor, sigma: Tensor, **extra) -> Tensor:
+            return (guided if float(sigma.max()) <= sigma_max else denoiser)(x, sigma, **extra)
+
+        return late
 
     def steering_defaults(self) -> dict:
         cfg = self.config

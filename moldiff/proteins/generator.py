@@ -114,6 +114,7 @@ class BackboneGenerator(Generator):
             potentials = parse_potentials(getattr(args, "potential", None))
             steering = parse_potentials(getattr(args, "steer", None), "--steer")
             particles = getattr(args, "particles", None)
+            late = getattr(args, "potential_sigma_max", None)
             designs = self.sample(
                 args.num,
                 seed=args.seed,
@@ -128,6 +129,7 @@ class BackboneGenerator(Generator):
                 **({} if potentials is None else {"potentials": potentials}),
                 **({} if steering is None else {"steering": steering}),
                 **({} if particles is None else {"particles": particles}),
+                **({} if late is None else {"potentials_sigma_max": late}),
             )
         except (ContigError, StructureError, ValueError) as err:
             print(f"moldiff sample: {err}", file=sys.stderr)
@@ -145,6 +147,8 @@ class BackboneGenerator(Generator):
             meta["steering"] = steering
         if particles is not None:
             meta["particles"] = particles
+        if late is not None:
+            meta["potentials_sigma_max"] = late
         drawn = self.model.steering_defaults()["particles"] if particles is None else particles
         if drawn > 1:
             meta["sampler"] = "heun_steered"  # what particle steering samples with

@@ -449,7 +449,12 @@ class BackboneDiffusion(nn.Module):
         return known / self.config.coord_scale, mask.reshape(-1, 1)
 
     def structure_guidance(
-        self, denoiser: Callable, space: GraphSpace, lengths: Sequence[int], potentials: dict[str, float] | None
+        self,
+        denoiser: Callable,
+        space: GraphSpace,
+        lengths: Sequence[int],
+        potentials: dict[str, float] | None,
+        sigma_max: float | None = None,
     ) -> Callable:
         """The denoiser every chain is sampled with: here the model's own (this model has no guiding
         potentials; asking for any is an error)."""
@@ -540,6 +545,7 @@ class BackboneDiffusion(nn.Module):
         callback: Callable | None = None,
         dtype: torch.dtype = torch.float32,
         potentials: dict[str, float] | None = None,
+        potentials_sigma_max: float | None = None,
         particles: int | None = None,
         steering: dict[str, float] | None = None,
         **sampler_options,
@@ -559,6 +565,7 @@ class BackboneDiffusion(nn.Module):
             dtype: dtype of the sampler state (default: float32).
             potentials: ``{name: weight}`` of the guiding potentials of :meth:`structure_guidance`
                 (default: the model's configured ones; ``{}`` for none).
+            potentials_sigma_max: they act only at noise levels up to this (default: the model's).
             particles: draws per chain for particle steering (:func:`moldiff.core.sample_heun_steered`,
                 resampled by :meth:`steering_potential` of ``steering``; the best final draw of each
                 chain is returned; 1: off) (default: :meth:`steering_defaults`).
@@ -607,7 +614,7 @@ class BackboneDiffusion(nn.Module):
         if known is not None:
             known, mask = known.to(device, dtype), mask.to(device)
             denoiser = self.motif_guidance(denoiser, plain, known, mask, lengths)
-        denoiser = self.structure_guidance(denoiser, plain, lengths, potentials)
+        denoiser = self.structure_guidance(denoiser, plain, lengths, potentials, potentials_sigma_max)
         if known is not None:
             known_x, known_mask = self.known_state(known, mask, lengths)
             denoiser = inpainting(denoiser, plain, known_x, known_mask, generator=generator)

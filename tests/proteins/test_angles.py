@@ -245,6 +245,17 @@ def test_potentials_are_named_and_only_the_angle_model_has_them():
     guided = _tiny().sample(24, num=2, seed=0, steps=3, potentials={"rg": 1.0, "clash": 10.0})
     plain = _tiny().sample(24, num=2, seed=0, steps=3, potentials={})
     assert not np.allclose(guided[0].ca, plain[0].ca)  # the potentials act
+    # the potentials act only at noise levels up to potentials_sigma_max
+    never = _tiny().sample(24, num=2, seed=0, steps=3, potentials={"rg": 1.0, "clash": 10.0}, potentials_sigma_max=1e-6)
+    always = _tiny().sample(24, num=2, seed=0, steps=3, potentials={"rg": 1.0, "clash": 10.0}, potentials_sigma_max=1e6)
+    assert all(np.array_equal(a.ca, b.ca) for a, b in zip(never, plain))
+    assert all(np.array_equal(a.ca, b.ca) for a, b in zip(always, guided))
+    late = _tiny(sample_potentials_sigma_max=0.5).sample(
+        24, num=2, seed=0, steps=3, potentials={"rg": 1.0, "clash": 10.0}
+    )
+    assert not any(np.allclose(a.ca, b.ca) for a, b in zip(late, plain))  # the last levels are guided
+    with pytest.raises(ValueError, match="sample_potentials_sigma_max must be positive"):
+        AngleBackboneConfig(sample_potentials_sigma_max=0.0)
 
 
 def test_particle_steering_keeps_the_most_compact_draws_whatever_the_batch(tmp_path):
@@ -329,6 +340,11 @@ def test_sample_command_steers_particles_and_refuses_steering_where_it_does_not_
     meta = json.loads((out / "design_0000.json").read_text())
     assert meta["particles"] == 3 and meta["steering"] == {"rg": 1.0, "clash": 100.0}
     assert meta["sampler"] == "heun_steered"
+    late = tmp_path / "late"
+    assert main([*args, "--potential-sigma-max", "0.3", "--out", str(late)]) == 0
+    assert json.loads((late / "design_0000.json").read_text())["potentials_sigma_max"] == 0.3
+    assert main([*args, "--potential-sigma-max", "0", "--out", str(tmp_path / "late0")]) == 2
+    assert "--potential-sigma-max must be a positive number" in capsys.readouterr().err
     assert main([*args, "--particles", "0", "--out", str(tmp_path / "zero")]) == 2
     assert "--particles must be at least 1" in capsys.readouterr().err
     assert main([*args, "--particles", "2", "--steer", "none", "--out", str(tmp_path / "nosteer")]) == 2
