@@ -50,25 +50,12 @@ def add_potential_argument(parser) -> None:
 
 
 def potential_options(args) -> dict:
-    """The ``potentials=``, ``potentials_sigma_max=``, ``particles=`` and ``steering=`` keywords of a backbone model's ``sample`` /
-    ``scaffold`` for ``--potential``, ``--particles`` and ``--steer`` (each left out when not given: the
-    model's own; ``none``: no potentials). Exits with one line for a malformed value."""
-    from moldiff.proteins.angles import parse_potentials
+    """The sampling keywords of a backbone model's ``sample`` / ``scaffold`` for ``--potential``,
+    ``--steer``, ``--particles`` and ``--potential-sigma-max``
+    (:func:`moldiff.proteins.angles.sampling_options`). Exits with one line for a malformed value."""
+    from moldiff.proteins.angles import sampling_options
 
-    if args.particles is not None and args.particles < 1:
-        raise SystemExit(f"--particles must be at least 1, got {args.particles}")
     try:
-        potentials = parse_potentials(args.potential)
-        steering = parse_potentials(args.steer, "--steer")
+        return sampling_options(args.potential, args.steer, args.particles, args.potential_sigma_max)
     except ValueError as err:
         raise SystemExit(str(err)) from None
-    options = {} if potentials is None else {"potentials": potentials}
-    if steering is not None:
-        options["steering"] = steering
-    if args.particles is not None:
-        options["particles"] = args.particles
-    if args.potential_sigma_max is not None:
-        if not args.potential_sigma_max > 0:
-            raise SystemExit(f"--potential-sigma-max must be positive, got {args.potential_sigma_max}")
-        options["potentials_sigma_max"] = args.potential_sigma_max
-    return options

@@ -189,6 +189,7 @@ def main(argv=None) -> dict:
         sampler=args.sampler,
         steps=args.steps,
         potentials=args.potential or "each model's",
+        potential_sigma_max=args.potential_sigma_max or "each model's",
         particles=args.particles or "each model's",
         steering=args.steer or "each model's",
         load_average=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,

@@ -25,6 +25,7 @@ from .categorical import (
     upper_triangle_edges,
 )
 from .guidance import (
+    below_noise_level,
     classifier_free_guidance,
     gradient_guidance,
     guided_logits,
@@ -121,6 +122,7 @@ __all__ = [
     "JointSpace",
     "joint_times",
     "schedule_rates",
+    "below_noise_level",
     "classifier_free_guidance",
     "gradient_guidance",
     "inpainting",

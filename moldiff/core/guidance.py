@@ -109,6 +109,19 @@ def gradient_guidance(
     return guided
 
 
+def below_noise_level(guided: Callable, denoiser: Callable, sigma_max: float | None) -> Callable:
+    """``guided`` at noise levels up to ``sigma_max``, the plain ``denoiser`` above (guidance for the
+    later part of the trajectory only); ``sigma_max = None``: ``guided`` itself, at every level. The
+    level is read from the per-item ``sigma`` on the host: samplers give every item the same one."""
+    if sigma_max is None:
+        return guided
+
+    def windowed(x: Tensor, sigma: Tensor, **extra_args) -> Tensor:
+        return (guided if float(sigma.max()) <= sigma_max else denoiser)(x, sigma, **extra_args)
+
+    return windowed
+
+
 def _renoised_known(
     space: StateSpace, known: Tensor, mask: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor, generator
 ) -> Tensor:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from moldiff.core import gradient_guidance, joint_gradient_guidance
+from moldiff.core import below_noise_level, gradient_guidance, joint_gradient_guidance
 from moldiff.errors import SamplingError
 from moldiff.molecules.elements import atomic_number
 from moldiff.molecules.graph import collate_molecules
@@ -339,13 +339,7 @@ def predictor_guidance(
                 )
             return out
 
-        def windowed(x: Tensor, sigma: Tensor, **extra_args) -> Tensor:
-            # the time grid is known on the host, so this check costs no device sync in practice
-            return (
-                checked(x, sigma, **extra_args) if float(sigma.max()) <= sigma_max else denoiser(x, sigma, **extra_args)
-            )
-
-        return checked if sigma_max is None else windowed
+        return below_noise_level(checked, denoiser, sigma_max)
 
     return wrap
 

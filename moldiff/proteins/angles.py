@@ -45,7 +45,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from moldiff.core.guidance import gradient_guidance
+from moldiff.core.guidance import below_noise_level, gradient_guidance
 from moldiff.core.settings import require_positive
 from moldiff.nn.embeddings import SinusoidalEmbedding
 
@@ -65,6 +65,7 @@ __all__ = [
     "internal_from_ca",
     "motif_distance_log_likelihood",
     "parse_potentials",
+    "sampling_options",
     "structure_log_likelihood",
     "POTENTIALS",
     "padded",
@@ -93,6 +94,36 @@ def parse_potentials(items: Sequence[str] | None, where: str = "--potential") ->
             raise ValueError(f"{where}: expected NAME=WEIGHT (e.g. clash=100) or none, got {item!r}") from None
     check_potentials(out, where)
     return out
+
+
+def sampling_options(
+    potential: Sequence[str] | None = None,
+    steer: Sequence[str] | None = None,
+    particles: int | None = None,
+    potential_sigma_max: float | None = None,
+) -> dict:
+    """The ``potentials=``, ``steering=``, ``particles=`` and ``potentials_sigma_max=`` keywords of a
+    backbone model's ``sample`` / ``scaffold`` for the command-line values of ``--potential``,
+    ``--steer``, ``--particles`` and ``--potential-sigma-max`` (each left out when not given: the
+    model's own; ``none``: no potentials).
+
+    Raises:
+        ValueError: a malformed value, naming its option.
+    """
+    options = {}
+    for key, items, where in (("potentials", potential, "--potential"), ("steering", steer, "--steer")):
+        parsed = parse_potentials(items, where)
+        if parsed is not None:
+            options[key] = parsed
+    if particles is not None:
+        if particles < 1:
+            raise ValueError(f"--particles must be at least 1, got {particles}")
+        options["particles"] = particles
+    if potential_sigma_max is not None:
+        if not potential_sigma_max > 0:
+            raise ValueError(f"--potential-sigma-max must be positive, got {potential_sigma_max}")
+        options["potentials_sigma_max"] = potential_sigma_max
+    return options
 
 
 def check_potentials(potentials: dict, where: str) -> None:
@@ -454,14 +485,10 @@ class AngleBackboneDiffusion(BackboneDiffusion):
         guided = gradient_guidance(
             denoiser, space, lambda d, sigma: log_likelihood(d), 1.0, through_denoiser=False, max_step=1.0
         )
+        if sigma_max is not None and not sigma_max > 0:
+            raise ValueError(f"potentials_sigma_max must be positive, got {sigma_max}")
         sigma_max = self.config.sample_potentials_sigma_max if sigma_max is None else sigma_max
-        if sigma_max is None:
-            return guided
-
-        def late(x: Tensor, sigma: Tensor, **extra) -> Tensor:
-            return (guided if float(sigma.max()) <= sigma_max else denoiser)(x, sigma, **extra)
-
-        return late
+        return below_noise_level(guided, denoiser, sigma_max)
 
     def steering_defaults(self) -> dict:
         cfg = self.config

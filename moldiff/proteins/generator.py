@@ -22,7 +22,7 @@ from moldiff.files import check_output_folder, replace_folder_files
 from moldiff.hub import Generator
 from moldiff.train.logs import step_progress
 
-from .angles import parse_potentials
+from .angles import sampling_options
 from .contig import ContigError
 from .model import Design, save_designs
 from .pdb_io import PDB_MAX, PDB_MIN, StructureError, fits_pdb
@@ -111,10 +111,12 @@ class BackboneGenerator(Generator):
         earlier = check_output_folder(out, overwrite=getattr(args, "overwrite", False), earlier=_is_design_file)
         tick = time.perf_counter()
         try:
-            potentials = parse_potentials(getattr(args, "potential", None))
-            steering = parse_potentials(getattr(args, "steer", None), "--steer")
-            particles = getattr(args, "particles", None)
-            late = getattr(args, "potential_sigma_max", None)
+            options = sampling_options(
+                getattr(args, "potential", None),
+                getattr(args, "steer", None),
+                getattr(args, "particles", None),
+                getattr(args, "potential_sigma_max", None),
+            )
             designs = self.sample(
                 args.num,
                 seed=args.seed,
@@ -126,10 +128,7 @@ class BackboneGenerator(Generator):
                 contig=args.contig,
                 motif=args.motif_pdb,
                 temperature=args.temperature,
-                **({} if potentials is None else {"potentials": potentials}),
-                **({} if steering is None else {"steering": steering}),
-                **({} if particles is None else {"particles": particles}),
-                **({} if late is None else {"potentials_sigma_max": late}),
+                **options,
             )
         except (ContigError, StructureError, ValueError) as err:
             print(f"moldiff sample: {err}", file=sys.stderr)
@@ -141,16 +140,8 @@ class BackboneGenerator(Generator):
             "steps": args.steps or self.model.config.sample_steps,
             "temperature": args.temperature,
         }
-        if potentials is not None:
-            meta["potentials"] = potentials
-        if steering is not None:
-            meta["steering"] = steering
-        if particles is not None:
-            meta["particles"] = particles
-        if late is not None:
-            meta["potentials_sigma_max"] = late
-        drawn = self.model.steering_defaults()["particles"] if particles is None else particles
-        if drawn > 1:
+        meta.update(options)
+        if options.get("particles", self.model.steering_defaults()["particles"]) > 1:
             meta["sampler"] = "heun_steered"  # what particle steering samples with
         bad = [d.index for d in designs if not fits_pdb(d.ca)]
         if bad:

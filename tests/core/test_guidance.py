@@ -137,3 +137,19 @@ def test_gradient_guidance_trust_region_bounds_only_large_steps():
         else:
             assert torch.allclose(bounded, free) and bool((free_rms < 0.1 * sigma).all())
         assert float(com(bounded, space).abs().max()) < 1e-10
+
+
+def test_below_noise_level_guides_only_up_to_sigma_max():
+    from moldiff.core import below_noise_level
+
+    def plain(x, sigma):
+        return x
+
+    def guided(x, sigma):
+        return x + 1
+
+    windowed = below_noise_level(guided, plain, 0.5)
+    x = torch.zeros(3)
+    assert torch.equal(windowed(x, torch.full((3,), 0.5)), x + 1)  # at the bound: guided
+    assert torch.equal(windowed(x, torch.full((3,), 0.6)), x)
+    assert below_noise_level(guided, plain, None) is guided

@@ -256,6 +256,8 @@ def test_potentials_are_named_and_only_the_angle_model_has_them():
     assert not any(np.allclose(a.ca, b.ca) for a, b in zip(late, plain))  # the last levels are guided
     with pytest.raises(ValueError, match="sample_potentials_sigma_max must be positive"):
         AngleBackboneConfig(sample_potentials_sigma_max=0.0)
+    with pytest.raises(ValueError, match="potentials_sigma_max must be positive"):
+        _tiny().sample(24, num=1, steps=2, potentials={"rg": 1.0}, potentials_sigma_max=0.0)
 
 
 def test_particle_steering_keeps_the_most_compact_draws_whatever_the_batch(tmp_path):
