@@ -34,7 +34,11 @@ and losses serve it unchanged.
 **Network.** :class:`AngleTransformer`: a transformer over each chain's rows (pre-norm blocks
 modulated by the noise level, adaLN as in DiT, Peebles & Xie 2023), with a learned per-head bias for
 the clipped relative sequence position (Shaw et al. 2018; T5) and the distances to both chain
-ends as input features.
+ends as input features. Optionally (``geometry_features``) the network also sees the 3D chain it
+predicts: a first pass's clean prediction is decoded and radial basis functions of every CA-CA
+distance of that chain become a per-head attention bias of a second pass, as AlphaFold 2
+recycles its predicted distances into its pair stack (Jumper et al. 2021, Suppl. 1.10), so contacts,
+clashes and compactness are visible to it during training.
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ import torch
 from torch import nn
 
 from moldiff.core.guidance import below_noise_level, gradient_guidance
+from moldiff.core.parameterisation import edm_preconditioning
 from moldiff.core.settings import require_positive
-from moldiff.nn.embeddings import SinusoidalEmbedding
+from moldiff.nn.embeddings import GaussianRBF, SinusoidalEmbedding
 
 from .dataset import BackboneBatch
 from .geometry import as_ca, bond_angles, dihedral_angle
@@ -66,6 +71,7 @@ __all__ = [
     "motif_distance_log_likelihood",
     "parse_potentials",
     "sampling_options",
+    "state_angles",
     "structure_log_likelihood",
     "POTENTIALS",
     "padded",
@@ -199,6 +205,14 @@ def ca_from_internal(theta: Tensor, tau: Tensor, bond: float = CA_CA_DISTANCE) -
     return torch.stack(points, dim=-2)
 
 
+def state_angles(x: Tensor, config: AngleBackboneConfig) -> tuple[Tensor, Tensor]:
+    """``(theta, tau)`` in radians of state rows ``x [..., 3]`` (module docstring; ``theta`` clamped
+    to ``[1, 179]`` deg, ``tau = atan2(sin, cos)`` of the last two columns)."""
+    theta = x[..., 0] / config.angle_scale * config.theta_std + config.theta_mean
+    theta = torch.deg2rad(theta.clamp(1.0, 179.0))
+    return theta, torch.atan2(x[..., 2], x[..., 1])
+
+
 def padded(x: Tensor, lengths: Sequence[int]) -> tuple[Tensor, Tensor]:
     """A packed ``[N, ...]`` tensor of consecutive chains as ``([B, max_len, ...], mask [B, max_len])``."""
     sizes = torch.as_tensor(list(lengths), dtype=torch.long, device=x.device)
@@ -249,6 +263,15 @@ class AngleBackboneConfig(BackboneModelConfig):
         distance_loss_cutoff: it compares residue pairs at most this far apart (A) in the true or
             the decoded chain (default: 12).
         distance_loss_sigma_max: it applies to chains noised up to this ``sigma`` (default: 0.5).
+        geometry_features: recycling (AlphaFold 2's, Jumper et al. 2021, Suppl. 1.10): the network
+            runs twice, the clean prediction of the first pass is decoded to a chain, and Gaussian
+            radial basis functions (this many) of that chain's CA-CA distances become a per-head
+            attention bias of every layer of the second (0: off, one pass) (default: 0). The angles alone
+            do not say which residues touch or how compact the chain is; this lets the network see
+            the 3D chain it is predicting, at every noise level (the bias starts at zero, so a model
+            without it fine-tunes from step 0 unchanged; twice the network's cost). Needs
+            ``prediction: edm`` (the clean prediction is formed from the preconditioned input).
+        geometry_cutoff: the last basis centre, A (default: 16).
         sample_potentials: guiding potentials every sample is drawn with, ``{name: weight}`` (names of
             :data:`POTENTIALS`; default: none). The state sees no clash and no compactness; these
             push the decoded chain (:func:`structure_log_likelihood`), as RFdiffusion's auxiliary
@@ -289,9 +312,19 @@ class AngleBackboneConfig(BackboneModelConfig):
     distance_loss_weight: float = 0.0
     distance_loss_cutoff: float = 12.0
     distance_loss_sigma_max: float = 0.5
+    geometry_features: int = 0
+    geometry_cutoff: float = 16.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.geometry_features < 0:
+            raise ValueError(f"geometry_features must be at least 0, got {self.geometry_features}")
+        if self.geometry_features and self.prediction != "edm":
+            raise ValueError(
+                f"geometry_features needs prediction: edm (the recycled clean prediction is formed from c_in x), "
+                f"got {self.prediction!r}"
+            )
+        require_positive(self, "geometry_cutoff")
         if self.distance_loss_weight < 0:
             raise ValueError(f"distance_loss_weight must be at least 0, got {self.distance_loss_weight}")
         require_positive(self, "distance_loss_cutoff", "distance_loss_sigma_max")
@@ -356,12 +389,41 @@ class AngleTransformer(nn.Module):
         self.relative_bias = nn.Embedding(2 * r + 1, config.heads)
         nn.init.zeros_(self.relative_bias.weight)
         self.blocks = nn.ModuleList(_Block(d, config.heads) for _ in range(config.layers))
+        self.geometry_rbf = self.geometry_bias = None
+        if config.geometry_features:
+            self.geometry_rbf = GaussianRBF(config.geometry_features, 0.0, config.geometry_cutoff)
+            self.geometry_bias = nn.Linear(config.geometry_features, config.heads)
+            nn.init.zeros_(self.geometry_bias.weight)
+            nn.init.zeros_(self.geometry_bias.bias)
         self.norm = nn.LayerNorm(d, elementwise_affine=False)
         self.out_modulation = nn.Linear(d, 2 * d)
         self.out = nn.Linear(d, 3)
         for layer in (self.out_modulation, self.out):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+
+    def chain_distances(self, state: Tensor) -> Tensor:
+        """CA-CA distances (A) of the chains padded state rows ``state [B, n, 3]`` (data units) decode
+        to, between the residues at the centre of each row's bond angle (residue ``j + 1`` for row
+        ``j``): ``[B, n, n]`` float32 (:func:`ca_from_internal`; rows beyond a chain's end decode to
+        junk, which the attention mask hides)."""
+        theta, tau = state_angles(state.float(), self.config)
+        ca = ca_from_internal(theta, tau[..., :-1], self.config.bond)[:, 1:-1]
+        return ((ca[:, :, None] - ca[:, None, :]).square().sum(-1) + 1e-6).sqrt()
+
+    def recycled_state(self, xs: Tensor, out: Tensor, t: Tensor) -> Tensor:
+        """The clean prediction ``D = c_skip x_t + c_out F`` (Karras et al. 2022, Eq. 7) of a first
+        pass ``F = out [B, n, 3]`` on the padded input ``xs = c_in x_t``, in data units; ``t`` is
+        ``c_noise = ln(sigma) / 4``, ``[B]``."""
+        c_skip, c_out, c_in, _ = edm_preconditioning(torch.exp(4 * t.float().reshape(-1)), self.config.sigma_data)
+        c_skip, c_out, c_in = (c.reshape(-1, 1, 1) for c in (c_skip, c_out, c_in))
+        return c_skip * xs.float() / c_in + c_out * out.float()
+
+    def _trunk(self, h: Tensor, cond: Tensor, biases: list[Tensor]) -> Tensor:
+        for block, layer_bias in zip(self.blocks, biases):
+            h = block(h, cond, layer_bias)
+        shift, scale = self.out_modulation(cond)[:, None].chunk(2, dim=-1)
+        return self.out(self.norm(h) * (1 + scale) + shift)
 
     def forward(self, x: Tensor, t: Tensor, *, batch: Tensor, num_graphs: int) -> Tensor:
         sizes = torch.bincount(batch, minlength=num_graphs)
@@ -376,11 +438,15 @@ class AngleTransformer(nn.Module):
         rel = (offset[None, :] - offset[:, None]).clamp(-r, r) + r
         bias = self.relative_bias(rel).permute(2, 0, 1)[None].to(x.dtype)  # [1, H, L, L]
         bias = bias.masked_fill(~mask[:, None, None, :], float("-inf"))
-        for block in self.blocks:
-            h = block(h, cond, bias)
-        shift, scale = self.out_modulation(cond)[:, None].chunk(2, dim=-1)
-        out = self.out(self.norm(h) * (1 + scale) + shift)
-        return out[mask]
+        if self.geometry_bias is None:
+            return self._trunk(h, cond, [bias] * len(self.blocks))[mask]
+        # recycling (AlphaFold 2): a first pass without geometry, its clean prediction decoded to a
+        # chain, that chain's distances as the bias of the second pass; no gradient through the first
+        with torch.no_grad():
+            first = self._trunk(h, cond, [bias] * len(self.blocks))
+            distances = self.chain_distances(self.recycled_state(xs, first, t))
+        geometry = self.geometry_bias(self.geometry_rbf(distances)).to(x.dtype).permute(0, 3, 1, 2)  # [B, H, n, n]
+        return self._trunk(h, cond, [bias + geometry] * len(self.blocks))[mask]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -429,11 +495,8 @@ class AngleBackboneDiffusion(BackboneDiffusion):
         return torch.cat([self._state_of_chain(chain) for chain in torch.split(ca, sizes)])
 
     def angles(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(theta, tau)`` in radians of state rows ``x [..., 3]`` (``theta`` clamped to ``[1, 179]`` deg)."""
-        cfg = self.config
-        theta = x[..., 0] / cfg.angle_scale * cfg.theta_std + cfg.theta_mean
-        theta = torch.deg2rad(theta.clamp(1.0, 179.0))
-        return theta, torch.atan2(x[..., 2], x[..., 1])
+        """:func:`state_angles` under this model's config."""
+        return state_angles(x, self.config)
 
     def decode_padded(self, x: Tensor, lengths: Sequence[int]) -> tuple[Tensor, Tensor]:
         """CA traces (A, float64) of a packed state, padded: ``(ca [B, max L, 3], mask [B, max L])``,

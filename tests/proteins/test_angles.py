@@ -104,6 +104,41 @@ def test_network_treats_chains_of_a_packed_batch_independently():
     torch.testing.assert_close(both[20:], alone, rtol=1e-5, atol=1e-5)
 
 
+def test_recycling_sees_the_predicted_chain_and_starts_as_the_model_without_it(heldout):
+    """geometry_features: the first pass's clean prediction decodes to the chain it predicts (at a
+    small sigma, the real domain's distances); a zero-initialised bias leaves the output of the model
+    without it unchanged; once trained, the output depends on those distances."""
+    from moldiff.core.parameterisation import edm_preconditioning
+
+    plain, seeing = _tiny(), _tiny(geometry_features=8)
+    with torch.no_grad():  # a network that is not all zeros (adaLN-Zero starts at the identity)
+        for parameter in plain.network.parameters():
+            parameter.normal_(0.0, 0.2, generator=torch.Generator().manual_seed(parameter.numel()))
+    seeing.network.load_state_dict(plain.network.state_dict(), strict=False)
+    ca = torch.as_tensor(heldout[0].ca, dtype=torch.float32)
+    state = seeing.encode(ca, torch.zeros(len(ca), dtype=torch.long), 1)
+    real = torch.cdist(ca[1:-1].double(), ca[1:-1].double()).float()
+    network = seeing.network
+    seen = network.chain_distances(state[None])[0]
+    assert (seen - real).abs().max() < 0.5  # exact 3.80 A spacing against the data's 3.80 +- 0.05
+    sigma = torch.tensor([1e-3])
+    _, _, c_in, c_noise = edm_preconditioning(sigma, seeing.config.sigma_data)
+    x, t = c_in * state, c_noise
+    first = torch.randn(1, len(state), 3)  # any first pass: at this sigma D is x_t to within c_out = O(sigma)
+    recycled = network.recycled_state(x[None], first, t)
+    assert (network.chain_distances(recycled)[0] - real).abs().max() < 0.5
+    batch = torch.zeros(len(state), dtype=torch.long)
+    torch.testing.assert_close(network(x, t, batch=batch, num_graphs=1), plain.network(x, t, batch=batch, num_graphs=1))
+    torch.nn.init.normal_(network.geometry_bias.weight)
+    assert not torch.allclose(
+        network(x, t, batch=batch, num_graphs=1), plain.network(x, t, batch=batch, num_graphs=1), atol=1e-4
+    )
+    with pytest.raises(ValueError, match="prediction: edm"):
+        AngleBackboneConfig(geometry_features=8, prediction="eps")
+    with pytest.raises(ValueError, match="geometry_features"):
+        AngleBackboneConfig(geometry_features=-1)
+
+
 def test_padded_round_trip():
     x = torch.arange(10.0).reshape(5, 2)
     out, mask = padded(x, [2, 3])
