@@ -386,6 +386,31 @@ class MoleculeFlow(nn.Module):
             device=device,
         )
 
+    def adapt_trained_weights(self, weights: dict[str, Tensor], source_config: dict) -> tuple[dict, list[str]]:
+        """``train.init_partial`` from a model conditioned on more properties: its condition embedding
+        reduced to this model's properties, exactly (``(weights, [adapted names])``; unchanged when
+        the source is not such a model).
+
+        The source embeds ``e = W_out silu(sum_p e_p)`` (:class:`~moldiff.nn.MaskedScalarEmbedding`);
+        the properties this model lacks are always missing here, so their constant ``sum m_q`` is
+        folded into the kept properties' bias and "missing" rows (a ``1/k`` share each of the ``k``
+        kept): given any subset of this model's properties, it embeds them as the source did with
+        the others missing, so step 0 samples as the source conditioned on those alone.
+        """
+        source = list(((source_config or {}).get("model") or {}).get("conditioning") or [])
+        mine = self.conditioning
+        prefix = "condition_embedding."
+        if not mine or source == mine or not set(mine) <= set(source) or f"{prefix}weight" not in weights:
+            return weights, []
+        keep = [source.index(p) for p in mine]
+        dropped = [i for i in range(len(source)) if i not in keep]
+        out = dict(weights)
+        folded = weights[f"{prefix}missing"][dropped].sum(0) / len(keep)
+        out[f"{prefix}weight"] = weights[f"{prefix}weight"][keep].clone()
+        out[f"{prefix}bias"] = weights[f"{prefix}bias"][keep] + folded
+        out[f"{prefix}missing"] = weights[f"{prefix}missing"][keep] + folded
+        return out, [f"{prefix}{name}" for name in ("weight", "bias", "missing")]
+
     def drop_conditions(self, present: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Training's condition dropout: each property kept with probability ``1 - condition_dropout``
         (or, with probability ``condition_single``, exactly one drawn uniformly), then all of a

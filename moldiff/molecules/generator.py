@@ -131,7 +131,7 @@ class MoleculeGenerator(Generator):
 
     #: Whether :meth:`plan` draws the sizes of a job with given targets from ``p(N | c)``
     #: (:func:`~moldiff.molecules.training_data.sample_num_atoms_given_context`) instead of ``p(N)``:
-    #: false for the EDM-style models (EDM's protocol, and the shipped ``qm9_alpha``'s figures), true
+    #: false for the EDM-style models (EDM's protocol, and the shipped ``qm9_alpha_edm``'s figures), true
     #: for the bond-aware family.
     sizes_given_condition = False
 

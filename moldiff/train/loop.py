@@ -210,6 +210,8 @@ def init_report_line(report: dict[str, list[str]]) -> str:
         return ", ".join(items[:6]) + (f" and {len(items) - 6} more" if len(items) > 6 else "")
 
     parts = []
+    if report.get("adapted"):
+        parts.append(f"adapted by the model: {names(report['adapted'])}")
     if report.get("grown"):
         parts.append(f"grown (trained block kept, zeros elsewhere): {names(report['grown'])}")
     if report.get("new"):
@@ -728,9 +730,12 @@ class Trainer:
         Args:
             source: a pretrained name (see :mod:`moldiff.pretrained`) or a checkpoint /
                 exported weights file of this run's task whose weights fit this model exactly.
-            partial: accept weights that fit in part (``train.init_partial``): tensors that grew get
+            partial: accept weights that fit in part (``train.init_partial``): a model with an
+                ``adapt_trained_weights(weights, source_config) -> (weights, [names])`` method maps
+                them first (e.g. :meth:`moldiff.molecules.flow_model.MoleculeFlow.adapt_trained_weights`,
+                a conditional model reduced to a subset of its properties); then tensors that grew get
                 the file's values in their leading block and zeros elsewhere, tensors the file lacks
-                keep the model's initialisation (listed in :attr:`init_report`).
+                keep the model's initialisation (all listed in :attr:`init_report`).
 
         Returns:
             The file the weights came from.
@@ -749,7 +754,13 @@ class Trainer:
         weights = trained_weights(ckpt)
         own = self.model.state_dict()
         if partial:
+            adapted = []
+            adapt = getattr(self.model, "adapt_trained_weights", None)
+            if adapt is not None:  # a model that knows how its weights map from a related config's
+                weights, adapted = adapt(weights, ckpt.get("config") or {})
             weights, self.init_report = grow_weights(weights, own)
+            if adapted:
+                self.init_report = {**self.init_report, "adapted": adapted}
         problems = [f"missing {k}" for k in own if k not in weights]
         problems += [f"unexpected {k}" for k in weights if k not in own]
         problems += [

@@ -316,6 +316,32 @@ def test_the_engine_trains_a_conditional_model_from_an_unconditional_one_and_it_
     assert "molecule_stability" in read_log(tmp_path / "c" / "log.jsonl", kind="eval")[-1]
     ckpt = str(result.last_checkpoint)
 
+    # a one-property model initialised from the two-property one denoises as it did with that property
+    # alone (the other's constant "missing" embedding folded in), given and missing alike
+    single = Trainer(config(["gap"]), out_dir=tmp_path / "g")
+    single.init_weights(ckpt, partial=True)
+    assert single.init_report == {"adapted": [f"condition_embedding.{n}" for n in ("weight", "bias", "missing")]}
+    two = moldiff.load_pretrained(ckpt).model
+    two_config = {"model": {"conditioning": PROPS}}
+    batch = collate_bonded([small_qm9[i] for i in range(3)])
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(3, generator=g)
+    with torch.no_grad():  # two training steps barely move the condition's weights: make them count
+        for name, value in two.named_parameters():
+            if name.startswith("condition_embedding") or ".film." in name or "node_embedding" in name:
+                value.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(value.numel()))
+    single.model.load_state_dict(single.model.adapt_trained_weights(two.state_dict(), two_config)[0])
+    values = torch.tensor([[0.5, -0.3]] * 3)
+    outputs = {}
+    for given in (True, False):
+        mask = torch.tensor([[False, given]] * 3)
+        want = two.denoise_batch(batch, t, condition=values, condition_mask=mask)
+        got = single.model.denoise_batch(batch, t, condition=values[:, 1:], condition_mask=mask[:, 1:])
+        for block in want:
+            torch.testing.assert_close(got[block], want[block], rtol=1e-4, atol=1e-5)
+        outputs[given] = torch.cat([want[block].flatten() for block in sorted(want)])
+    assert (outputs[True] - outputs[False]).abs().max() > 1e-2  # the condition matters
+
     gen = moldiff.load_pretrained(ckpt)
     alpha_lo, alpha_hi = gen.model.stats["context_range"]["alpha"]
     both = {"alpha": float(alpha_lo + alpha_hi) / 2, "gap": 0.25}
