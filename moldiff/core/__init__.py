@@ -56,6 +56,7 @@ from .parameterisation import (
     DiffusionDenoiser,
     convert_prediction,
     edm_preconditioning,
+    edm_sigma_from_c_noise,
     prediction_from_x0,
     x0_from_prediction,
 )
@@ -149,6 +150,7 @@ __all__ = [
     "DiffusionDenoiser",
     "convert_prediction",
     "edm_preconditioning",
+    "edm_sigma_from_c_noise",
     "prediction_from_x0",
     "x0_from_prediction",
     "JOINT_SAMPLERS",

@@ -82,6 +82,12 @@ def edm_preconditioning(sigma: Tensor, sigma_data: float) -> tuple[Tensor, Tenso
     return c_skip, c_out, c_in, c_noise
 
 
+def edm_sigma_from_c_noise(c_noise: Tensor) -> Tensor:
+    """The noise level a network was given as :func:`edm_preconditioning`'s ``c_noise = ln(sigma) / 4``:
+    ``sigma = exp(4 c_noise)``, for networks that need ``sigma`` itself (e.g. to undo ``c_in``)."""
+    return torch.exp(4 * c_noise)
+
+
 class DiffusionDenoiser(nn.Module):
     """Wrap a network into the denoiser contract used by samplers, losses and guidance.
 

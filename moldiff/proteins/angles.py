@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from moldiff.core.guidance import below_noise_level, gradient_guidance
-from moldiff.core.parameterisation import edm_preconditioning
+from moldiff.core.parameterisation import edm_preconditioning, edm_sigma_from_c_noise
 from moldiff.core.settings import require_positive
 from moldiff.nn.embeddings import GaussianRBF, SinusoidalEmbedding
 
@@ -409,19 +409,21 @@ class AngleTransformer(nn.Module):
         junk, which the attention mask hides)."""
         theta, tau = state_angles(state.float(), self.config)
         ca = ca_from_internal(theta, tau[..., :-1], self.config.bond)[:, 1:-1]
-        return ((ca[:, :, None] - ca[:, None, :]).square().sum(-1) + 1e-6).sqrt()
+        return torch.cdist(ca, ca)
 
     def recycled_state(self, xs: Tensor, out: Tensor, t: Tensor) -> Tensor:
         """The clean prediction ``D = c_skip x_t + c_out F`` (Karras et al. 2022, Eq. 7) of a first
         pass ``F = out [B, n, 3]`` on the padded input ``xs = c_in x_t``, in data units; ``t`` is
         ``c_noise = ln(sigma) / 4``, ``[B]``."""
-        c_skip, c_out, c_in, _ = edm_preconditioning(torch.exp(4 * t.float().reshape(-1)), self.config.sigma_data)
+        sigma = edm_sigma_from_c_noise(t.float().reshape(-1))
+        c_skip, c_out, c_in, _ = edm_preconditioning(sigma, self.config.sigma_data)
         c_skip, c_out, c_in = (c.reshape(-1, 1, 1) for c in (c_skip, c_out, c_in))
         return c_skip * xs.float() / c_in + c_out * out.float()
 
-    def _trunk(self, h: Tensor, cond: Tensor, biases: list[Tensor]) -> Tensor:
-        for block, layer_bias in zip(self.blocks, biases):
-            h = block(h, cond, layer_bias)
+    def _trunk(self, h: Tensor, cond: Tensor, bias: Tensor) -> Tensor:
+        """The blocks and the output layer, every block with the attention bias ``bias``."""
+        for block in self.blocks:
+            h = block(h, cond, bias)
         shift, scale = self.out_modulation(cond)[:, None].chunk(2, dim=-1)
         return self.out(self.norm(h) * (1 + scale) + shift)
 
@@ -439,14 +441,14 @@ class AngleTransformer(nn.Module):
         bias = self.relative_bias(rel).permute(2, 0, 1)[None].to(x.dtype)  # [1, H, L, L]
         bias = bias.masked_fill(~mask[:, None, None, :], float("-inf"))
         if self.geometry_bias is None:
-            return self._trunk(h, cond, [bias] * len(self.blocks))[mask]
+            return self._trunk(h, cond, bias)[mask]
         # recycling (AlphaFold 2): a first pass without geometry, its clean prediction decoded to a
         # chain, that chain's distances as the bias of the second pass; no gradient through the first
         with torch.no_grad():
-            first = self._trunk(h, cond, [bias] * len(self.blocks))
+            first = self._trunk(h, cond, bias)
             distances = self.chain_distances(self.recycled_state(xs, first, t))
         geometry = self.geometry_bias(self.geometry_rbf(distances)).to(x.dtype).permute(0, 3, 1, 2)  # [B, H, n, n]
-        return self._trunk(h, cond, [bias + geometry] * len(self.blocks))[mask]
+        return self._trunk(h, cond, bias + geometry)[mask]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from moldiff.core import (
     best_particles,
     denoising_loss,
     edm_preconditioning,
+    edm_sigma_from_c_noise,
     get_sampler,
     initial_noise,
     inpainting,
@@ -261,7 +262,7 @@ class BackboneNetwork(nn.Module):
         cfg = self.config
         if cfg.prediction != "edm":
             return torch.full_like(t, cfg.coord_scale)
-        _, _, c_in, _ = edm_preconditioning(torch.exp(4 * t), cfg.sigma_data)  # sigma from c_noise = ln(sigma) / 4
+        _, _, c_in, _ = edm_preconditioning(edm_sigma_from_c_noise(t), cfg.sigma_data)
         return cfg.coord_scale / c_in
 
     def graph(
