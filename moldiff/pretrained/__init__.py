@@ -24,7 +24,11 @@ _TABLE3_PROPERTIES = ("alpha", "gap", "homo", "lumo", "mu", "Cv")
 #: the properties with a generator of their own (configs/qm9_flow_property.yaml, EDM's one model per
 #: property), shipped as qm9_<property>: those whose own model beat qm9_cond on EDM's Table 3; the
 #: other properties' names are qm9_cond under that name
-PROPERTY_MODELS = ("alpha", "gap", "lumo", "Cv")
+PROPERTY_MODELS = ("alpha", "gap", "homo", "lumo", "Cv")
+
+#: the per-property models fine-tuned from the six-property qm9_cond (its condition embedding reduced
+#: exactly to the one property, MoleculeFlow.adapt_trained_weights); the others from the unconditional qm9
+_SPECIALISED_FROM_COND = ("gap", "homo")
 
 #: name -> (file in moldiff/pretrained, one-line description)
 PRETRAINED: dict[str, tuple[str, str]] = {
@@ -46,8 +50,9 @@ PRETRAINED: dict[str, tuple[str, str]] = {
     **{
         f"qm9_{name}": (
             f"qm9_{name}.pt",
-            f"bond-aware QM9 generator conditioned on {name} alone (EDM's one model per property: qm9 fine-tuned "
-            f"with {name} and the null condition of classifier-free guidance), trained on the generator half of "
+            f"bond-aware QM9 generator conditioned on {name} alone (EDM's one model per property: "
+            f"{'qm9_cond' if name in _SPECIALISED_FROM_COND else 'qm9'} fine-tuned with {name} and the null "
+            "condition of classifier-free guidance), trained on the generator half of "
             "EDM's split on one CPU core",
         )
         for name in PROPERTY_MODELS

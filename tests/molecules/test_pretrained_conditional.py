@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import moldiff
-from moldiff.pretrained import PROPERTY_MODELS, pretrained_path
+from moldiff.pretrained import PRETRAINED, PROPERTY_MODELS, pretrained_path
 
 needs_qm9 = pytest.mark.skipif(
     find_spec("qm9pack") is None, reason="qm9pack is not installed (pip install 'moldiff[qm9]')"
@@ -118,6 +118,9 @@ def test_a_property_with_a_model_of_its_own_has_a_small_one_trained_on_the_gener
     assert model["conditioning"] == [name] and model["condition_dropout"] == 0 and model["condition_dropout_all"] > 0
     assert ckpt["config"]["data"]["half"] == "generator"
     assert ckpt["dataset_stats"]["num_molecules"] == 50_000
+    # the description names the model it was fine-tuned from, as its recorded recipe does
+    start = ckpt["config"]["train"]["init_from"]
+    assert start in ("qm9", "qm9_cond") and f"{start} fine-tuned with {name}" in PRETRAINED[f"qm9_{name}"][1]
 
 
 def test_each_property_name_draws_its_own_property_alone_without_a_condition():
