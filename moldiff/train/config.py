@@ -122,6 +122,11 @@ class TrainConfig:
             that they change nothing, e.g. zero FiLM weights). A tensor of the file that the model
             lacks, or that shrank, is still an error. The run's start event lists what was grown or
             new (default: false).
+        new_lr_scale: with ``init_partial``, the learning rate of the parameters the trained weights
+            lacked (the start event's ``new`` tensors) as a multiple of ``lr``: layers added to a
+            trained network at zero (FiLM of a new condition, a recycling bias) then move that much
+            faster than the trained body, under the same warm-up and decay. A resumed run keeps the
+            checkpoint's set of such tensors at this config's scale (default: 1, one rate for all).
         out_dir: run folder; ``None`` means ``runs/<config file name>`` (default: ``None``).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"`` (default: ``"auto"``).
         progress: show a progress bar on rank 0 when stderr is a terminal (default: true).
@@ -155,6 +160,7 @@ class TrainConfig:
     seed: int = 0
     init_from: Optional[str] = None
     init_partial: bool = False
+    new_lr_scale: float = 1.0
     out_dir: Optional[str] = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True
@@ -171,6 +177,13 @@ class TrainConfig:
             raise ConfigError(f"train.lr: must be positive, got {self.lr!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay: must lie in [0, 1), got {self.ema_decay!r}")
+        if not (self.new_lr_scale > 0 and math.isfinite(self.new_lr_scale)):
+            raise ConfigError(f"train.new_lr_scale: must be a positive number, got {self.new_lr_scale!r}")
+        if self.new_lr_scale != 1.0 and not (self.init_partial and self.init_from):
+            raise ConfigError(
+                "train.new_lr_scale: scales the tensors that train.init_partial adds to trained weights; "
+                "set train.init_from and train.init_partial=true, or leave it at 1"
+            )
         if not 0.0 <= self.lr_min_ratio <= 1.0:
             raise ConfigError(f"train.lr_min_ratio: must lie in [0, 1], got {self.lr_min_ratio!r}")
         if self.clip != "none" and self.clip_value <= 0:

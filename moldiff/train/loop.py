@@ -344,9 +344,10 @@ class Trainer:
             )
         self.bundle = bundle
         self.init_report: dict[str, list[str]] = {}
+        self.lr_scaled: list[str] = []  # parameters trained at train.new_lr_scale x lr
         self.model = bundle.model.to(self.device)
         self.ema = EMA(self.model, tc.ema_decay, tc.ema_warmup).to(self.device)
-        self.optimizer = build_optimizer(self.model, tc.lr, tc.weight_decay, tc.betas, tc.eps)
+        self._build_optimizer()
         self.lr_schedule = LRSchedule(tc.steps, tc.warmup_steps, tc.lr_decay, tc.lr_min_ratio)
         self.clipper = GradClipper(tc.clip, tc.clip_value, tc.clip_history)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -571,6 +572,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "lr_scaled": list(self.lr_scaled),
             "lr_scheduler": self.lr_schedule.state_dict(),
             "clipper": self.clipper.state_dict(),
             "rng": rng,
@@ -615,7 +617,15 @@ class Trainer:
                 f"model.* setting change since it was written?): {detail}"
             ) from None
         self.ema.load_state_dict(ckpt["ema"])
+        self.lr_scaled = list(ckpt.get("lr_scaled") or [])
+        if self.lr_scaled:  # the optimiser's groups as the checkpoint's run built them
+            self._build_optimizer()
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.lr_scaled:  # this config's scale (the checkpoint's groups carry the one they had)
+            scaled = {id(p) for name, p in self.model.named_parameters() if name in set(self.lr_scaled)}
+            for group in self.optimizer.param_groups:
+                if all(id(p) in scaled for p in group["params"]):
+                    group["lr_scale"] = self.tc.new_lr_scale
         self.clipper.load_state_dict(ckpt["clipper"])
         self.step = int(ckpt["step"])
         self.skipped_steps = int(ckpt.get("skipped_steps", 0))
@@ -723,6 +733,13 @@ class Trainer:
         if self.is_main:
             print(f"moldiff train: {message}", file=sys.stderr, flush=True)
             self._resume_notes.append(message)
+
+    def _build_optimizer(self) -> None:
+        """AdamW over the model (:func:`build_optimizer`), :attr:`lr_scaled` in groups of their own at
+        ``train.new_lr_scale`` x the rate."""
+        tc = self.tc
+        scales = {name: tc.new_lr_scale for name in self.lr_scaled}
+        self.optimizer = build_optimizer(self.model, tc.lr, tc.weight_decay, tc.betas, tc.eps, lr_scales=scales)
 
     def init_weights(self, source: str | Path, partial: bool = False) -> Path:
         """Set the model and its EMA to trained weights (``train.init_from``) before a fresh run.
@@ -878,6 +895,17 @@ class Trainer:
                     file=sys.stderr,
                     flush=True,
                 )
+            if tc.new_lr_scale != 1.0:  # the optimiser has no state yet: regroup it
+                trainable = {name for name, p in self.model.named_parameters() if p.requires_grad}
+                self.lr_scaled = [name for name in self.init_report.get("new", []) if name in trainable]
+                self._build_optimizer()
+                if self.is_main:
+                    print(
+                        f"moldiff train: train.new_lr_scale: {len(self.lr_scaled)} new parameter tensor(s) at "
+                        f"{tc.new_lr_scale:g} x lr",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_yaml(self.config, self.out_dir / "config.yaml")
@@ -896,6 +924,7 @@ class Trainer:
                     "checkpoint": str(self.resumed_from) if self.resumed_from else None,
                     "init_from": None if self.resumed_from else tc.init_from,
                     **({"init_partial": self.init_report} if self.init_report and not self.resumed_from else {}),
+                    **({"lr_scaled": self.lr_scaled, "new_lr_scale": tc.new_lr_scale} if self.lr_scaled else {}),
                     "task": self.config.task,
                     "device": str(self.device),
                     "world_size": self.dist.world_size,

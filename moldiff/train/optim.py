@@ -20,7 +20,12 @@ __all__ = ["build_optimizer", "LRSchedule", "GradClipper", "grad_norm"]
 
 
 def build_optimizer(
-    model: nn.Module, lr: float, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    model: nn.Module,
+    lr: float,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    lr_scales: dict[str, float] | None = None,
 ) -> torch.optim.AdamW:
     """AdamW over the trainable parameters; biases and normalisation weights (1-D tensors) are not decayed.
 
@@ -29,13 +34,24 @@ def build_optimizer(
         lr: peak learning rate (the schedule multiplies it).
         weight_decay: decoupled weight decay for matrices and kernels.
         betas, eps: AdamW's moment coefficients and epsilon.
+        lr_scales: ``{parameter name: factor}``: those parameters get their own group whose
+            ``"lr_scale"`` :meth:`LRSchedule.apply` multiplies the rate by (default: none, 1 for all).
+
+    Raises:
+        ValueError: a name of ``lr_scales`` that is not a trainable parameter of the model.
     """
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
+    lr_scales = dict(lr_scales or {})
+    named = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    unknown = sorted(set(lr_scales) - set(named))
+    if unknown:
+        raise ValueError(f"lr_scales names {unknown[:3]}, not trainable parameters of the model")
+    by_group: dict[tuple[bool, float], list[torch.Tensor]] = {}
+    for name, p in named.items():
+        by_group.setdefault((p.dim() >= 2, float(lr_scales.get(name, 1.0))), []).append(p)
+    groups = [
+        {"params": params, "weight_decay": weight_decay if decays else 0.0, "lr_scale": scale}
+        for (decays, scale), params in sorted(by_group.items(), key=lambda item: (not item[0][0], item[0][1]))
+    ]
     if not groups:
         raise ValueError("the model has no trainable parameters")
     # foreach kernels are fast on both CPU and CUDA; fused needs every parameter on CUDA.
@@ -79,10 +95,11 @@ class LRSchedule:
         return self.min_ratio + (1.0 - self.min_ratio) * shape
 
     def apply(self, optimizer: torch.optim.Optimizer, base_lr: float, step: int) -> float:
-        """Set every parameter group's learning rate for ``step``; returns the rate."""
+        """Set every parameter group's learning rate for ``step`` (times the group's ``"lr_scale"``,
+        1 when it has none); returns the base group's rate."""
         lr = base_lr * self.factor(step)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
     def state_dict(self) -> dict:

@@ -443,3 +443,47 @@ def test_init_partial_grows_the_trained_tensors_and_refuses_shrinking_ones(tmp_p
     weights, report = grow_weights({"a": torch.full((2, 2), 5.0)}, own)
     assert weights["a"].tolist() == [[5.0, 5.0, 0.0], [5.0, 5.0, 0.0]] and torch.equal(weights["b"], own["b"])
     assert report == {"grown": ["a"], "new": ["b"]} and grow_weights(own, own)[1] == {}
+
+
+def test_new_lr_scale_moves_the_added_tensors_that_much_faster_and_resumes_exactly(tmp_path, toy_config):
+    """train.new_lr_scale: the tensors init_partial adds train at k x lr. Adam's first step moves a
+    parameter by lr * m / (sqrt(v) + eps), the same gradient for both runs here, so k x lr moves the
+    added tensors exactly k times as far and leaves every trained tensor's step as it was."""
+    from moldiff.train.config import ConfigError
+
+    first = _run(toy_config(steps=5, eval_every=0), tmp_path / "first")
+    source = str(first.checkpoints.latest())
+
+    def deeper(**train):
+        cfg = toy_config(eval_every=0, init_from=source, init_partial=True, weight_decay=0.0, **train)
+        cfg.model.depth = 3  # a third layer the trained weights lack
+        return cfg
+
+    start = _run(deeper(steps=20), tmp_path / "start", stop_at=0).model.state_dict()
+    moved = {}
+    for scale in (1.0, 10.0):
+        trainer = _run(deeper(steps=20, new_lr_scale=scale), tmp_path / f"scale{scale:g}", stop_at=1)
+        moved[scale] = {k: v - start[k] for k, v in trainer.model.state_dict().items()}
+        lrs = {group["lr_scale"]: group["lr"] for group in trainer.optimizer.param_groups}
+        assert set(lrs) == ({1.0} if scale == 1.0 else {1.0, scale})
+        assert lrs[scale] == pytest.approx(scale * lrs[1.0])
+    added = trainer.lr_scaled
+    assert added == trainer.init_report["new"] and added
+    event = read_log(tmp_path / "scale10" / "log.jsonl", kind="event")[0]
+    assert event["lr_scaled"] == added and event["new_lr_scale"] == 10.0
+    for name, step in moved[1.0].items():
+        factor = 10.0 if name in added else 1.0
+        assert torch.allclose(moved[10.0][name], factor * step, rtol=1e-4, atol=1e-7), name
+    assert all(float(moved[1.0][name].abs().max()) > 0 for name in added)
+
+    # the scaled groups come back on resume: an interrupted run ends where an uninterrupted one does
+    cfg = deeper(steps=12, ckpt_every=4, new_lr_scale=5.0)
+    full = _run(cfg, tmp_path / "full")
+    _run(cfg, tmp_path / "cut", stop_at=6)
+    resumed = _run(cfg, tmp_path / "cut", resume=True)
+    assert resumed.lr_scaled == added and _equal_state(resumed.model.state_dict(), full.model.state_dict())
+
+    with pytest.raises(ConfigError, match="train.new_lr_scale.*init_partial"):
+        toy_config(new_lr_scale=10.0)
+    with pytest.raises(ConfigError, match="train.new_lr_scale: must be a positive"):
+        toy_config(init_from=source, init_partial=True, new_lr_scale=0.0)
