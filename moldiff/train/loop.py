@@ -622,7 +622,8 @@ class Trainer:
             self._build_optimizer()
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.lr_scaled:  # this config's scale (the checkpoint's groups carry the one they had)
-            scaled = {id(p) for name, p in self.model.named_parameters() if name in set(self.lr_scaled)}
+            names = set(self.lr_scaled)
+            scaled = {id(p) for name, p in self.model.named_parameters() if name in names}
             for group in self.optimizer.param_groups:
                 if all(id(p) in scaled for p in group["params"]):
                     group["lr_scale"] = self.tc.new_lr_scale
